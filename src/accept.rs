@@ -1,0 +1,106 @@
+//! Listener threads: each listener accepts on a thread of its own and
+//! hands connections to the handler, which decides whether to keep them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use log::{debug, warn};
+
+use crate::handler::Accepted;
+use crate::listener::Listener;
+use crate::manager::join_unless_self;
+use crate::stream::Closer;
+
+const LOG: &str = "connmgr";
+
+/// The first pause after an accept error; it doubles up to the maximum.
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// Controls one accept thread.
+pub(crate) struct AcceptorHandle {
+    thread: JoinHandle<()>,
+    closer: Option<Closer>,
+    stopping: Arc<AtomicBool>,
+    /// Dropped on close, which wakes the thread from an error pause.
+    wake: Sender<()>,
+}
+
+impl AcceptorHandle {
+    pub(crate) fn thread_id(&self) -> ThreadId {
+        self.thread.thread().id()
+    }
+
+    /// Makes the accept thread leave its loop.
+    pub(crate) fn close(&self) {
+        self.stopping.store(true, Ordering::Release);
+        if let Some(closer) = &self.closer {
+            closer.close();
+        }
+    }
+
+    pub(crate) fn join(self, me: ThreadId) {
+        drop(self.wake);
+        join_unless_self(self.thread, me);
+    }
+}
+
+/// Starts the accept thread for `listener`.
+pub(crate) fn spawn_acceptor(
+    mut listener: Box<dyn Listener>,
+    accepted: Sender<Accepted>,
+) -> std::io::Result<AcceptorHandle> {
+    let closer = listener
+        .closer()
+        .map_err(|e| warn!(target: LOG, "listener cannot be closed from another thread: {e}"))
+        .ok();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (wake, pause) = crossbeam_channel::bounded::<()>(0);
+    let flag = Arc::clone(&stopping);
+    let thread = thread::Builder::new()
+        .name("connmgr-accept".into())
+        .spawn(move || accept_loop(&mut *listener, &accepted, &flag, &pause))?;
+    Ok(AcceptorHandle {
+        thread,
+        closer,
+        stopping,
+        wake,
+    })
+}
+
+fn accept_loop(
+    listener: &mut dyn Listener,
+    accepted: &Sender<Accepted>,
+    stopping: &AtomicBool,
+    pause: &Receiver<()>,
+) {
+    let mut wait = FIRST_PAUSE;
+    while !stopping.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, remote)) => {
+                wait = FIRST_PAUSE;
+                if stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                if accepted.send(Accepted { stream, remote }).is_err() {
+                    break; // the handler is gone
+                }
+            }
+            Err(e) => {
+                if stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                // Out of descriptors and the like: pause instead of spinning.
+                warn!(target: LOG, "accept failed: {e}; pausing {wait:?}");
+                if pause.recv_timeout(wait).is_err_and(|e| e.is_disconnected()) {
+                    break;
+                }
+                wait = (wait * 2).min(MAX_PAUSE);
+            }
+        }
+    }
+    debug!(target: LOG, "accept thread exits");
+}

@@ -1,0 +1,346 @@
+//! Manager settings, their builder, and the errors that reject bad ones.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backoff::Backoff;
+use crate::clock::{Clock, SystemClock};
+use crate::conn::Conn;
+use crate::core::CoreConfig;
+use crate::dial::Dial;
+use crate::event::Event;
+use crate::listener::Listener;
+use crate::manager::Handle;
+use crate::notifier::Callbacks;
+use crate::request::ConnReq;
+use crate::source::AddressSource;
+
+/// Everything a [`ConnManager`](crate::ConnManager) needs. Build one with
+/// [`Config::builder`]; [`ConnManager::new`](crate::ConnManager::new)
+/// checks it.
+pub struct Config {
+    pub(crate) dialer: Option<Arc<dyn Dial>>,
+    pub(crate) source: Option<Arc<dyn AddressSource>>,
+    pub(crate) listeners: Vec<Box<dyn Listener>>,
+    pub(crate) listen_addrs: Vec<SocketAddr>,
+    pub(crate) core: CoreConfig,
+    pub(crate) dial_timeout: Duration,
+    pub(crate) pool_size: usize,
+    pub(crate) queue_size: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) close_on_stop: bool,
+    pub(crate) callbacks: Callbacks,
+}
+
+impl Config {
+    /// A builder with the defaults: target outbound 8, max inbound 125,
+    /// linear backoff from 5 s capped at 5 min, a connection must stay up
+    /// 30 s before its retry count resets, throttling after 25 automatic
+    /// failures in a row, 10 s dial timeout, 8 dialer threads with a queue
+    /// of 1024 jobs, the system clock, and established connections closed
+    /// on stop. There is no default dialer.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config {
+                dialer: None,
+                source: None,
+                listeners: Vec::new(),
+                listen_addrs: Vec::new(),
+                core: CoreConfig::default(),
+                dial_timeout: Duration::from_secs(10),
+                pool_size: 8,
+                queue_size: 1024,
+                clock: Arc::new(SystemClock),
+                close_on_stop: true,
+                callbacks: Callbacks::default(),
+            },
+        }
+    }
+
+    /// Checks every setting, naming the first one that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.core;
+        if self.dialer.is_none() {
+            return Err(ConfigError::NoDialer);
+        }
+        if self.pool_size == 0 {
+            return Err(ConfigError::ZeroDialerPool);
+        }
+        if self.queue_size == 0 {
+            return Err(ConfigError::ZeroDialQueue);
+        }
+        if self.dial_timeout.is_zero() {
+            return Err(ConfigError::ZeroDialTimeout);
+        }
+        if c.retry_duration.is_zero() {
+            return Err(ConfigError::ZeroRetryDuration);
+        }
+        if c.max_retry_duration < c.retry_duration {
+            return Err(ConfigError::MaxRetryBelowRetry {
+                retry: c.retry_duration,
+                max: c.max_retry_duration,
+            });
+        }
+        if let Backoff::Exponential { jitter } = c.backoff {
+            if !(0.0..=1.0).contains(&jitter) {
+                return Err(ConfigError::InvalidJitter(jitter));
+            }
+        }
+        if c.max_failed_attempts == 0 {
+            return Err(ConfigError::ZeroMaxFailedAttempts);
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("has_dialer", &self.dialer.is_some())
+            .field("has_address_source", &self.source.is_some())
+            .field("listeners", &self.listeners.len())
+            .field("listen_addrs", &self.listen_addrs)
+            .field("core", &self.core)
+            .field("dial_timeout", &self.dial_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("queue_size", &self.queue_size)
+            .field("close_on_stop", &self.close_on_stop)
+            .finish()
+    }
+}
+
+/// Builds a [`Config`]. Every setter takes and returns the builder.
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// How outbound connections are made (required), e.g.
+    /// [`TcpDialer`](crate::TcpDialer).
+    pub fn dialer(mut self, dialer: impl Dial) -> Self {
+        self.config.dialer = Some(Arc::new(dialer));
+        self
+    }
+
+    /// Where automatic outbound connections get addresses. Without one the
+    /// manager is connect-only: it dials only what it is asked to.
+    pub fn address_source(mut self, source: impl AddressSource) -> Self {
+        self.config.source = Some(Arc::new(source));
+        self
+    }
+
+    /// How many automatic outbound connections to keep (default 8).
+    /// Explicit requests come on top.
+    pub fn target_outbound(mut self, n: usize) -> Self {
+        self.config.core.target_outbound = n;
+        self
+    }
+
+    /// How many inbound connections may be live at once (default 125);
+    /// more are closed as they arrive.
+    pub fn max_inbound(mut self, n: usize) -> Self {
+        self.config.core.max_inbound = n;
+        self
+    }
+
+    /// A TCP address to listen on, bound by `ConnManager::new` with a
+    /// backlog of 1024. Port 0 picks a free port; read it back with
+    /// [`Handle::listen_addrs`](crate::Handle::listen_addrs).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen_addrs.push(addr);
+        self
+    }
+
+    /// A listener of any kind, already bound.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.config.listeners.push(Box::new(listener));
+        self
+    }
+
+    /// The base wait between retries (default 5 s).
+    pub fn retry_duration(mut self, d: Duration) -> Self {
+        self.config.core.retry_duration = d;
+        self
+    }
+
+    /// The longest wait between retries (default 5 min).
+    pub fn max_retry_duration(mut self, d: Duration) -> Self {
+        self.config.core.max_retry_duration = d;
+        self
+    }
+
+    /// How waits grow (default [`Backoff::Linear`], as btcd).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config.core.backoff = backoff;
+        self
+    }
+
+    /// How long a connection must stay up before its request's retry count
+    /// resets (default 30 s), so a peer that accepts and drops at once
+    /// still backs off to the cap.
+    pub fn min_stable_duration(mut self, d: Duration) -> Self {
+        self.config.core.min_stable_duration = d;
+        self
+    }
+
+    /// Automatic failures in a row after which each replacement waits the
+    /// retry duration (default 25).
+    pub fn max_failed_attempts(mut self, n: u32) -> Self {
+        self.config.core.max_failed_attempts = n;
+        self
+    }
+
+    /// The deadline given to each dial (default 10 s).
+    pub fn dial_timeout(mut self, d: Duration) -> Self {
+        self.config.dial_timeout = d;
+        self
+    }
+
+    /// Dialer threads (default 8).
+    pub fn dialer_pool_size(mut self, n: usize) -> Self {
+        self.config.pool_size = n;
+        self
+    }
+
+    /// Dial jobs that may wait for a dialer thread (default 1024); more
+    /// wait in the handler's own backlog.
+    pub fn dial_queue_size(mut self, n: usize) -> Self {
+        self.config.queue_size = n;
+        self
+    }
+
+    /// The clock (default the system clock); tests use a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.config.clock = Arc::new(clock);
+        self
+    }
+
+    /// Whether `stop` closes established connections (default true). When
+    /// false they stay open and belong to the user.
+    pub fn close_on_stop(mut self, close: bool) -> Self {
+        self.config.close_on_stop = close;
+        self
+    }
+
+    /// Seed for the backoff jitter (default 0), for reproducible runs.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.config.core.rng_seed = seed;
+        self
+    }
+
+    /// Called on the notifier thread when an outbound request connects.
+    pub fn on_connection(
+        mut self,
+        f: impl Fn(&Handle, ConnReq, Conn) + Send + Sync + 'static,
+    ) -> Self {
+        self.config.callbacks.connected = Some(Box::new(f));
+        self
+    }
+
+    /// Called on the notifier thread when an established outbound
+    /// connection closes.
+    pub fn on_disconnection(
+        mut self,
+        f: impl Fn(&Handle, ConnReq) + Send + Sync + 'static,
+    ) -> Self {
+        self.config.callbacks.disconnected = Some(Box::new(f));
+        self
+    }
+
+    /// Called on the notifier thread when an inbound connection is
+    /// accepted.
+    pub fn on_accept(mut self, f: impl Fn(&Handle, Conn) + Send + Sync + 'static) -> Self {
+        self.config.callbacks.accepted = Some(Box::new(f));
+        self
+    }
+
+    /// Called on the notifier thread for every event that no callback
+    /// above takes.
+    pub fn on_event(mut self, f: impl Fn(&Handle, Event) + Send + Sync + 'static) -> Self {
+        self.config.callbacks.event = Some(Box::new(f));
+        self
+    }
+
+    /// The finished config (checked by `ConnManager::new`).
+    pub fn build(self) -> Config {
+        self.config
+    }
+}
+
+/// A setting that cannot work, and what to do instead.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No dialer was set.
+    NoDialer,
+    /// The dialer pool has no threads.
+    ZeroDialerPool,
+    /// The dial queue has no room.
+    ZeroDialQueue,
+    /// The dial timeout is zero.
+    ZeroDialTimeout,
+    /// The retry duration is zero.
+    ZeroRetryDuration,
+    /// The maximum retry wait is shorter than the base retry wait.
+    MaxRetryBelowRetry {
+        /// The base wait.
+        retry: Duration,
+        /// The maximum.
+        max: Duration,
+    },
+    /// The backoff jitter is outside 0.0 to 1.0.
+    InvalidJitter(f64),
+    /// The failure throttle threshold is zero.
+    ZeroMaxFailedAttempts,
+    /// A listen address could not be bound.
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NoDialer => f.write_str(
+                "no dialer configured: set one with ConfigBuilder::dialer, e.g. TcpDialer::new()",
+            ),
+            ConfigError::ZeroDialerPool => {
+                f.write_str("dialer pool size is 0: set dialer_pool_size to at least 1")
+            }
+            ConfigError::ZeroDialQueue => {
+                f.write_str("dial queue size is 0: set dial_queue_size to at least 1")
+            }
+            ConfigError::ZeroDialTimeout => {
+                f.write_str("dial timeout is 0: set dial_timeout to a positive duration, e.g. 10 s")
+            }
+            ConfigError::ZeroRetryDuration => f.write_str(
+                "retry duration is 0, which would retry in a busy loop: set retry_duration, e.g. 5 s",
+            ),
+            ConfigError::MaxRetryBelowRetry { retry, max } => write!(
+                f,
+                "max retry duration {max:?} is below the retry duration {retry:?}: \
+                 raise max_retry_duration or lower retry_duration"
+            ),
+            ConfigError::InvalidJitter(j) => write!(
+                f,
+                "backoff jitter {j} is outside 0.0..=1.0: use a share, e.g. 0.2 for up to 20%"
+            ),
+            ConfigError::ZeroMaxFailedAttempts => f.write_str(
+                "max failed attempts is 0, which would throttle from the first failure: \
+                 set max_failed_attempts to at least 1 (default 25)",
+            ),
+            ConfigError::Listen { addr, reason } => write!(
+                f,
+                "cannot listen on {addr}: {reason}; pick a free address or port 0"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,103 @@
+//! Events the manager reports to the user.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::addr::Addr;
+use crate::conn::{Conn, ConnId};
+use crate::dial::DialError;
+use crate::request::ConnReq;
+
+/// Something that happened to a request or connection. Delivered in order
+/// on the notifier thread: to the matching callback if one is set,
+/// otherwise to [`Config`](crate::Config)'s `on_event` callback, otherwise
+/// to the [`events`](crate::Handle::events) receiver.
+pub enum Event {
+    /// An outbound request connected; the connection is now the user's.
+    Connected {
+        /// The request.
+        req: ConnReq,
+        /// The connection.
+        conn: Conn,
+    },
+    /// An established outbound connection closed (always after its
+    /// `Connected`).
+    Disconnected {
+        /// The request.
+        req: ConnReq,
+    },
+    /// A listener accepted an inbound connection within the limit.
+    Accepted {
+        /// The connection.
+        conn: Conn,
+    },
+    /// An accepted inbound connection closed.
+    InboundClosed {
+        /// The connection's id.
+        id: ConnId,
+        /// The peer's address.
+        addr: Addr,
+    },
+    /// A dial failed, or the address source had no address.
+    DialFailed {
+        /// The request.
+        req: ConnReq,
+        /// Why.
+        error: DialError,
+        /// When a permanent request will try again.
+        retry_in: Option<Duration>,
+    },
+}
+
+impl Event {
+    /// The id the event is about.
+    pub fn id(&self) -> ConnId {
+        match self {
+            Event::Connected { conn, .. } | Event::Accepted { conn } => conn.id(),
+            Event::Disconnected { req } | Event::DialFailed { req, .. } => req.assigned_id(),
+            Event::InboundClosed { id, .. } => *id,
+        }
+    }
+
+    /// A short name for logs: "connected", "disconnected", ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Connected { .. } => "connected",
+            Event::Disconnected { .. } => "disconnected",
+            Event::Accepted { .. } => "accepted",
+            Event::InboundClosed { .. } => "inbound-closed",
+            Event::DialFailed { .. } => "dial-failed",
+        }
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Connected { req, conn } => f
+                .debug_struct("Connected")
+                .field("req", req)
+                .field("conn", conn)
+                .finish(),
+            Event::Disconnected { req } => {
+                f.debug_struct("Disconnected").field("req", req).finish()
+            }
+            Event::Accepted { conn } => f.debug_struct("Accepted").field("conn", conn).finish(),
+            Event::InboundClosed { id, addr } => f
+                .debug_struct("InboundClosed")
+                .field("id", id)
+                .field("addr", addr)
+                .finish(),
+            Event::DialFailed {
+                req,
+                error,
+                retry_in,
+            } => f
+                .debug_struct("DialFailed")
+                .field("req", req)
+                .field("error", error)
+                .field("retry_in", retry_in)
+                .finish(),
+        }
+    }
+}

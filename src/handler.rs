@@ -1,0 +1,356 @@
+//! The connection-handler thread: the thin shell around [`Core`]. It turns
+//! channel messages into Core inputs, carries out the Core's effects, and
+//! publishes the state of each batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{never, select, Receiver, Sender, TrySendError};
+use log::{debug, warn};
+use parking_lot::Mutex;
+
+use crate::addr::Addr;
+use crate::clock::Clock;
+use crate::conn::{Conn, ConnId, ConnShared};
+use crate::core::{Core, CoreEvent, Effect, Input, Teardown};
+use crate::dial::CancelToken;
+use crate::event::Event;
+use crate::pool::{DialMsg, Job};
+use crate::request::ConnReq;
+use crate::snapshot::SnapshotStore;
+use crate::stream::{Closer, Stream};
+
+const LOG: &str = "connmgr";
+
+/// Messages that drain in one wake-up before the state is published.
+const BATCH: usize = 4096;
+
+/// What callers (and closing connections) ask of the handler.
+pub(crate) enum Request {
+    Connect(ConnReq),
+    ConnectFromSource(ConnReq),
+    Teardown { id: ConnId, mode: Teardown },
+    Closed { id: ConnId, serial: u64 },
+    Stop,
+}
+
+/// A connection a listener thread accepted.
+pub(crate) struct Accepted {
+    pub(crate) stream: Box<dyn Stream>,
+    pub(crate) remote: Addr,
+}
+
+/// The channels and shared state the handler works with.
+pub(crate) struct HandlerParts {
+    pub(crate) core: Core,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) requests: Receiver<Request>,
+    pub(crate) request_tx: Sender<Request>,
+    pub(crate) results: Receiver<DialMsg>,
+    /// Kept so `results` never reads as disconnected (which would spin
+    /// the select) when the pool is empty of senders.
+    pub(crate) _results_tx: Sender<DialMsg>,
+    pub(crate) accepted: Receiver<Accepted>,
+    /// Kept for the same reason when there are no listeners.
+    pub(crate) _accepted_tx: Sender<Accepted>,
+    pub(crate) jobs: Sender<Job>,
+    pub(crate) events: Sender<Event>,
+    pub(crate) store: Arc<Mutex<SnapshotStore>>,
+    pub(crate) close_on_stop: bool,
+}
+
+type Stream0 = Box<dyn Stream>;
+
+/// What woke the handler.
+enum Wake {
+    Request(Option<Request>),
+    Result(Option<DialMsg>),
+    Accepted(Option<Accepted>),
+    Timer,
+}
+
+struct Handler {
+    parts: HandlerParts,
+    /// Jobs the bounded queue had no room for, oldest first.
+    backlog: VecDeque<Job>,
+    /// Cancel tokens of dials in flight, with their attempt numbers.
+    dials: HashMap<ConnId, (u64, CancelToken)>,
+    /// What closes each established connection, by serial.
+    live: HashMap<u64, Arc<ConnShared>>,
+    effects: Vec<Effect<Stream0>>,
+    timer: Option<(Instant, Receiver<Instant>)>,
+    stopping: bool,
+}
+
+/// Runs the handler until a [`Request::Stop`] (or until every request
+/// sender is gone), then shuts the Core down.
+pub(crate) fn run(parts: HandlerParts) {
+    let mut h = Handler {
+        parts,
+        backlog: VecDeque::new(),
+        dials: HashMap::new(),
+        live: HashMap::new(),
+        effects: Vec::new(),
+        timer: None,
+        stopping: false,
+    };
+    h.step(Input::Start);
+    h.publish(true);
+    while !h.stopping {
+        h.wait_and_handle();
+        h.drain();
+        h.flush_jobs();
+        h.publish(true);
+    }
+    h.shut_down();
+}
+
+impl Handler {
+    /// Blocks until one message or the timer arrives, and handles it.
+    fn wait_and_handle(&mut self) {
+        let timer = self.timer_channel();
+        let parts = &self.parts;
+        let wake = select! {
+            recv(parts.requests) -> msg => Wake::Request(msg.ok()),
+            recv(parts.results) -> msg => Wake::Result(msg.ok()),
+            recv(parts.accepted) -> msg => Wake::Accepted(msg.ok()),
+            recv(timer) -> _ => Wake::Timer,
+        };
+        match wake {
+            Wake::Request(Some(req)) => self.on_request(req),
+            // Every handle is gone: nobody can ask for anything any more.
+            Wake::Request(None) => self.stopping = true,
+            Wake::Result(Some(msg)) => self.on_result(msg),
+            Wake::Accepted(Some(a)) => self.on_accepted(a),
+            Wake::Result(None) | Wake::Accepted(None) => {}
+            Wake::Timer => {
+                self.timer = None;
+                self.step(Input::Tick);
+            }
+        }
+    }
+
+    /// Handles whatever else is ready, up to a batch, without blocking.
+    fn drain(&mut self) {
+        for _ in 0..BATCH {
+            if self.stopping {
+                return;
+            }
+            let mut idle = true;
+            if let Ok(req) = self.parts.requests.try_recv() {
+                self.on_request(req);
+                idle = false;
+            }
+            if let Ok(msg) = self.parts.results.try_recv() {
+                self.on_result(msg);
+                idle = false;
+            }
+            if let Ok(a) = self.parts.accepted.try_recv() {
+                self.on_accepted(a);
+                idle = false;
+            }
+            if idle {
+                return;
+            }
+        }
+    }
+
+    /// The channel that fires at the Core's next deadline, re-armed only
+    /// when that deadline changes.
+    fn timer_channel(&mut self) -> Receiver<Instant> {
+        match self.parts.core.next_deadline() {
+            None => {
+                self.timer = None;
+                never()
+            }
+            Some(at) => match &self.timer {
+                Some((armed, rx)) if *armed == at => rx.clone(),
+                _ => {
+                    let rx = self.parts.clock.wake_at(at);
+                    self.timer = Some((at, rx.clone()));
+                    rx
+                }
+            },
+        }
+    }
+
+    fn on_request(&mut self, req: Request) {
+        let input = match req {
+            Request::Connect(req) => Input::Connect(req),
+            Request::ConnectFromSource(req) => Input::ConnectFromSource(req),
+            Request::Teardown { id, mode } => Input::Teardown { id, mode },
+            Request::Closed { id, serial } => Input::Closed { id, serial },
+            Request::Stop => {
+                self.stopping = true;
+                return;
+            }
+        };
+        self.step(input);
+    }
+
+    fn on_result(&mut self, msg: DialMsg) {
+        let input = match msg {
+            DialMsg::Address { id, addr } => Input::AddressFound { id, addr },
+            DialMsg::Done {
+                id,
+                attempt,
+                result,
+            } => {
+                if matches!(self.dials.get(&id), Some((a, _)) if *a == attempt) {
+                    self.dials.remove(&id);
+                }
+                match result {
+                    Ok(conn) => Input::DialSucceeded { id, attempt, conn },
+                    Err(error) => Input::DialFailed { id, attempt, error },
+                }
+            }
+        };
+        self.step(input);
+    }
+
+    fn on_accepted(&mut self, a: Accepted) {
+        self.step(Input::Accepted {
+            conn: a.stream,
+            remote: a.remote,
+        });
+    }
+
+    /// Feeds one input to the Core and carries out its effects.
+    fn step(&mut self, input: Input<Stream0>) {
+        let now = self.parts.clock.now();
+        let mut effects = std::mem::take(&mut self.effects);
+        self.parts.core.handle_into(now, input, &mut effects);
+        for effect in effects.drain(..) {
+            self.apply(effect);
+        }
+        self.effects = effects;
+    }
+
+    fn apply(&mut self, effect: Effect<Stream0>) {
+        match effect {
+            Effect::FetchAddress { id } => self.queue(Job::Fetch { id }),
+            Effect::Dial { id, attempt, addr } => {
+                let token = CancelToken::new();
+                self.dials.insert(id, (attempt, token.clone()));
+                self.queue(Job::Dial {
+                    id,
+                    attempt,
+                    addr,
+                    token,
+                });
+            }
+            Effect::CancelDial { id } => {
+                if let Some((_, token)) = self.dials.remove(&id) {
+                    token.cancel();
+                }
+            }
+            Effect::Established {
+                req,
+                id,
+                serial,
+                addr,
+                direction,
+                conn,
+            } => {
+                let closer = conn.closer().unwrap_or_else(|e| {
+                    warn!(target: LOG, "cannot get a closer for {id}: {e}; the manager cannot close it");
+                    Closer::noop()
+                });
+                let shared = ConnShared::new(
+                    id,
+                    serial,
+                    addr,
+                    direction,
+                    closer,
+                    self.parts.request_tx.clone(),
+                );
+                self.live.insert(serial, Arc::clone(&shared));
+                let conn = Conn::new(conn, shared);
+                let event = match req {
+                    Some(req) => Event::Connected { req, conn },
+                    None => Event::Accepted { conn },
+                };
+                self.emit(event);
+            }
+            Effect::Discard { conn } => discard(conn),
+            Effect::Close { serial } => {
+                if let Some(shared) = self.live.remove(&serial) {
+                    shared.close_by_manager();
+                }
+            }
+            Effect::Notify(ev) => self.emit(match ev {
+                CoreEvent::Disconnected { req } => Event::Disconnected { req },
+                CoreEvent::DialFailed {
+                    req,
+                    error,
+                    retry_in,
+                } => Event::DialFailed {
+                    req,
+                    error,
+                    retry_in,
+                },
+                CoreEvent::InboundClosed { id, addr } => Event::InboundClosed { id, addr },
+            }),
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // The notifier outlives the handler, so this only fails if it died.
+        if self.parts.events.send(event).is_err() {
+            debug!(target: LOG, "notifier gone; event dropped");
+        }
+    }
+
+    fn queue(&mut self, job: Job) {
+        // Keep order: once anything waits in the backlog, queue behind it.
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(job);
+        } else if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
+            self.parts.jobs.try_send(job)
+        {
+            self.backlog.push_back(job);
+        }
+    }
+
+    /// Moves backlogged jobs into the queue as workers free up.
+    fn flush_jobs(&mut self) {
+        while let Some(job) = self.backlog.pop_front() {
+            if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
+                self.parts.jobs.try_send(job)
+            {
+                self.backlog.push_front(job);
+                return;
+            }
+        }
+    }
+
+    fn publish(&mut self, running: bool) {
+        let mut store = self.parts.store.lock();
+        self.parts.core.publish(&mut store);
+        store.running = running;
+    }
+
+    fn shut_down(&mut self) {
+        let close = self.parts.close_on_stop;
+        self.step(Input::Stop {
+            close_established: close,
+        });
+        for (_, (_, token)) in self.dials.drain() {
+            token.cancel();
+        }
+        // Jobs that never reached a worker are dropped unstarted.
+        self.backlog.clear();
+        // Without close_on_stop the user keeps them open; either way the
+        // manager lets go.
+        self.live.clear();
+        self.publish(false);
+    }
+}
+
+/// Closes a stream nobody will hear of.
+fn discard(conn: Stream0) {
+    if let Ok(closer) = conn.closer() {
+        closer.close();
+    }
+}

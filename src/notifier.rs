@@ -1,0 +1,101 @@
+//! The notifier thread: delivers events to the user's callbacks, in order,
+//! off the handler thread, surviving panics.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use log::{error, warn};
+
+use crate::conn::Conn;
+use crate::event::Event;
+use crate::manager::Handle;
+use crate::pool::panic_message;
+use crate::request::ConnReq;
+
+const LOG: &str = "connmgr";
+
+type ConnectedFn = dyn Fn(&Handle, ConnReq, Conn) + Send + Sync;
+type DisconnectedFn = dyn Fn(&Handle, ConnReq) + Send + Sync;
+type AcceptedFn = dyn Fn(&Handle, Conn) + Send + Sync;
+type EventFn = dyn Fn(&Handle, Event) + Send + Sync;
+
+/// The user's callbacks. Each event goes to its own callback if set, else
+/// to `on_event`, else to the events receiver if the user asked for one.
+#[derive(Default)]
+pub(crate) struct Callbacks {
+    pub(crate) connected: Option<Box<ConnectedFn>>,
+    pub(crate) disconnected: Option<Box<DisconnectedFn>>,
+    pub(crate) accepted: Option<Box<AcceptedFn>>,
+    pub(crate) event: Option<Box<EventFn>>,
+}
+
+/// Where events go that no callback takes.
+pub(crate) struct EventSink {
+    pub(crate) tx: Sender<Event>,
+    pub(crate) enabled: Arc<AtomicBool>,
+}
+
+/// Delivers every event from `events` until the handler hangs up, unless
+/// `abandon` turns true (stop was called from a callback: nothing may run
+/// after it returns).
+pub(crate) fn run(
+    events: Receiver<Event>,
+    callbacks: Callbacks,
+    sink: EventSink,
+    handle: Handle,
+    abandon: Arc<AtomicBool>,
+) {
+    let mut warned = false;
+    for event in events.iter() {
+        if abandon.load(Ordering::Acquire) {
+            continue; // dropping a connection here closes it
+        }
+        let kind = event.kind();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            deliver(&callbacks, &sink, &handle, event, &mut warned)
+        }));
+        if let Err(panic) = outcome {
+            error!(target: LOG, "{kind} callback panicked: {}", panic_message(&*panic));
+        }
+    }
+}
+
+fn deliver(
+    callbacks: &Callbacks,
+    sink: &EventSink,
+    handle: &Handle,
+    event: Event,
+    warned: &mut bool,
+) {
+    let event = match (event, callbacks) {
+        (
+            Event::Connected { req, conn },
+            Callbacks {
+                connected: Some(f), ..
+            },
+        ) => return f(handle, req, conn),
+        (
+            Event::Disconnected { req },
+            Callbacks {
+                disconnected: Some(f),
+                ..
+            },
+        ) => return f(handle, req),
+        (
+            Event::Accepted { conn },
+            Callbacks {
+                accepted: Some(f), ..
+            },
+        ) => return f(handle, conn),
+        (event, Callbacks { event: Some(f), .. }) => return f(handle, event),
+        (event, _) => event,
+    };
+    if sink.enabled.load(Ordering::Acquire) {
+        let _ = sink.tx.send(event);
+    } else if matches!(event, Event::Connected { .. } | Event::Accepted { .. }) && !*warned {
+        *warned = true;
+        warn!(target: LOG, "no callback or events receiver takes new connections; closing them");
+    }
+}

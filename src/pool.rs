@@ -1,0 +1,142 @@
+//! The blocking dialer pool: a fixed set of worker threads that ask the
+//! address source for addresses and dial, so that neither ever blocks the
+//! handler thread.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use log::{error, warn};
+
+use crate::addr::Addr;
+use crate::conn::ConnId;
+use crate::dial::{CancelToken, Dial, DialContext, DialError};
+use crate::source::AddressSource;
+use crate::stream::Stream;
+
+const LOG: &str = "connmgr";
+
+/// Work for a pool thread.
+pub(crate) enum Job {
+    Fetch {
+        id: ConnId,
+    },
+    Dial {
+        id: ConnId,
+        attempt: u64,
+        addr: Addr,
+        token: CancelToken,
+    },
+}
+
+/// A pool thread's answer.
+pub(crate) enum DialMsg {
+    Address {
+        id: ConnId,
+        addr: Option<Addr>,
+    },
+    Done {
+        id: ConnId,
+        attempt: u64,
+        result: Result<Box<dyn Stream>, DialError>,
+    },
+}
+
+/// What every worker shares.
+struct WorkerCtx {
+    dialer: Arc<dyn Dial>,
+    source: Option<Arc<dyn AddressSource>>,
+    dial_timeout: Duration,
+    results: Sender<DialMsg>,
+}
+
+/// Starts `size` workers reading from `jobs`. They exit when every sender
+/// of `jobs` is gone.
+pub(crate) fn spawn_pool(
+    size: usize,
+    jobs: Receiver<Job>,
+    dialer: Arc<dyn Dial>,
+    source: Option<Arc<dyn AddressSource>>,
+    dial_timeout: Duration,
+    results: Sender<DialMsg>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let ctx = Arc::new(WorkerCtx {
+        dialer,
+        source,
+        dial_timeout,
+        results,
+    });
+    (0..size)
+        .map(|n| {
+            let ctx = Arc::clone(&ctx);
+            let jobs = jobs.clone();
+            thread::Builder::new()
+                .name(format!("connmgr-dial-{n}"))
+                .spawn(move || worker(&ctx, &jobs))
+        })
+        .collect()
+}
+
+fn worker(ctx: &WorkerCtx, jobs: &Receiver<Job>) {
+    for job in jobs.iter() {
+        let msg = match job {
+            Job::Fetch { id } => DialMsg::Address {
+                id,
+                addr: fetch(ctx),
+            },
+            Job::Dial {
+                id,
+                attempt,
+                addr,
+                token,
+            } => DialMsg::Done {
+                id,
+                attempt,
+                result: dial(ctx, &addr, token),
+            },
+        };
+        if ctx.results.send(msg).is_err() {
+            return; // the handler is gone: the result (and any stream) is dropped
+        }
+    }
+}
+
+fn fetch(ctx: &WorkerCtx) -> Option<Addr> {
+    let source = ctx.source.as_ref()?;
+    match catch_unwind(AssertUnwindSafe(|| source.next_address())) {
+        Ok(addr) => addr,
+        Err(panic) => {
+            error!(target: LOG, "address source panicked: {}", panic_message(&*panic));
+            None
+        }
+    }
+}
+
+fn dial(ctx: &WorkerCtx, addr: &Addr, token: CancelToken) -> Result<Box<dyn Stream>, DialError> {
+    if token.is_canceled() {
+        return Err(DialError::Canceled);
+    }
+    let dctx = DialContext::new(Instant::now() + ctx.dial_timeout, token);
+    match catch_unwind(AssertUnwindSafe(|| ctx.dialer.dial(addr, &dctx))) {
+        Ok(result) => result,
+        Err(panic) => {
+            let msg = panic_message(&*panic);
+            warn!(target: LOG, "dialer panicked dialing {addr}: {msg}");
+            Err(DialError::Panicked(msg))
+        }
+    }
+}
+
+/// The text of a panic payload, when it has one.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

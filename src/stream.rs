@@ -1,0 +1,84 @@
+//! The byte-stream abstraction the manager hands out, and the handle it
+//! keeps to close a stream from its own thread.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+
+/// A connected byte stream: anything readable and writable that can move
+/// between threads and that the manager can close from another thread.
+///
+/// The manager never reads or writes the stream itself; it hands it to the
+/// user in a [`Conn`](crate::Conn) and keeps only a [`Closer`], so that
+/// `stop`, `disconnect` and `remove` can shut the stream down while the user
+/// is blocked in a read.
+pub trait Stream: Read + Write + Send + 'static {
+    /// Returns a handle that shuts this stream down from any thread.
+    ///
+    /// After the closer runs, pending and future reads on the stream return
+    /// end-of-file or an error, and writes fail.
+    fn closer(&self) -> io::Result<Closer>;
+
+    /// Returns an independent handle to the same stream, for reading on
+    /// one thread while writing on another. Streams that cannot be shared
+    /// return an [`io::ErrorKind::Unsupported`] error (the default).
+    fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this stream type cannot be cloned",
+        ))
+    }
+}
+
+/// A cloneable handle that closes one stream (or listener) from any
+/// thread. Closing twice is harmless.
+#[derive(Clone)]
+pub struct Closer(Arc<dyn Fn() + Send + Sync>);
+
+impl Closer {
+    /// Wraps the function that performs the close.
+    pub fn new(close: impl Fn() + Send + Sync + 'static) -> Self {
+        Closer(Arc::new(close))
+    }
+
+    /// A closer that does nothing, for streams that need no help to close.
+    pub fn noop() -> Self {
+        Closer::new(|| {})
+    }
+
+    /// Runs the close.
+    pub fn close(&self) {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Closer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Closer")
+    }
+}
+
+impl Stream for TcpStream {
+    fn closer(&self) -> io::Result<Closer> {
+        let handle = self.try_clone()?;
+        Ok(Closer::new(move || {
+            // NotConnected only means the peer got there first.
+            let _ = handle.shutdown(Shutdown::Both);
+        }))
+    }
+
+    fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+}
+
+impl Stream for Box<dyn Stream> {
+    fn closer(&self) -> io::Result<Closer> {
+        (**self).closer()
+    }
+
+    fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
+        (**self).try_clone_stream()
+    }
+}
