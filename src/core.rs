@@ -510,30 +510,27 @@ impl Core {
         conn: C,
         out: &mut Vec<Effect<C>>,
     ) {
-        let live = matches!(self.outbound.get(&id),
-            Some(e) if e.state == ConnState::Pending && e.attempt == attempt);
-        if !live {
+        let entry = self
+            .outbound
+            .get_mut(&id)
+            .filter(|e| e.state == ConnState::Pending && e.attempt == attempt);
+        let Some((e, addr)) = entry.and_then(|e| e.addr.clone().map(|a| (e, a))) else {
             debug!(target: LOG, "closing late connection for {id} (attempt {attempt})");
             out.push(Effect::Discard { conn });
             return;
-        }
-        self.next_serial += 1;
-        let serial = self.next_serial;
-        let Some(e) = self.outbound.get_mut(&id) else {
-            return;
         };
+        self.next_serial += 1;
         e.state = ConnState::Established;
-        e.serial = serial;
+        e.serial = self.next_serial;
         e.since = now;
         e.established_at = Some(now);
         self.stats.outbound_established += 1;
         self.stats.consecutive_failures = 0;
-        let addr = e.addr.clone().unwrap_or_else(unknown_addr);
         info!(target: LOG, "connected to {addr} ({id})");
         out.push(Effect::Established {
             req: Some(e.req.clone()),
             id,
-            serial,
+            serial: e.serial,
             addr,
             direction: Direction::Outbound,
             conn,
@@ -737,21 +734,28 @@ impl Core {
 
     fn on_closed<C>(&mut self, now: Instant, id: ConnId, serial: u64, out: &mut Vec<Effect<C>>) {
         if matches!(self.inbound.get(&id), Some(e) if e.serial == serial) {
-            if let Some(e) = self.inbound.remove(&id) {
-                self.stats.closed += 1;
-                self.removed.push(id);
-                out.push(Effect::Close { serial });
-                out.push(Effect::Notify(CoreEvent::InboundClosed {
-                    id,
-                    addr: e.addr,
-                }));
-            }
+            self.close_inbound(id, out);
             return;
         }
         let current = matches!(self.outbound.get(&id),
             Some(e) if e.serial == serial && e.state == ConnState::Established);
         if current {
             self.take_down(now, id, Teardown::Disconnect, out);
+        }
+    }
+
+    /// Closes an inbound connection and frees its slot (once: the entry
+    /// leaves the map here).
+    fn close_inbound<C>(&mut self, id: ConnId, out: &mut Vec<Effect<C>>) {
+        if let Some(e) = self.inbound.remove(&id) {
+            self.stats.closed += 1;
+            self.removed.push(id);
+            info!(target: LOG, "inbound {} closed ({id})", e.addr);
+            out.push(Effect::Close { serial: e.serial });
+            out.push(Effect::Notify(CoreEvent::InboundClosed {
+                id,
+                addr: e.addr,
+            }));
         }
     }
 
@@ -823,10 +827,6 @@ impl Core {
             self.dirty.push(id);
         }
     }
-}
-
-fn unknown_addr() -> Addr {
-    Addr::Ip(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 fn out_info(id: ConnId, e: &OutEntry) -> ConnInfo {
