@@ -81,3 +81,8 @@ pub use crate::snapshot::{ConnInfo, Counts, Snapshot, Stats};
 pub use crate::source::AddressSource;
 pub use crate::stream::{Closer, Stream};
 pub use crate::tcp::{TcpDialer, TcpListener};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
