@@ -338,8 +338,7 @@ impl Handle {
             return Err(Error::AlreadySubmitted(req.assigned_id()));
         }
         self.announce(&req, id);
-        self.send(Request::Connect(req))?;
-        Ok(id)
+        self.send_new(id, Request::Connect(req))
     }
 
     /// Submits a one-off request whose address comes from the address
@@ -353,8 +352,7 @@ impl Handle {
         let id = self.shared.ids.next();
         req.assign_id(id);
         self.announce(&req, id);
-        self.send(Request::ConnectFromSource(req))?;
-        Ok(id)
+        self.send_new(id, Request::ConnectFromSource(req))
     }
 
     /// Closes an established connection. A permanent request is retried
@@ -440,6 +438,14 @@ impl Handle {
 
     fn send(&self, req: Request) -> Result<(), Error> {
         self.shared.requests.send(req).map_err(|_| Error::Stopped)
+    }
+
+    /// Sends a request announced under `id`, withdrawing the announcement
+    /// if the handler is gone.
+    fn send_new(&self, id: ConnId, req: Request) -> Result<ConnId, Error> {
+        self.send(req).map(|()| id).inspect_err(|_| {
+            self.shared.store.lock().remove(id);
+        })
     }
 
     /// Makes a new request visible at once, before the handler sees it.
