@@ -648,6 +648,12 @@ impl Core {
         mode: Teardown,
         out: &mut Vec<Effect<C>>,
     ) {
+        if self.inbound.contains_key(&id) {
+            if mode != Teardown::Reconnect {
+                self.close_inbound(id, out);
+            }
+            return;
+        }
         let Some(e) = self.outbound.get(&id) else {
             debug!(target: LOG, "{mode:?} for unknown request {id} ignored");
             return;
