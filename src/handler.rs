@@ -79,6 +79,8 @@ struct Handler {
     /// What closes each established connection, by serial.
     live: HashMap<u64, Arc<ConnShared>>,
     effects: Vec<Effect<Stream0>>,
+    /// Events of the current batch, sent after it is published.
+    outbox: Vec<Event>,
     timer: Option<(Instant, Receiver<Instant>)>,
     stopping: bool,
 }
@@ -92,6 +94,7 @@ pub(crate) fn run(parts: HandlerParts) {
         dials: HashMap::new(),
         live: HashMap::new(),
         effects: Vec::new(),
+        outbox: Vec::new(),
         timer: None,
         stopping: false,
     };
@@ -295,10 +298,18 @@ impl Handler {
         }
     }
 
-    fn emit(&self, event: Event) {
-        // The notifier outlives the handler, so this only fails if it died.
-        if self.parts.events.send(event).is_err() {
-            debug!(target: LOG, "notifier gone; event dropped");
+    /// Holds an event until the batch's state is published, so a callback
+    /// never sees a connection that `snapshot()` and `req.state()` do not.
+    fn emit(&mut self, event: Event) {
+        self.outbox.push(event);
+    }
+
+    fn send_events(&mut self) {
+        for event in self.outbox.drain(..) {
+            // The notifier outlives the handler, so this fails only if it died.
+            if self.parts.events.send(event).is_err() {
+                debug!(target: LOG, "notifier gone; event dropped");
+            }
         }
     }
 
@@ -325,10 +336,14 @@ impl Handler {
         }
     }
 
+    /// Publishes the batch's state, then releases its events.
     fn publish(&mut self, running: bool) {
-        let mut store = self.parts.store.lock();
-        self.parts.core.publish(&mut store);
-        store.running = running;
+        {
+            let mut store = self.parts.store.lock();
+            self.parts.core.publish(&mut store);
+            store.running = running;
+        }
+        self.send_events();
     }
 
     fn shut_down(&mut self) {
