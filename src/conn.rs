@@ -19,7 +19,8 @@ pub struct ConnId(pub u64);
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
+        // pad, so width flags such as {:<6} line tables up
+        f.pad(&format!("#{}", self.0))
     }
 }
 
