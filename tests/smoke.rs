@@ -24,7 +24,11 @@ fn target_fills_from_source_over_memory_network() {
         .build();
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
-    assert!(wait_until(|| m.counts().automatic_outbound == 5), "{:?}", m.snapshot());
+    assert!(
+        wait_until(|| m.counts().automatic_outbound == 5),
+        "{:?}",
+        m.snapshot()
+    );
     assert_eq!(held.lock().len(), 5);
     m.stop();
     assert!(!m.snapshot().running);

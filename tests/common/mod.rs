@@ -39,7 +39,9 @@ pub fn expect_event(rx: &Receiver<Event>, mut pred: impl FnMut(&Event) -> bool) 
 /// An address on 10.x for in-memory tests (never dialed over a network).
 pub fn mem_addr(n: u32) -> Addr {
     let b = n.to_be_bytes();
-    format!("10.{}.{}.{}:8333", b[1], b[2], b[3]).parse().unwrap()
+    format!("10.{}.{}.{}:8333", b[1], b[2], b[3])
+        .parse()
+        .unwrap()
 }
 
 /// The id an event is about, for outbound events.
