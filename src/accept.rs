@@ -12,7 +12,9 @@ use log::{debug, warn};
 use crate::handler::Accepted;
 use crate::listener::Listener;
 use crate::manager::join_unless_self;
+use crate::policy::gate::{self, Gate};
 use crate::stream::Closer;
+use crate::stream::Stream;
 
 const LOG: &str = "connmgr";
 
@@ -52,6 +54,7 @@ impl AcceptorHandle {
 pub(crate) fn spawn_acceptor(
     mut listener: Box<dyn Listener>,
     accepted: Sender<Accepted>,
+    gate: Option<Gate>,
 ) -> std::io::Result<AcceptorHandle> {
     let closer = listener
         .closer()
@@ -62,7 +65,7 @@ pub(crate) fn spawn_acceptor(
     let flag = Arc::clone(&stopping);
     let thread = thread::Builder::new()
         .name("connmgr-accept".into())
-        .spawn(move || accept_loop(&mut *listener, &accepted, &flag, &pause))?;
+        .spawn(move || accept_loop(&mut *listener, &accepted, gate.as_ref(), &flag, &pause))?;
     Ok(AcceptorHandle {
         thread,
         closer,
@@ -74,6 +77,7 @@ pub(crate) fn spawn_acceptor(
 fn accept_loop(
     listener: &mut dyn Listener,
     accepted: &Sender<Accepted>,
+    gate: Option<&Gate>,
     stopping: &AtomicBool,
     pause: &Receiver<()>,
 ) {
@@ -84,6 +88,11 @@ fn accept_loop(
                 wait = FIRST_PAUSE;
                 if stopping.load(Ordering::Acquire) {
                     break;
+                }
+                if let Err(why) = gate::check(gate, &remote) {
+                    debug!(target: LOG, "inbound {remote} refused by the gating rule: {why}");
+                    discard(stream);
+                    continue;
                 }
                 if accepted.send(Accepted { stream, remote }).is_err() {
                     break; // the handler is gone
@@ -103,4 +112,11 @@ fn accept_loop(
         }
     }
     debug!(target: LOG, "accept thread exits");
+}
+
+/// Closes a stream nobody will hear of.
+pub(crate) fn discard(stream: Box<dyn Stream>) {
+    if let Ok(closer) = stream.closer() {
+        closer.close();
+    }
 }

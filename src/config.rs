@@ -2,9 +2,11 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::addr::Addr;
 use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock};
 use crate::conn::Conn;
@@ -14,6 +16,7 @@ use crate::event::Event;
 use crate::listener::Listener;
 use crate::manager::Handle;
 use crate::notifier::Callbacks;
+use crate::policy::gate::Gate;
 use crate::request::ConnReq;
 use crate::source::AddressSource;
 
@@ -32,6 +35,9 @@ pub struct Config {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) close_on_stop: bool,
     pub(crate) callbacks: Callbacks,
+    pub(crate) dial_gate: Option<Gate>,
+    pub(crate) accept_gate: Option<Gate>,
+    pub(crate) anchors_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -55,6 +61,9 @@ impl Config {
                 clock: Arc::new(SystemClock),
                 close_on_stop: true,
                 callbacks: Callbacks::default(),
+                dial_gate: None,
+                accept_gate: None,
+                anchors_file: None,
             },
         }
     }
@@ -261,6 +270,53 @@ impl ConfigBuilder {
     /// above takes.
     pub fn on_event(mut self, f: impl Fn(&Handle, Event) + Send + Sync + 'static) -> Self {
         self.config.callbacks.event = Some(Box::new(f));
+        self
+    }
+
+    /// Whether automatic outbound connections are limited to one per
+    /// routable netgroup (IPv4 /16, IPv6 /32, each onion host its own)
+    /// (default true). Loopback, private and link-local addresses are
+    /// exempt: they are reachable only on networks you control.
+    pub fn outbound_diversity(mut self, on: bool) -> Self {
+        self.config.core.diversity = on;
+        self
+    }
+
+    /// A rule run on a dialer thread before each dial: `Err(reason)`
+    /// refuses the address, which fails the dial with
+    /// [`DialError::Rejected`](crate::DialError::Rejected). A panicking
+    /// rule refuses.
+    pub fn dial_gate(
+        mut self,
+        f: impl Fn(&Addr) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.dial_gate = Some(Arc::new(f));
+        self
+    }
+
+    /// A rule run on the accept thread for each inbound connection before
+    /// the manager or the user sees it: `Err(reason)` closes it. A
+    /// panicking rule refuses.
+    pub fn accept_gate(
+        mut self,
+        f: impl Fn(&Addr) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.accept_gate = Some(Arc::new(f));
+        self
+    }
+
+    /// A file for anchors: at a clean stop the addresses of the
+    /// longest-lived automatic outbound connections are written there; at
+    /// start they are read (and the file removed) and dialed before the
+    /// address source is asked.
+    pub fn anchors_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.anchors_file = Some(path.into());
+        self
+    }
+
+    /// How many anchors a clean stop saves (default 2).
+    pub fn anchor_count(mut self, n: usize) -> Self {
+        self.config.core.anchor_count = n;
         self
     }
 

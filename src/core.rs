@@ -17,14 +17,19 @@ use log::{debug, info};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-use crate::addr::Addr;
+use crate::addr::{Addr, NetGroup};
 use crate::backoff::Backoff;
 use crate::conn::{ConnId, ConnState, Direction};
 use crate::dial::DialError;
+use crate::policy::diversity::diversity_group;
 use crate::request::{ConnReq, IdGen, ReqView};
 use crate::snapshot::{ConnInfo, SnapshotStore, Stats};
 
 const LOG: &str = "connmgr";
+
+/// Unusable addresses (banned, or in a netgroup already held) the source
+/// may give one request before the request waits like an empty source.
+const MAX_SOURCE_TRIES: u8 = 8;
 
 /// The policy settings the Core needs (a subset of [`Config`](crate::Config)).
 #[derive(Debug, Clone)]
@@ -49,6 +54,11 @@ pub struct CoreConfig {
     pub max_failed_attempts: u32,
     /// Seed for backoff jitter.
     pub rng_seed: u64,
+    /// At most one automatic outbound connection per routable netgroup.
+    pub diversity: bool,
+    /// How many long-lived outbound addresses a clean stop reports as
+    /// anchors.
+    pub anchor_count: usize,
 }
 
 impl Default for CoreConfig {
@@ -63,6 +73,8 @@ impl Default for CoreConfig {
             min_stable_duration: Duration::from_secs(30),
             max_failed_attempts: 25,
             rng_seed: 0,
+            diversity: true,
+            anchor_count: 2,
         }
     }
 }
@@ -84,6 +96,17 @@ pub enum Teardown {
 pub enum Input<C> {
     /// The manager started: fill the outbound target.
     Start,
+    /// Addresses to dial first for automatic connections (the anchors saved
+    /// at the last clean stop); give them before [`Input::Start`].
+    Anchors(Vec<Addr>),
+    /// The node learned something about a connection's usefulness, used to
+    /// choose which inbound connection to evict.
+    Report {
+        /// Which connection.
+        id: ConnId,
+        /// What was learned.
+        report: PeerReport,
+    },
     /// A request with an id and an address.
     Connect(ConnReq),
     /// A request with an id whose address comes from the source.
@@ -143,6 +166,17 @@ pub enum Input<C> {
     },
 }
 
+/// What the node reports about a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerReport {
+    /// A round-trip time measured with this peer (the lowest one counts).
+    Ping(Duration),
+    /// The peer delivered a block we did not have.
+    NovelBlock,
+    /// The peer delivered a transaction we did not have.
+    NovelTx,
+}
+
 /// Something for the shell to do.
 #[derive(Debug)]
 pub enum Effect<C> {
@@ -193,6 +227,8 @@ pub enum Effect<C> {
     },
     /// Tell the user.
     Notify(CoreEvent),
+    /// A clean stop: remember these outbound addresses for the next start.
+    SaveAnchors(Vec<Addr>),
 }
 
 /// Events the Core reports (connection hand-overs travel in
@@ -238,6 +274,10 @@ struct OutEntry {
     since: Instant,
     established_at: Option<Instant>,
     next_attempt: Option<Instant>,
+    /// The netgroup this automatic request holds for the diversity rule.
+    group: Option<NetGroup>,
+    /// Addresses the source gave that could not be used, for this request.
+    source_tries: u8,
     dirty: bool,
 }
 
@@ -245,7 +285,16 @@ struct InEntry {
     addr: Addr,
     serial: u64,
     since: Instant,
+    usefulness: Usefulness,
     dirty: bool,
+}
+
+/// What the node reported about an inbound peer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usefulness {
+    min_ping: Option<Duration>,
+    last_block: Option<Instant>,
+    last_tx: Option<Instant>,
 }
 
 /// The connection manager's state machine. See the module docs.
@@ -258,6 +307,10 @@ pub struct Core {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     auto_live: usize,
     refills_scheduled: usize,
+    /// Automatic requests holding each routable netgroup.
+    groups: HashMap<NetGroup, usize>,
+    /// Addresses to use before asking the source.
+    anchors: Vec<Addr>,
     next_serial: u64,
     stats: Stats,
     dirty: Vec<ConnId>,
@@ -282,6 +335,8 @@ impl Core {
             timers: BinaryHeap::new(),
             auto_live: 0,
             refills_scheduled: 0,
+            groups: HashMap::new(),
+            anchors: Vec::new(),
             next_serial: 0,
             stats: Stats::default(),
             dirty: Vec::new(),
@@ -319,6 +374,8 @@ impl Core {
     pub fn handle_into<C>(&mut self, now: Instant, input: Input<C>, out: &mut Vec<Effect<C>>) {
         match input {
             Input::Start => self.started = true,
+            Input::Anchors(addrs) => self.anchors = addrs.into_iter().rev().collect(),
+            Input::Report { id, report } => self.on_report(now, id, report),
             Input::Connect(req) => self.on_connect(now, req, out),
             Input::ConnectFromSource(req) => self.on_connect_from_source(now, req, out),
             Input::Teardown { id, mode } => self.on_teardown(now, id, mode, out),
@@ -428,6 +485,8 @@ impl Core {
             since: now,
             established_at: None,
             next_attempt: None,
+            group: None,
+            source_tries: 0,
             dirty: false,
         };
         self.outbound.insert(id, entry);
@@ -442,7 +501,14 @@ impl Core {
         while self.auto_live + self.refills_scheduled < self.cfg.target_outbound {
             let req = ConnReq::from_source(true);
             req.assign_id(self.ids.next());
-            self.on_connect_from_source(now, req, out);
+            match self.anchors.pop() {
+                Some(anchor) => {
+                    let id = req.assigned_id();
+                    self.insert_out(now, id, req, None);
+                    self.on_address(now, id, Some(anchor), out);
+                }
+                None => self.on_connect_from_source(now, req, out),
+            }
         }
     }
 
@@ -453,32 +519,86 @@ impl Core {
         addr: Option<Addr>,
         out: &mut Vec<Effect<C>>,
     ) {
-        let Some(e) = self.outbound.get_mut(&id) else {
+        let Some(e) = self.outbound.get(&id) else {
             return; // removed while the source was asked
         };
         if e.addr.is_some() || e.state != ConnState::Pending {
             return;
         }
-        match addr {
-            Some(addr) => {
-                e.req.set_addr(addr.clone());
-                e.addr = Some(addr);
-                self.dial(now, id, out);
-            }
-            None => {
-                debug!(target: LOG, "address source has no address for {id}");
-                let req = e.req.clone();
-                self.finish(id, ConnState::Failing);
-                out.push(Effect::Notify(CoreEvent::DialFailed {
-                    req: req.clone(),
-                    error: DialError::Other("the address source has no address".into()),
-                    retry_in: None,
-                }));
-                if req.is_automatic() {
-                    // An empty source must not make us spin asking it.
-                    self.schedule_refill(now);
+        let (automatic, tries) = (e.req.is_automatic(), e.source_tries);
+        let Some(addr) = addr else {
+            return self.no_address(now, id, out);
+        };
+        match self.unusable(&addr, automatic) {
+            None => self.take_address(now, id, addr, out),
+            Some(why) if tries < MAX_SOURCE_TRIES => {
+                debug!(target: LOG, "skipping {addr} for {id}: {why}");
+                if let Some(e) = self.outbound.get_mut(&id) {
+                    e.source_tries += 1;
                 }
+                out.push(Effect::FetchAddress { id });
             }
+            Some(why) => {
+                debug!(target: LOG, "skipping {addr} for {id}: {why}; waiting before asking again");
+                self.no_address(now, id, out);
+            }
+        }
+    }
+
+    /// The source had nothing usable: finish the request and, for an
+    /// automatic one, ask again only after the retry duration so that an
+    /// empty source is not asked in a busy loop.
+    fn no_address<C>(&mut self, now: Instant, id: ConnId, out: &mut Vec<Effect<C>>) {
+        let Some(req) = self.outbound.get(&id).map(|e| e.req.clone()) else {
+            return;
+        };
+        debug!(target: LOG, "address source has no usable address for {id}");
+        self.finish(id, ConnState::Failing);
+        out.push(Effect::Notify(CoreEvent::DialFailed {
+            req: req.clone(),
+            error: DialError::Other("the address source has no usable address".into()),
+            retry_in: None,
+        }));
+        if req.is_automatic() {
+            self.schedule_refill(now);
+        }
+    }
+
+    /// Why an address from the source cannot be used now, if it cannot.
+    fn unusable(&self, addr: &Addr, automatic: bool) -> Option<&'static str> {
+        if automatic && self.cfg.diversity {
+            let group = diversity_group(addr)?;
+            if self.groups.contains_key(&group) {
+                return Some("its netgroup already has an automatic connection");
+            }
+        }
+        None
+    }
+
+    fn take_address<C>(&mut self, now: Instant, id: ConnId, addr: Addr, out: &mut Vec<Effect<C>>) {
+        let Some(e) = self.outbound.get_mut(&id) else {
+            return;
+        };
+        if e.req.is_automatic() && self.cfg.diversity {
+            if let Some(group) = diversity_group(&addr) {
+                *self.groups.entry(group.clone()).or_default() += 1;
+                e.group = Some(group);
+            }
+        }
+        e.req.set_addr(addr.clone());
+        e.addr = Some(addr);
+        self.dial(now, id, out);
+    }
+
+    fn on_report(&mut self, now: Instant, id: ConnId, report: PeerReport) {
+        let Some(e) = self.inbound.get_mut(&id) else {
+            return; // only inbound eviction uses reports
+        };
+        let u = &mut e.usefulness;
+        match report {
+            PeerReport::Ping(rtt) => u.min_ping = Some(u.min_ping.map_or(rtt, |p| p.min(rtt))),
+            PeerReport::NovelBlock => u.last_block = Some(now),
+            PeerReport::NovelTx => u.last_tx = Some(now),
         }
     }
 
@@ -721,6 +841,7 @@ impl Core {
                 addr: remote.clone(),
                 serial,
                 since: now,
+                usefulness: Usefulness::default(),
                 dirty: false,
             },
         );
@@ -767,6 +888,7 @@ impl Core {
 
     fn on_stop<C>(&mut self, close_established: bool, out: &mut Vec<Effect<C>>) {
         self.stopped = true;
+        out.push(Effect::SaveAnchors(self.anchor_candidates()));
         let ids: Vec<ConnId> = self.outbound.keys().copied().collect();
         for id in ids {
             let Some(e) = self.outbound.get(&id) else {
@@ -805,6 +927,22 @@ impl Core {
         self.refills_scheduled = 0;
     }
 
+    /// The addresses of the longest-lived established automatic outbound
+    /// connections, oldest first.
+    fn anchor_candidates(&self) -> Vec<Addr> {
+        let mut live: Vec<(Instant, &Addr)> = self
+            .outbound
+            .values()
+            .filter(|e| e.state == ConnState::Established && e.req.is_automatic())
+            .filter_map(|e| Some((e.established_at?, e.addr.as_ref()?)))
+            .collect();
+        live.sort();
+        live.into_iter()
+            .take(self.cfg.anchor_count)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+
     /// Forgets a request, publishing its final state at once.
     fn finish(&mut self, id: ConnId, state: ConnState) {
         let Some(e) = self.outbound.remove(&id) else {
@@ -812,6 +950,9 @@ impl Core {
         };
         if e.req.is_automatic() {
             self.auto_live -= 1;
+        }
+        if let Some(group) = &e.group {
+            release_group(&mut self.groups, group);
         }
         e.req.publish(ReqView {
             state,
@@ -831,6 +972,15 @@ impl Core {
         if !*flag {
             *flag = true;
             self.dirty.push(id);
+        }
+    }
+}
+
+fn release_group(groups: &mut HashMap<NetGroup, usize>, group: &NetGroup) {
+    if let Some(n) = groups.get_mut(group) {
+        *n -= 1;
+        if *n == 0 {
+            groups.remove(group);
         }
     }
 }

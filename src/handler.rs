@@ -3,6 +3,7 @@
 //! publishes the state of each batch.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,12 +11,14 @@ use crossbeam_channel::{never, select, Receiver, Sender, TrySendError};
 use log::{debug, warn};
 use parking_lot::Mutex;
 
+use crate::accept::discard;
 use crate::addr::Addr;
 use crate::clock::Clock;
 use crate::conn::{Conn, ConnId, ConnShared};
-use crate::core::{Core, CoreEvent, Effect, Input, Teardown};
+use crate::core::{Core, CoreEvent, Effect, Input, PeerReport, Teardown};
 use crate::dial::CancelToken;
 use crate::event::Event;
+use crate::policy::anchors::save_anchors;
 use crate::pool::{DialMsg, Job};
 use crate::request::ConnReq;
 use crate::snapshot::SnapshotStore;
@@ -32,6 +35,7 @@ pub(crate) enum Request {
     ConnectFromSource(ConnReq),
     Teardown { id: ConnId, mode: Teardown },
     Closed { id: ConnId, serial: u64 },
+    Report { id: ConnId, report: PeerReport },
     Stop,
 }
 
@@ -58,6 +62,10 @@ pub(crate) struct HandlerParts {
     pub(crate) events: Sender<Event>,
     pub(crate) store: Arc<Mutex<SnapshotStore>>,
     pub(crate) close_on_stop: bool,
+    /// Where a clean stop saves the anchors, if anywhere.
+    pub(crate) anchors_file: Option<PathBuf>,
+    /// Anchors read at start, to dial first.
+    pub(crate) anchors: Vec<Addr>,
 }
 
 type Stream0 = Box<dyn Stream>;
@@ -98,6 +106,8 @@ pub(crate) fn run(parts: HandlerParts) {
         timer: None,
         stopping: false,
     };
+    let anchors = std::mem::take(&mut h.parts.anchors);
+    h.step(Input::Anchors(anchors));
     h.step(Input::Start);
     h.publish(true);
     while !h.stopping {
@@ -184,6 +194,7 @@ impl Handler {
             Request::ConnectFromSource(req) => Input::ConnectFromSource(req),
             Request::Teardown { id, mode } => Input::Teardown { id, mode },
             Request::Closed { id, serial } => Input::Closed { id, serial },
+            Request::Report { id, report } => Input::Report { id, report },
             Request::Stop => {
                 self.stopping = true;
                 return;
@@ -277,6 +288,7 @@ impl Handler {
                 self.emit(event);
             }
             Effect::Discard { conn } => discard(conn),
+            Effect::SaveAnchors(addrs) => self.save_anchors(&addrs),
             Effect::Close { serial } => {
                 if let Some(shared) = self.live.remove(&serial) {
                     shared.close_by_manager();
@@ -346,6 +358,15 @@ impl Handler {
         self.send_events();
     }
 
+    fn save_anchors(&self, addrs: &[Addr]) {
+        let Some(path) = &self.parts.anchors_file else {
+            return;
+        };
+        if let Err(e) = save_anchors(path, addrs) {
+            warn!(target: LOG, "cannot save anchors to {}: {e}", path.display());
+        }
+    }
+
     fn shut_down(&mut self) {
         let close = self.parts.close_on_stop;
         self.step(Input::Stop {
@@ -360,12 +381,5 @@ impl Handler {
         // manager lets go.
         self.live.clear();
         self.publish(false);
-    }
-}
-
-/// Closes a stream nobody will hear of.
-fn discard(conn: Stream0) {
-    if let Ok(closer) = conn.closer() {
-        closer.close();
     }
 }

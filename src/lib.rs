@@ -57,6 +57,7 @@ mod manager;
 pub mod memory;
 mod notifier;
 pub mod pipe;
+mod policy;
 mod pool;
 mod request;
 mod snapshot;

@@ -16,11 +16,12 @@ use crate::addr::Addr;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::conn::{ConnId, ConnState, Direction};
-use crate::core::{Core, Teardown};
+use crate::core::{Core, PeerReport, Teardown};
 use crate::event::Event;
 use crate::handler::{self, Accepted, HandlerParts, Request};
 use crate::listener::Listener;
 use crate::notifier::{self, Callbacks, EventSink};
+use crate::policy::anchors::take_anchors;
 use crate::pool::{spawn_pool, DialMsg};
 use crate::request::{ConnReq, IdGen};
 use crate::snapshot::{ConnInfo, Counts, Snapshot, SnapshotStore};
@@ -227,6 +228,7 @@ impl ConnManager {
             config.pool_size,
             jobs_rx,
             dialer,
+            config.dial_gate,
             config.source,
             config.dial_timeout,
             results_tx.clone(),
@@ -245,13 +247,19 @@ impl ConnManager {
             events: notify_tx,
             store: Arc::clone(&shared.store),
             close_on_stop: config.close_on_stop,
+            anchors: config
+                .anchors_file
+                .as_deref()
+                .map(take_anchors)
+                .unwrap_or_default(),
+            anchors_file: config.anchors_file,
         };
         let handler = thread::Builder::new()
             .name("connmgr-handler".into())
             .spawn(move || handler::run(parts))?;
         let acceptors = listeners
             .into_iter()
-            .map(|l| spawn_acceptor(l, accepted_tx.clone()))
+            .map(|l| spawn_acceptor(l, accepted_tx.clone(), config.accept_gate.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Threads {
             handler,
@@ -381,6 +389,31 @@ impl Handle {
     /// it without retry if established. Closes an inbound connection.
     pub fn remove(&self, id: ConnId) -> Result<(), Error> {
         self.teardown(id, Teardown::Remove)
+    }
+
+    /// Reports a round-trip time measured with a connection's peer; the
+    /// lowest one is kept and protects good inbound peers from eviction.
+    pub fn report_ping(&self, id: ConnId, rtt: std::time::Duration) -> Result<(), Error> {
+        self.report(id, PeerReport::Ping(rtt))
+    }
+
+    /// Reports that a connection's peer delivered a block we did not have.
+    pub fn report_novel_block(&self, id: ConnId) -> Result<(), Error> {
+        self.report(id, PeerReport::NovelBlock)
+    }
+
+    /// Reports that a connection's peer delivered a transaction we did not
+    /// have.
+    pub fn report_novel_tx(&self, id: ConnId) -> Result<(), Error> {
+        self.report(id, PeerReport::NovelTx)
+    }
+
+    fn report(&self, id: ConnId, report: PeerReport) -> Result<(), Error> {
+        self.check_open()?;
+        if !self.shared.store.lock().contains(id) {
+            return Err(Error::UnknownId(id));
+        }
+        self.send(Request::Report { id, report })
     }
 
     /// A copy of everything the manager last published.

@@ -14,6 +14,7 @@ use log::{error, warn};
 use crate::addr::Addr;
 use crate::conn::ConnId;
 use crate::dial::{CancelToken, Dial, DialContext, DialError};
+use crate::policy::gate::{self, Gate};
 use crate::source::AddressSource;
 use crate::stream::Stream;
 
@@ -48,6 +49,7 @@ pub(crate) enum DialMsg {
 /// What every worker shares.
 struct WorkerCtx {
     dialer: Arc<dyn Dial>,
+    gate: Option<Gate>,
     source: Option<Arc<dyn AddressSource>>,
     dial_timeout: Duration,
     results: Sender<DialMsg>,
@@ -59,12 +61,14 @@ pub(crate) fn spawn_pool(
     size: usize,
     jobs: Receiver<Job>,
     dialer: Arc<dyn Dial>,
+    gate: Option<Gate>,
     source: Option<Arc<dyn AddressSource>>,
     dial_timeout: Duration,
     results: Sender<DialMsg>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let ctx = Arc::new(WorkerCtx {
         dialer,
+        gate,
         source,
         dial_timeout,
         results,
@@ -119,6 +123,7 @@ fn dial(ctx: &WorkerCtx, addr: &Addr, token: CancelToken) -> Result<Box<dyn Stre
     if token.is_canceled() {
         return Err(DialError::Canceled);
     }
+    gate::check(ctx.gate.as_ref(), addr).map_err(DialError::Rejected)?;
     let dctx = DialContext::new(Instant::now() + ctx.dial_timeout, token);
     match catch_unwind(AssertUnwindSafe(|| ctx.dialer.dial(addr, &dctx))) {
         Ok(result) => result,

@@ -41,6 +41,7 @@ struct Out {
     disconnected: Vec<ConnId>,
     failed: Vec<(ConnId, Option<Duration>)>,
     inbound_closed: Vec<ConnId>,
+    anchors: Vec<Vec<Addr>>,
 }
 
 impl Out {
@@ -68,6 +69,7 @@ impl Out {
                 }),
                 Effect::Discard { conn } => out.discard.push(conn),
                 Effect::Close { serial } => out.close.push(serial),
+                Effect::SaveAnchors(addrs) => out.anchors.push(addrs),
                 Effect::Notify(CoreEvent::Disconnected { req }) => {
                     out.disconnected.push(req.id().expect("request without id"))
                 }

@@ -99,6 +99,7 @@ fn config_strategy() -> impl Strategy<Value = CoreConfig> {
                 min_stable_duration: Duration::from_secs(stable),
                 max_failed_attempts: fails,
                 rng_seed: seed,
+                ..CoreConfig::default()
             },
         )
 }
@@ -184,7 +185,10 @@ impl Model {
         for e in &effects {
             match e {
                 Effect::FetchAddress { id } => {
-                    self.new_id(*id)?;
+                    // A request whose address was unusable asks again.
+                    if !self.automatic.contains(id) {
+                        self.new_id(*id)?;
+                    }
                     self.automatic.insert(*id);
                     self.fetches.push(*id);
                 }
@@ -195,7 +199,7 @@ impl Model {
                     }
                     self.dials.push((*id, *attempt));
                 }
-                Effect::CancelDial { .. } => {}
+                Effect::CancelDial { .. } | Effect::SaveAnchors(_) => {}
                 Effect::Established {
                     req,
                     id,
