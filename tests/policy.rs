@@ -1,0 +1,265 @@
+//! Peer policy through the whole manager: outbound diversity, gating
+//! hooks, anchors.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use connmgr::*;
+use parking_lot::Mutex;
+
+/// A public-looking address in /16 group `g`, host `h`.
+fn public(g: u8, h: u8) -> Addr {
+    format!("203.{g}.0.{h}:8333").parse().unwrap()
+}
+
+/// Listens on every address in `addrs`; the listeners must stay alive.
+fn listen_all(net: &MemoryNetwork, addrs: &[Addr]) -> Vec<MemoryListener> {
+    addrs
+        .iter()
+        .map(|a| net.listen(a.clone()).unwrap())
+        .collect()
+}
+
+fn holding_config(net: &MemoryNetwork, held: &Arc<Mutex<Vec<Conn>>>) -> ConfigBuilder {
+    let held = Arc::clone(held);
+    Config::builder()
+        .dialer(net.dialer())
+        .on_connection(move |_, _, conn| held.lock().push(conn))
+}
+
+/// The source offers 5 hosts in each of 3 /16 groups; with target 8 the
+/// manager holds exactly one automatic connection per group, never two.
+#[test]
+fn automatic_outbound_holds_one_connection_per_netgroup() {
+    let net = MemoryNetwork::new();
+    let addrs: Vec<Addr> = (0..3)
+        .flat_map(|g| (1..=5).map(move |h| public(g, h)))
+        .collect();
+    let _listeners = listen_all(&net, &addrs);
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicU32::new(0));
+    let pool = addrs.clone();
+    let config = holding_config(&net, &held)
+        .target_outbound(8)
+        .address_source(move || {
+            Some(pool[next.fetch_add(1, Ordering::SeqCst) as usize % 15].clone())
+        })
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    m.start().unwrap();
+    assert!(
+        wait_until(|| m.counts().automatic_outbound == 3),
+        "{:?}",
+        m.counts()
+    );
+    // The other five slots keep drawing addresses in held groups until
+    // they give up for a retry duration; then nothing is pending.
+    assert!(wait_until(|| m.counts().pending == 0), "{:?}", m.counts());
+    let snap = m.snapshot();
+    let mut per_group: HashMap<NetGroup, usize> = HashMap::new();
+    for c in snap
+        .conns
+        .iter()
+        .filter(|c| c.automatic && c.addr.is_some())
+    {
+        *per_group
+            .entry(c.addr.as_ref().unwrap().netgroup())
+            .or_default() += 1;
+    }
+    assert!(per_group.values().all(|&n| n == 1), "{per_group:?}");
+    assert_eq!(m.counts().automatic_outbound, 3);
+    m.stop();
+}
+
+/// Loopback and private addresses are exempt: a local test network fills
+/// the whole target from one /16.
+#[test]
+fn local_addresses_are_exempt_from_diversity() {
+    let net = MemoryNetwork::new();
+    let addrs: Vec<Addr> = (0..8).map(mem_addr).collect();
+    let _listeners = listen_all(&net, &addrs);
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicU32::new(0));
+    let config = holding_config(&net, &held)
+        .target_outbound(8)
+        .address_source(move || {
+            Some(addrs[next.fetch_add(1, Ordering::SeqCst) as usize % 8].clone())
+        })
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    m.start().unwrap();
+    assert!(
+        wait_until(|| m.counts().automatic_outbound == 8),
+        "{:?}",
+        m.counts()
+    );
+    m.stop();
+}
+
+/// With diversity off, one group may fill the target.
+#[test]
+fn diversity_can_be_turned_off() {
+    let net = MemoryNetwork::new();
+    let addrs: Vec<Addr> = (1..=8).map(|h| public(7, h)).collect();
+    let _listeners = listen_all(&net, &addrs);
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicU32::new(0));
+    let config = holding_config(&net, &held)
+        .target_outbound(8)
+        .outbound_diversity(false)
+        .address_source(move || {
+            Some(addrs[next.fetch_add(1, Ordering::SeqCst) as usize % 8].clone())
+        })
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    m.start().unwrap();
+    assert!(
+        wait_until(|| m.counts().automatic_outbound == 8),
+        "{:?}",
+        m.counts()
+    );
+    m.stop();
+}
+
+/// The dial gate vetoes addresses before any connection is made; the
+/// refusal reaches the user as `DialError::Rejected` with the reason.
+#[test]
+fn dial_gate_vetoes_addresses() {
+    let net = MemoryNetwork::new();
+    let ok = mem_addr(1);
+    let bad = mem_addr(2);
+    let _listeners = listen_all(&net, &[ok.clone(), bad.clone()]);
+    let veto = bad.clone();
+    let config = Config::builder()
+        .dialer(net.dialer())
+        .dial_gate(move |a| {
+            if *a == veto {
+                Err("on the deny list".into())
+            } else {
+                Ok(())
+            }
+        })
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    let events = m.events();
+    m.start().unwrap();
+    let bad_id = m.connect(ConnReq::new(bad)).unwrap();
+    let ev = expect_event(&events, |e| matches!(e, Event::DialFailed { .. }));
+    match ev {
+        Event::DialFailed { req, error, .. } => {
+            assert_eq!(req.id(), Some(bad_id));
+            assert_eq!(error, DialError::Rejected("on the deny list".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let ok_id = m.connect(ConnReq::new(ok)).unwrap();
+    let ev = expect_event(&events, |e| matches!(e, Event::Connected { .. }));
+    assert_eq!(ev.id(), ok_id);
+    m.stop();
+}
+
+/// The accept gate closes refused inbound connections before the manager
+/// counts them or the user sees them; a panicking gate refuses.
+#[test]
+fn accept_gate_refuses_before_anyone_sees() {
+    let net = MemoryNetwork::new();
+    let listen = mem_addr(9);
+    let listener = net.listen(listen.clone()).unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicU32::new(0));
+    let (h, c) = (Arc::clone(&held), Arc::clone(&calls));
+    let config = Config::builder()
+        .dialer(net.dialer())
+        .listener(listener)
+        .accept_gate(move |_| match c.fetch_add(1, Ordering::SeqCst) {
+            0 => Err("first one refused".into()),
+            1 => panic!("broken rule"),
+            _ => Ok(()),
+        })
+        .on_accept(move |_, conn| h.lock().push(conn))
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    m.start().unwrap();
+    let mut refused1 = net.connect(&listen).unwrap();
+    let mut refused2 = net.connect(&listen).unwrap();
+    let _kept = net.connect(&listen).unwrap();
+    assert!(wait_until(|| held.lock().len() == 1));
+    let mut buf = [0u8; 1];
+    use std::io::Read;
+    assert_eq!(refused1.read(&mut buf).unwrap(), 0, "refused by the rule");
+    assert_eq!(
+        refused2.read(&mut buf).unwrap(),
+        0,
+        "refused by the panicking rule"
+    );
+    assert_eq!(m.snapshot().stats.inbound_accepted, 1);
+    m.stop();
+}
+
+/// A clean stop writes the longest-lived automatic outbound addresses; the
+/// next manager dials them before asking its address source.
+#[test]
+fn anchors_survive_a_restart() {
+    let path = std::env::temp_dir().join(format!("connmgr-test-anchors-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let net = MemoryNetwork::new();
+    let addrs: Vec<Addr> = (0..4).map(|g| public(g, 1)).collect();
+    let _listeners = listen_all(&net, &addrs);
+    let held = Arc::new(Mutex::new(Vec::new()));
+
+    let first = addrs.clone();
+    let next = Arc::new(AtomicU32::new(0));
+    let config = holding_config(&net, &held)
+        .target_outbound(3)
+        .anchors_file(&path)
+        .address_source(move || {
+            first
+                .get(next.fetch_add(1, Ordering::SeqCst) as usize)
+                .cloned()
+        })
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    m.start().unwrap();
+    assert!(wait_until(|| m.counts().automatic_outbound == 3));
+    m.stop();
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        saved.lines().filter(|l| !l.starts_with('#')).count(),
+        2,
+        "{saved}"
+    );
+
+    // The second source offers only the fourth address.
+    let fourth = addrs[3].clone();
+    let config = holding_config(&net, &held)
+        .target_outbound(3)
+        .anchors_file(&path)
+        .address_source(move || Some(fourth.clone()))
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    m.start().unwrap();
+    assert!(
+        wait_until(|| m.counts().automatic_outbound == 3),
+        "{:?}",
+        m.snapshot()
+    );
+    let got: Vec<Addr> = m
+        .snapshot()
+        .conns
+        .iter()
+        .filter_map(|c| c.addr.clone())
+        .collect();
+    for line in saved.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            got.contains(&line.parse().unwrap()),
+            "anchor {line} redialed: {got:?}"
+        );
+    }
+    assert!(!path.exists(), "anchors are consumed at start");
+    m.stop();
+    let _ = std::fs::remove_file(&path);
+}
