@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -17,6 +17,12 @@ pub trait Clock: Send + Sync + 'static {
     /// A channel that receives one message once `deadline` has been
     /// reached on this clock.
     fn wake_at(&self, deadline: Instant) -> Receiver<Instant>;
+
+    /// The wall-clock time that corresponds to [`now`](Self::now), used
+    /// only to write expiry times into files.
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
 }
 
 /// The real clock: `Instant::now()` and crossbeam's timer channels.
@@ -52,6 +58,7 @@ pub struct ManualClock(Arc<Mutex<ManualState>>);
 
 struct ManualState {
     now: Instant,
+    wall: SystemTime,
     waiters: Vec<(Instant, Sender<Instant>)>,
 }
 
@@ -60,6 +67,7 @@ impl ManualClock {
     pub fn new() -> Self {
         ManualClock(Arc::new(Mutex::new(ManualState {
             now: Instant::now(),
+            wall: SystemTime::now(),
             waiters: Vec::new(),
         })))
     }
@@ -69,6 +77,7 @@ impl ManualClock {
         let due = {
             let mut state = self.0.lock();
             state.now += by;
+            state.wall += by;
             let now = state.now;
             let (due, pending): (Vec<_>, Vec<_>) =
                 state.waiters.drain(..).partition(|(at, _)| *at <= now);
@@ -101,6 +110,10 @@ impl fmt::Debug for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
         self.0.lock().now
+    }
+
+    fn wall(&self) -> SystemTime {
+        self.0.lock().wall
     }
 
     fn wake_at(&self, deadline: Instant) -> Receiver<Instant> {

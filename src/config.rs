@@ -11,12 +11,15 @@ use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock};
 use crate::conn::Conn;
 use crate::core::CoreConfig;
+use crate::core::DecayingSpec;
 use crate::dial::Dial;
 use crate::event::Event;
 use crate::listener::Listener;
 use crate::manager::Handle;
 use crate::notifier::Callbacks;
 use crate::policy::gate::Gate;
+use crate::policy::tags::{BumpFn, DecayFn};
+use crate::policy::trim::{TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SILENCE};
 use crate::request::ConnReq;
 use crate::source::AddressSource;
 
@@ -38,6 +41,11 @@ pub struct Config {
     pub(crate) dial_gate: Option<Gate>,
     pub(crate) accept_gate: Option<Gate>,
     pub(crate) anchors_file: Option<PathBuf>,
+    pub(crate) watermarks: Option<(usize, usize)>,
+    pub(crate) trim_grace: Duration,
+    pub(crate) trim_silence: Duration,
+    pub(crate) decaying: Vec<DecayingSpec>,
+    pub(crate) ban_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -64,6 +72,11 @@ impl Config {
                 dial_gate: None,
                 accept_gate: None,
                 anchors_file: None,
+                watermarks: None,
+                trim_grace: DEFAULT_GRACE,
+                trim_silence: DEFAULT_SILENCE,
+                decaying: Vec::new(),
+                ban_file: None,
             },
         }
     }
@@ -99,6 +112,42 @@ impl Config {
         }
         if c.max_failed_attempts == 0 {
             return Err(ConfigError::ZeroMaxFailedAttempts);
+        }
+        if c.ban_threshold == 0 {
+            return Err(ConfigError::ZeroBanThreshold);
+        }
+        self.trim_policy()?;
+        self.check_decaying()
+    }
+
+    /// The trimming policy the watermarks describe, if any.
+    pub(crate) fn trim_policy(&self) -> Result<Option<TrimPolicy>, ConfigError> {
+        let Some((low, high)) = self.watermarks else {
+            return Ok(None);
+        };
+        let policy = TrimPolicy::new(low, high).map_err(ConfigError::Watermarks)?;
+        Ok(Some(
+            policy
+                .with_grace(self.trim_grace)
+                .with_silence(self.trim_silence),
+        ))
+    }
+
+    fn check_decaying(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for d in &self.decaying {
+            if d.interval.is_zero() {
+                return Err(ConfigError::DecayingTag(format!(
+                    "decaying tag {:?} has a zero interval: give it a positive one, e.g. 1 min",
+                    d.name
+                )));
+            }
+            if !seen.insert(d.name.as_str()) {
+                return Err(ConfigError::DecayingTag(format!(
+                    "decaying tag {:?} is registered twice: give each a distinct name",
+                    d.name
+                )));
+            }
         }
         Ok(())
     }
@@ -320,6 +369,86 @@ impl ConfigBuilder {
         self
     }
 
+    /// Trims connections (both directions) down to `low` whenever there
+    /// are more than `high`: unprotected ones outside the grace period,
+    /// lowest tag value first, inbound before outbound. Off by default;
+    /// keep `high` above the outbound target plus the inbound you expect,
+    /// or automatic connections will be trimmed and refilled in turn.
+    pub fn watermarks(mut self, low: usize, high: usize) -> Self {
+        self.config.watermarks = Some((low, high));
+        self
+    }
+
+    /// How long a new connection is safe from trimming (default 1 min).
+    pub fn trim_grace(mut self, d: Duration) -> Self {
+        self.config.trim_grace = d;
+        self
+    }
+
+    /// The least time between two trims (default 10 s).
+    pub fn trim_silence(mut self, d: Duration) -> Self {
+        self.config.trim_silence = d;
+        self
+    }
+
+    /// Registers a decaying tag: every `interval`, `decay` runs over each
+    /// peer's value; [`Handle::bump_decaying`](crate::Handle::bump_decaying)
+    /// combines bumps through `bump`.
+    pub fn decaying_tag(
+        mut self,
+        name: &str,
+        interval: Duration,
+        decay: DecayFn,
+        bump: BumpFn,
+    ) -> Self {
+        self.config.decaying.push(DecayingSpec {
+            name: name.to_owned(),
+            interval,
+            decay,
+            bump,
+        });
+        self
+    }
+
+    /// The ban score at which a misbehaving peer is disconnected and
+    /// banned (default 100, as btcd).
+    pub fn ban_threshold(mut self, score: u32) -> Self {
+        self.config.core.ban_threshold = score;
+        self
+    }
+
+    /// The ban score from which misbehaviour is logged as a warning
+    /// (default 50).
+    pub fn warn_threshold(mut self, score: u32) -> Self {
+        self.config.core.warn_threshold = score;
+        self
+    }
+
+    /// How long a peer that reaches the ban threshold stays banned
+    /// (default 24 h).
+    pub fn ban_duration(mut self, d: Duration) -> Self {
+        self.config.core.ban_duration = d;
+        self
+    }
+
+    /// A file that keeps the ban list across restarts: loaded by
+    /// `ConnManager::new` (a corrupt file is a [`ConfigError::BanFile`]),
+    /// rewritten whenever the list changes.
+    pub fn ban_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.ban_file = Some(path.into());
+        self
+    }
+
+    /// When inbound slots are full, evict an inbound connection chosen by
+    /// Bitcoin Core's rules instead of refusing the newcomer (default
+    /// off). Outbound and protected peers are never evicted; report ping
+    /// and usefulness with [`Handle::report_ping`](crate::Handle::report_ping)
+    /// and friends so that good peers are kept.
+    pub fn evict_inbound(mut self, on: bool) -> Self {
+        self.config.core.evict_inbound = on;
+        self
+    }
+
     /// The finished config (checked by `ConnManager::new`).
     pub fn build(self) -> Config {
         self.config
@@ -351,6 +480,14 @@ pub enum ConfigError {
     InvalidJitter(f64),
     /// The failure throttle threshold is zero.
     ZeroMaxFailedAttempts,
+    /// The trimming watermarks are inconsistent.
+    Watermarks(TrimPolicyError),
+    /// A decaying tag cannot be registered; the message says why.
+    DecayingTag(String),
+    /// The ban threshold is zero, which would ban every peer at once.
+    ZeroBanThreshold,
+    /// The ban file exists but cannot be read or is corrupt.
+    BanFile(String),
     /// A listen address could not be bound.
     Listen {
         /// The address.
@@ -390,6 +527,16 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroMaxFailedAttempts => f.write_str(
                 "max failed attempts is 0, which would throttle from the first failure: \
                  set max_failed_attempts to at least 1 (default 25)",
+            ),
+            ConfigError::Watermarks(e) => write!(f, "invalid watermarks: {e}"),
+            ConfigError::DecayingTag(why) => f.write_str(why),
+            ConfigError::ZeroBanThreshold => f.write_str(
+                "ban threshold is 0, which would ban every peer on its first score: \
+                 set ban_threshold to at least 1 (default 100)",
+            ),
+            ConfigError::BanFile(why) => write!(
+                f,
+                "{why}; fix or remove the ban file, or point ban_file elsewhere"
             ),
             ConfigError::Listen { addr, reason } => write!(
                 f,

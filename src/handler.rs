@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver, Sender, TrySendError};
 use log::{debug, warn};
@@ -15,10 +15,12 @@ use crate::accept::discard;
 use crate::addr::Addr;
 use crate::clock::Clock;
 use crate::conn::{Conn, ConnId, ConnShared};
-use crate::core::{Core, CoreEvent, Effect, Input, PeerReport, Teardown};
+use crate::core::{Core, CoreEvent, DecayingSpec, Effect, Input, PeerReport, TagChange, Teardown};
 use crate::dial::CancelToken;
 use crate::event::Event;
 use crate::policy::anchors::save_anchors;
+use crate::policy::bans::{BanList, Subnet};
+use crate::policy::tags::PeerId;
 use crate::pool::{DialMsg, Job};
 use crate::request::ConnReq;
 use crate::snapshot::SnapshotStore;
@@ -33,9 +35,39 @@ const BATCH: usize = 4096;
 pub(crate) enum Request {
     Connect(ConnReq),
     ConnectFromSource(ConnReq),
-    Teardown { id: ConnId, mode: Teardown },
-    Closed { id: ConnId, serial: u64 },
-    Report { id: ConnId, report: PeerReport },
+    Teardown {
+        id: ConnId,
+        mode: Teardown,
+    },
+    Closed {
+        id: ConnId,
+        serial: u64,
+    },
+    Report {
+        id: ConnId,
+        report: PeerReport,
+    },
+    Tag {
+        peer: PeerId,
+        change: TagChange,
+    },
+    SetPeer {
+        id: ConnId,
+        peer: PeerId,
+    },
+    Trim,
+    Misbehaving {
+        id: ConnId,
+        persistent: u32,
+        transient: u32,
+        reason: String,
+    },
+    Ban {
+        subnet: Subnet,
+        duration: Duration,
+        reason: String,
+    },
+    Unban(Subnet),
     Stop,
 }
 
@@ -66,6 +98,12 @@ pub(crate) struct HandlerParts {
     pub(crate) anchors_file: Option<PathBuf>,
     /// Anchors read at start, to dial first.
     pub(crate) anchors: Vec<Addr>,
+    /// Decaying tags to register before starting.
+    pub(crate) decaying: Vec<DecayingSpec>,
+    /// Where the ban list is saved, if anywhere.
+    pub(crate) ban_file: Option<PathBuf>,
+    /// Bans loaded from that file.
+    pub(crate) loaded_bans: BanList,
 }
 
 type Stream0 = Box<dyn Stream>;
@@ -106,6 +144,11 @@ pub(crate) fn run(parts: HandlerParts) {
         timer: None,
         stopping: false,
     };
+    for spec in std::mem::take(&mut h.parts.decaying) {
+        h.step(Input::RegisterDecaying(spec));
+    }
+    let bans = std::mem::take(&mut h.parts.loaded_bans);
+    h.step(Input::LoadBans(bans));
     let anchors = std::mem::take(&mut h.parts.anchors);
     h.step(Input::Anchors(anchors));
     h.step(Input::Start);
@@ -195,6 +238,30 @@ impl Handler {
             Request::Teardown { id, mode } => Input::Teardown { id, mode },
             Request::Closed { id, serial } => Input::Closed { id, serial },
             Request::Report { id, report } => Input::Report { id, report },
+            Request::Tag { peer, change } => Input::Tag { peer, change },
+            Request::SetPeer { id, peer } => Input::SetPeer { id, peer },
+            Request::Trim => Input::Trim,
+            Request::Misbehaving {
+                id,
+                persistent,
+                transient,
+                reason,
+            } => Input::Misbehaving {
+                id,
+                persistent,
+                transient,
+                reason,
+            },
+            Request::Ban {
+                subnet,
+                duration,
+                reason,
+            } => Input::Ban {
+                subnet,
+                duration,
+                reason,
+            },
+            Request::Unban(subnet) => Input::Unban(subnet),
             Request::Stop => {
                 self.stopping = true;
                 return;
@@ -289,6 +356,7 @@ impl Handler {
             }
             Effect::Discard { conn } => discard(conn),
             Effect::SaveAnchors(addrs) => self.save_anchors(&addrs),
+            Effect::SaveBans(list) => self.save_bans(&list),
             Effect::Close { serial } => {
                 if let Some(shared) = self.live.remove(&serial) {
                     shared.close_by_manager();
@@ -356,6 +424,16 @@ impl Handler {
             store.running = running;
         }
         self.send_events();
+    }
+
+    fn save_bans(&self, list: &BanList) {
+        let Some(path) = &self.parts.ban_file else {
+            return;
+        };
+        let clock = &self.parts.clock;
+        if let Err(e) = list.save(path, clock.now(), clock.wall()) {
+            warn!(target: LOG, "cannot save bans to {}: {e}", path.display());
+        }
     }
 
     fn save_anchors(&self, addrs: &[Addr]) {

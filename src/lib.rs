@@ -57,10 +57,13 @@ mod manager;
 pub mod memory;
 mod notifier;
 pub mod pipe;
-mod policy;
+pub mod policy;
 mod pool;
+pub mod proxy;
 mod request;
+pub mod seed;
 mod snapshot;
+pub mod socks;
 mod source;
 mod stream;
 mod tcp;
@@ -77,8 +80,13 @@ pub use crate::listener::Listener;
 pub use crate::manager::{ConnManager, Error, Handle};
 pub use crate::memory::{MemoryDialer, MemoryListener, MemoryNetwork};
 pub use crate::pipe::{pipe, pipe_with_capacity, PipeStream};
+pub use crate::proxy::Socks5Dialer;
 pub use crate::request::ConnReq;
 pub use crate::snapshot::{ConnInfo, Counts, Snapshot, Stats};
+pub use crate::socks::{
+    tor_resolve, tor_resolve_ptr, tor_resolve_ptr_with, tor_resolve_with, Socks5Proxy,
+    Socks5ProxyBuilder, SocksError, SocksTarget,
+};
 pub use crate::source::AddressSource;
 pub use crate::stream::{Closer, Stream};
 pub use crate::tcp::{TcpDialer, TcpListener};

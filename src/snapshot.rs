@@ -2,11 +2,13 @@
 //! changes of each batch into a [`SnapshotStore`] behind one mutex; readers
 //! copy out what they need. Callers never see the handler's own maps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use crate::addr::Addr;
 use crate::conn::{ConnId, ConnState, Direction};
+use crate::policy::bans::BanEntry;
+use crate::policy::tags::{PeerId, TagInfo};
 
 /// One request or inbound connection as last published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,12 @@ pub struct Stats {
     pub consecutive_failures: u32,
     /// The most inbound connections ever live at once.
     pub peak_inbound: usize,
+    /// Trims run (automatic and explicit).
+    pub trims: u64,
+    /// Connections closed by a policy: trimming, eviction or a ban.
+    pub trimmed: u64,
+    /// Inbound connections evicted to make room for a newcomer.
+    pub evicted: u64,
 }
 
 /// A copy of the manager's published state.
@@ -121,6 +129,12 @@ impl Snapshot {
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotStore {
     conns: HashMap<ConnId, ConnInfo>,
+    peers: HashMap<PeerId, TagInfo>,
+    /// Protection is written by callers themselves, under this lock, in the
+    /// order they send it to the handler, so `unprotect` can answer at once.
+    pub(crate) protections: HashMap<PeerId, HashSet<String>>,
+    /// Bans in force when last published.
+    pub(crate) bans: Vec<BanEntry>,
     counts: Counts,
     pub(crate) stats: Stats,
     pub(crate) running: bool,
@@ -138,6 +152,17 @@ impl SnapshotStore {
         if let Some(old) = self.conns.remove(&id) {
             self.counts.apply(&old, -1);
         }
+    }
+
+    pub(crate) fn set_peer(&mut self, peer: PeerId, info: Option<TagInfo>) {
+        match info {
+            Some(info) => self.peers.insert(peer, info),
+            None => self.peers.remove(&peer),
+        };
+    }
+
+    pub(crate) fn tag_info(&self, peer: &PeerId) -> Option<TagInfo> {
+        self.peers.get(peer).cloned()
     }
 
     pub(crate) fn get(&self, id: ConnId) -> Option<&ConnInfo> {

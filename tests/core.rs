@@ -77,6 +77,7 @@ impl Out {
                     .failed
                     .push((req.id().expect("request without id"), retry_in)),
                 Effect::Notify(CoreEvent::InboundClosed { id, .. }) => out.inbound_closed.push(id),
+                _ => {}
             }
         }
         out

@@ -199,7 +199,7 @@ impl Model {
                     }
                     self.dials.push((*id, *attempt));
                 }
-                Effect::CancelDial { .. } | Effect::SaveAnchors(_) => {}
+                Effect::CancelDial { .. } => {}
                 Effect::Established {
                     req,
                     id,
@@ -246,16 +246,15 @@ impl Model {
                         return Err(format!("{id}: Disconnected without a connection before it"));
                     }
                 }
-                Effect::Notify(CoreEvent::DialFailed { req, .. }) => {
-                    if req.id().is_none() {
-                        return Err("DialFailed for a request without id".into());
-                    }
+                Effect::Notify(CoreEvent::DialFailed { req, .. }) if req.id().is_none() => {
+                    return Err("DialFailed for a request without id".into());
                 }
-                Effect::Notify(CoreEvent::InboundClosed { id, .. }) => {
-                    if !self.inbound_live.remove(id) {
-                        return Err(format!("InboundClosed for {id}, which was not live"));
-                    }
+                Effect::Notify(CoreEvent::InboundClosed { id, .. })
+                    if !self.inbound_live.remove(id) =>
+                {
+                    return Err(format!("InboundClosed for {id}, which was not live"));
                 }
+                _ => {}
             }
         }
         let given: Vec<u32> = given.into_iter().collect();

@@ -5,9 +5,12 @@ use std::time::Instant;
 
 use log::{debug, info};
 
+use super::outbound::peer_of;
 use super::{Core, CoreEvent, Effect, InEntry, PeerReport, Teardown, Usefulness, LOG};
 use crate::addr::Addr;
 use crate::conn::{ConnId, ConnState, Direction};
+use crate::policy::banscore::DynamicBanScore;
+use crate::policy::eviction::{CandidateNet, EvictionCandidate, EvictionPolicy};
 use crate::snapshot::ConnInfo;
 
 impl Core {
@@ -30,20 +33,23 @@ impl Core {
         remote: Addr,
         out: &mut Vec<Effect<C>>,
     ) {
-        if self.stopped || self.inbound.len() >= self.cfg.max_inbound {
+        if let Some(why) = self.refuse_inbound(now, &remote, out) {
             self.stats.inbound_refused += 1;
-            debug!(target: LOG, "refusing inbound {remote}: {} of {} slots used",
-                self.inbound.len(), self.cfg.max_inbound);
+            debug!(target: LOG, "refusing inbound {remote}: {why}");
             out.push(Effect::Discard { conn });
             return;
         }
         let id = self.ids.next();
         self.next_serial += 1;
         let serial = self.next_serial;
+        let peer = peer_of(&remote);
+        self.peer_connected(&peer, serial, now);
         self.inbound.insert(
             id,
             InEntry {
                 addr: remote.clone(),
+                peer,
+                score: DynamicBanScore::default(),
                 serial,
                 since: now,
                 usefulness: Usefulness::default(),
@@ -62,6 +68,60 @@ impl Core {
             conn,
         });
         self.mark(id);
+    }
+
+    /// Why a newcomer from `remote` cannot have a slot, if it cannot.
+    /// When slots are full and eviction is on, makes room instead.
+    fn refuse_inbound<C>(
+        &mut self,
+        now: Instant,
+        remote: &Addr,
+        out: &mut Vec<Effect<C>>,
+    ) -> Option<String> {
+        if self.stopped {
+            return Some("the manager is stopping".into());
+        }
+        if let Some(ban) = self.ban_on(remote.ip(), now) {
+            return Some(format!("banned: {}", ban.reason));
+        }
+        if self.inbound.len() < self.cfg.max_inbound {
+            return None;
+        }
+        let full = format!(
+            "{} of {} slots used",
+            self.inbound.len(),
+            self.cfg.max_inbound
+        );
+        if !self.cfg.evict_inbound {
+            return Some(full);
+        }
+        match EvictionPolicy::default().select_to_evict(self.eviction_candidates(), now) {
+            Some(victim) => {
+                info!(target: LOG, "evicting inbound {} for {remote}", ConnId(victim));
+                self.stats.evicted += 1;
+                self.close_inbound(ConnId(victim), out);
+                None
+            }
+            None => Some(format!("{full}, all protected from eviction")),
+        }
+    }
+
+    /// Every inbound connection as the eviction rules see it.
+    fn eviction_candidates(&self) -> Vec<EvictionCandidate> {
+        self.inbound
+            .iter()
+            .map(|(id, e)| {
+                let group = self.eviction_key.keyed_netgroup(&e.addr.netgroup());
+                let mut c =
+                    EvictionCandidate::new(id.0, e.since, group, CandidateNet::from_addr(&e.addr));
+                c.min_ping = e.usefulness.min_ping;
+                c.last_block = e.usefulness.last_block;
+                c.last_tx = e.usefulness.last_tx;
+                c.relevant_services = true;
+                c.noban = self.is_protected(&e.peer);
+                c
+            })
+            .collect()
     }
 
     pub(super) fn on_closed<C>(
@@ -86,6 +146,7 @@ impl Core {
     /// leaves the map here).
     pub(super) fn close_inbound<C>(&mut self, id: ConnId, out: &mut Vec<Effect<C>>) {
         if let Some(e) = self.inbound.remove(&id) {
+            self.peer_disconnected(&e.peer, e.serial);
             self.stats.closed += 1;
             self.removed.push(id);
             info!(target: LOG, "inbound {} closed ({id})", e.addr);

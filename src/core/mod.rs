@@ -10,7 +10,7 @@
 //! [`Effect::Established`] or [`Effect::Discard`] but never looks inside.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -21,11 +21,20 @@ use crate::backoff::Backoff;
 use crate::conn::{ConnId, ConnState, Direction};
 use crate::dial::DialError;
 
+use crate::policy::bans::{BanEntry, BanList, Subnet};
+use crate::policy::banscore::DynamicBanScore;
+use crate::policy::eviction::EvictionKey;
+use crate::policy::tags::{PeerId, PeerTags};
+use crate::policy::trim::TrimPolicy;
 use crate::request::{ConnReq, IdGen, ReqView};
 use crate::snapshot::{SnapshotStore, Stats};
 
+mod bans;
 mod inbound;
 mod outbound;
+mod peers;
+
+pub use peers::{DecayingSpec, TagChange};
 
 use inbound::in_info;
 use outbound::{out_info, release_group};
@@ -64,6 +73,17 @@ pub struct CoreConfig {
     /// How many long-lived outbound addresses a clean stop reports as
     /// anchors.
     pub anchor_count: usize,
+    /// Connection watermarks for trimming; `None` never trims.
+    pub trim: Option<TrimPolicy>,
+    /// Ban score at which a misbehaving peer is banned and disconnected.
+    pub ban_threshold: u32,
+    /// Ban score from which misbehaviour is logged as a warning.
+    pub warn_threshold: u32,
+    /// How long a peer that reached the ban threshold stays banned.
+    pub ban_duration: Duration,
+    /// When inbound slots are full, evict a connection (chosen by Bitcoin
+    /// Core's rules) for the newcomer instead of refusing it.
+    pub evict_inbound: bool,
 }
 
 impl Default for CoreConfig {
@@ -80,6 +100,11 @@ impl Default for CoreConfig {
             rng_seed: 0,
             diversity: true,
             anchor_count: 2,
+            trim: None,
+            ban_threshold: 100,
+            warn_threshold: 50,
+            ban_duration: Duration::from_secs(24 * 60 * 60),
+            evict_inbound: false,
         }
     }
 }
@@ -98,6 +123,7 @@ pub enum Teardown {
 
 /// Something that happened, for the Core to act on.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Input<C> {
     /// The manager started: fill the outbound target.
     Start,
@@ -164,6 +190,48 @@ pub enum Input<C> {
     },
     /// Time passed: run due timers.
     Tick,
+    /// Change a peer's tags or protection.
+    Tag {
+        /// Which peer.
+        peer: PeerId,
+        /// What to change.
+        change: TagChange,
+    },
+    /// Give a connection a peer identity (default: its address text).
+    SetPeer {
+        /// Which connection.
+        id: ConnId,
+        /// Its peer.
+        peer: PeerId,
+    },
+    /// Register a decaying tag (before [`Input::Start`]).
+    RegisterDecaying(DecayingSpec),
+    /// Trim now if above the low watermark and outside the silence period.
+    Trim,
+    /// Bans loaded from disk (before [`Input::Start`]).
+    LoadBans(BanList),
+    /// A connection misbehaved: raise its ban score.
+    Misbehaving {
+        /// Which connection.
+        id: ConnId,
+        /// Score that never decays.
+        persistent: u32,
+        /// Score that decays with a one-minute half-life.
+        transient: u32,
+        /// What it did, for the log and the ban reason.
+        reason: String,
+    },
+    /// Ban a subnet (or one address) and close its connections.
+    Ban {
+        /// What to ban.
+        subnet: Subnet,
+        /// For how long.
+        duration: Duration,
+        /// Why, kept with the ban.
+        reason: String,
+    },
+    /// Lift a ban.
+    Unban(Subnet),
     /// The manager is stopping.
     Stop {
         /// Whether to close established connections.
@@ -184,6 +252,7 @@ pub enum PeerReport {
 
 /// Something for the shell to do.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Effect<C> {
     /// Ask the address source for an address for `id`.
     FetchAddress {
@@ -234,6 +303,8 @@ pub enum Effect<C> {
     Notify(CoreEvent),
     /// A clean stop: remember these outbound addresses for the next start.
     SaveAnchors(Vec<Addr>),
+    /// The ban list changed: save it if it is persisted.
+    SaveBans(BanList),
 }
 
 /// Events the Core reports (connection hand-overs travel in
@@ -279,6 +350,10 @@ struct OutEntry {
     since: Instant,
     established_at: Option<Instant>,
     next_attempt: Option<Instant>,
+    /// Who the peer is, once the address is known.
+    peer: Option<PeerId>,
+    /// Misbehaviour score of the current connection.
+    score: DynamicBanScore,
     /// The netgroup this automatic request holds for the diversity rule.
     group: Option<NetGroup>,
     /// Addresses the source gave that could not be used, for this request.
@@ -288,6 +363,8 @@ struct OutEntry {
 
 struct InEntry {
     addr: Addr,
+    peer: PeerId,
+    score: DynamicBanScore,
     serial: u64,
     since: Instant,
     usefulness: Usefulness,
@@ -317,6 +394,16 @@ pub struct Core {
     /// Addresses to use before asking the source.
     anchors: Vec<Addr>,
     next_serial: u64,
+    /// Established outbound connections (kept, not counted, for trimming).
+    established_out: usize,
+    tags: PeerTags,
+    dirty_peers: HashSet<PeerId>,
+    last_trim: Option<Instant>,
+    bans: BanList,
+    bans_dirty: bool,
+    /// The ban list to publish with the next batch, if it changed.
+    bans_published: Option<Vec<BanEntry>>,
+    eviction_key: EvictionKey,
     stats: Stats,
     dirty: Vec<ConnId>,
     removed: Vec<ConnId>,
@@ -343,6 +430,14 @@ impl Core {
             groups: HashMap::new(),
             anchors: Vec::new(),
             next_serial: 0,
+            established_out: 0,
+            tags: PeerTags::new(),
+            dirty_peers: HashSet::new(),
+            last_trim: None,
+            bans: BanList::new(),
+            bans_dirty: false,
+            bans_published: None,
+            eviction_key: EvictionKey::random(),
             stats: Stats::default(),
             dirty: Vec::new(),
             removed: Vec::new(),
@@ -395,13 +490,36 @@ impl Core {
             Input::Closed { id, serial } => self.on_closed(now, id, serial, out),
             Input::Tick => self.on_tick(now, out),
             Input::Stop { close_established } => self.on_stop(close_established, out),
+            Input::Tag { peer, change } => self.on_tag(now, peer, change),
+            Input::SetPeer { id, peer } => self.on_set_peer(now, id, peer),
+            Input::RegisterDecaying(spec) => self.on_register_decaying(now, spec),
+            Input::Trim => self.maybe_trim(now, true, out),
+            Input::LoadBans(list) => self.on_load_bans(now, list),
+            Input::Misbehaving {
+                id,
+                persistent,
+                transient,
+                reason,
+            } => self.on_misbehaving(now, id, persistent, transient, &reason, out),
+            Input::Ban {
+                subnet,
+                duration,
+                reason,
+            } => self.ban(now, subnet, duration, reason, out),
+            Input::Unban(subnet) => self.unban(&subnet),
         }
         self.fill(now, out);
+        self.maybe_trim(now, false, out);
+        self.save_bans_if_changed(now, out);
     }
 
     /// When the Core next needs an [`Input::Tick`], if ever.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        match (timer, self.tags.next_decay_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Requests and inbound connections the Core still tracks.
@@ -454,6 +572,10 @@ impl Core {
         for id in self.removed.drain(..) {
             store.remove(id);
         }
+        self.publish_peers(store);
+        if let Some(bans) = self.bans_published.take() {
+            store.bans = bans;
+        }
         store.stats = self.stats;
     }
 
@@ -496,6 +618,7 @@ impl Core {
         }
         self.timers.clear();
         self.refills_scheduled = 0;
+        self.established_out = 0;
     }
 
     /// The addresses of the longest-lived established automatic outbound

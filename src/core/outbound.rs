@@ -11,7 +11,9 @@ use super::{Core, CoreEvent, Effect, OutEntry, Teardown, Timer, LOG, MAX_SOURCE_
 use crate::addr::{Addr, NetGroup};
 use crate::conn::{ConnId, ConnState, Direction};
 use crate::dial::DialError;
+use crate::policy::banscore::DynamicBanScore;
 use crate::policy::diversity::diversity_group;
+use crate::policy::tags::PeerId;
 use crate::request::ConnReq;
 use crate::snapshot::ConnInfo;
 
@@ -52,6 +54,7 @@ impl Core {
         }
         let entry = OutEntry {
             req,
+            peer: addr.as_ref().map(peer_of),
             addr,
             state: ConnState::Pending,
             retries: 0,
@@ -60,6 +63,7 @@ impl Core {
             since: now,
             established_at: None,
             next_attempt: None,
+            score: DynamicBanScore::default(),
             group: None,
             source_tries: 0,
             dirty: false,
@@ -104,7 +108,7 @@ impl Core {
         let Some(addr) = addr else {
             return self.no_address(now, id, out);
         };
-        match self.unusable(&addr, automatic) {
+        match self.unusable(&addr, automatic, now) {
             None => self.take_address(now, id, addr, out),
             Some(why) if tries < MAX_SOURCE_TRIES => {
                 debug!(target: LOG, "skipping {addr} for {id}: {why}");
@@ -140,7 +144,15 @@ impl Core {
     }
 
     /// Why an address from the source cannot be used now, if it cannot.
-    pub(super) fn unusable(&self, addr: &Addr, automatic: bool) -> Option<&'static str> {
+    pub(super) fn unusable(
+        &self,
+        addr: &Addr,
+        automatic: bool,
+        now: Instant,
+    ) -> Option<&'static str> {
+        if self.ban_on(addr.ip(), now).is_some() {
+            return Some("it is banned");
+        }
         if automatic && self.cfg.diversity {
             let group = diversity_group(addr)?;
             if self.groups.contains_key(&group) {
@@ -167,6 +179,7 @@ impl Core {
             }
         }
         e.req.set_addr(addr.clone());
+        e.peer = Some(peer_of(&addr));
         e.addr = Some(addr);
         self.dial(now, id, out);
     }
@@ -179,6 +192,12 @@ impl Core {
             return;
         };
         e.attempt += 1;
+        e.score.reset();
+        if let Some(ban) = self.bans.ban_for_addr(&addr, now) {
+            let (attempt, why) = (e.attempt, format!("{addr} is banned: {}", ban.reason));
+            e.state = ConnState::Pending;
+            return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
+        }
         e.state = ConnState::Pending;
         e.since = now;
         e.next_attempt = None;
@@ -215,16 +234,21 @@ impl Core {
         e.established_at = Some(now);
         self.stats.outbound_established += 1;
         self.stats.consecutive_failures = 0;
+        self.established_out += 1;
+        let (peer, serial) = (e.peer.clone(), e.serial);
         info!(target: LOG, "connected to {addr} ({id})");
         out.push(Effect::Established {
             req: Some(e.req.clone()),
             id,
-            serial: e.serial,
+            serial,
             addr,
             direction: Direction::Outbound,
             conn,
         });
         self.mark(id);
+        if let Some(peer) = peer {
+            self.peer_connected(&peer, serial, now);
+        }
     }
 
     pub(super) fn on_dial_failed<C>(
@@ -311,6 +335,7 @@ impl Core {
     }
 
     pub(super) fn on_tick<C>(&mut self, now: Instant, out: &mut Vec<Effect<C>>) {
+        self.decay_tags(now);
         while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -376,9 +401,10 @@ impl Core {
         let Some(e) = self.outbound.get_mut(&id) else {
             return;
         };
-        let req = e.req.clone();
-        out.push(Effect::Close { serial: e.serial });
+        let (req, serial, peer) = (e.req.clone(), e.serial, e.peer.clone());
+        out.push(Effect::Close { serial });
         self.stats.closed += 1;
+        self.established_out -= 1;
         info!(target: LOG, "disconnected from {:?} ({id})", e.addr);
         out.push(Effect::Notify(CoreEvent::Disconnected { req: req.clone() }));
         match mode {
@@ -397,7 +423,15 @@ impl Core {
                 self.dial(now, id, out);
             }
         }
+        if let Some(peer) = peer {
+            self.peer_disconnected(&peer, serial);
+        }
     }
+}
+
+/// The default identity of the peer at `addr`: its address text.
+pub(super) fn peer_of(addr: &Addr) -> PeerId {
+    PeerId::from(addr.to_string())
 }
 
 pub(super) fn release_group(groups: &mut HashMap<NetGroup, usize>, group: &NetGroup) {

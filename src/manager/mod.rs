@@ -2,6 +2,7 @@
 //! cheap, cloneable way to ask things of it, from any thread and from
 //! callbacks.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -22,10 +23,13 @@ use crate::handler::{self, Accepted, HandlerParts, Request};
 use crate::listener::Listener;
 use crate::notifier::{self, Callbacks, EventSink};
 use crate::policy::anchors::take_anchors;
+use crate::policy::bans::BanList;
 use crate::pool::{spawn_pool, DialMsg};
 use crate::request::{ConnReq, IdGen};
 use crate::snapshot::{ConnInfo, Counts, Snapshot, SnapshotStore};
 use crate::tcp::TcpListener;
+
+mod policy;
 
 const LOG: &str = "connmgr";
 
@@ -49,6 +53,8 @@ pub enum Error {
     NoAddressSource,
     /// The operating system refused to start a thread.
     Spawn(String),
+    /// No decaying tag of this name was registered in the config.
+    UnknownTag(String),
 }
 
 impl fmt::Display for Error {
@@ -71,6 +77,10 @@ impl fmt::Display for Error {
                 "no address source configured: set ConfigBuilder::address_source, or use connect with an address",
             ),
             Error::Spawn(why) => write!(f, "cannot start a manager thread: {why}"),
+            Error::UnknownTag(name) => write!(
+                f,
+                "no decaying tag named {name:?}; register it with ConfigBuilder::decaying_tag"
+            ),
         }
     }
 }
@@ -88,6 +98,8 @@ struct Shared {
     events_rx: Receiver<Event>,
     events_enabled: Arc<AtomicBool>,
     listen_addrs: Vec<Addr>,
+    /// Names of the registered decaying tags.
+    decaying: HashSet<String>,
     lifecycle: Mutex<Lifecycle>,
     /// Threads the manager started, so that `stop` called on one of them
     /// does not wait for itself.
@@ -107,6 +119,7 @@ enum Lifecycle {
 /// What `start` turns into threads.
 struct Parts {
     config: Config,
+    loaded_bans: BanList,
     listeners: Vec<Box<dyn Listener>>,
     requests: Receiver<Request>,
     events_tx: Sender<Event>,
@@ -153,6 +166,8 @@ impl ConnManager {
             .filter_map(|l| l.local_addr().ok())
             .collect();
         config.core.has_address_source = config.source.is_some();
+        config.core.trim = config.trim_policy()?;
+        let loaded_bans = load_bans(&config)?;
         let (requests_tx, requests) = crossbeam_channel::unbounded();
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
@@ -165,6 +180,7 @@ impl ConnManager {
             events_rx,
             events_enabled: Arc::new(AtomicBool::new(false)),
             listen_addrs,
+            decaying: config.decaying.iter().map(|d| d.name.clone()).collect(),
             lifecycle: Mutex::new(Lifecycle::Stopped),
             own_threads: Mutex::new(Vec::new()),
             abandon: Arc::new(AtomicBool::new(false)),
@@ -173,6 +189,7 @@ impl ConnManager {
         });
         *shared.lifecycle.lock() = Lifecycle::Ready(Box::new(Parts {
             config,
+            loaded_bans,
             listeners,
             requests,
             events_tx,
@@ -212,6 +229,7 @@ impl ConnManager {
     fn spawn_threads(&self, parts: Parts) -> std::io::Result<Threads> {
         let Parts {
             config,
+            loaded_bans,
             listeners,
             requests,
             events_tx,
@@ -253,6 +271,9 @@ impl ConnManager {
                 .map(take_anchors)
                 .unwrap_or_default(),
             anchors_file: config.anchors_file,
+            decaying: config.decaying,
+            ban_file: config.ban_file,
+            loaded_bans,
         };
         let handler = thread::Builder::new()
             .name("connmgr-handler".into())
@@ -279,6 +300,15 @@ impl ConnManager {
     pub fn stop(&self) {
         self.handle.stop_all();
     }
+}
+
+/// Loads the configured ban file, if any; a missing file is an empty list.
+fn load_bans(config: &Config) -> Result<BanList, ConfigError> {
+    let Some(path) = &config.ban_file else {
+        return Ok(BanList::new());
+    };
+    BanList::load(path, config.clock.now(), config.clock.wall())
+        .map_err(|e| ConfigError::BanFile(e.to_string()))
 }
 
 fn spawn_notifier(
@@ -409,10 +439,7 @@ impl Handle {
     }
 
     fn report(&self, id: ConnId, report: PeerReport) -> Result<(), Error> {
-        self.check_open()?;
-        if !self.shared.store.lock().contains(id) {
-            return Err(Error::UnknownId(id));
-        }
+        self.check_known(id)?;
         self.send(Request::Report { id, report })
     }
 
@@ -455,11 +482,17 @@ impl Handle {
     }
 
     fn teardown(&self, id: ConnId, mode: Teardown) -> Result<(), Error> {
+        self.check_known(id)?;
+        self.send(Request::Teardown { id, mode })
+    }
+
+    /// Checks the manager is open and `id` is live.
+    fn check_known(&self, id: ConnId) -> Result<(), Error> {
         self.check_open()?;
         if !self.shared.store.lock().contains(id) {
             return Err(Error::UnknownId(id));
         }
-        self.send(Request::Teardown { id, mode })
+        Ok(())
     }
 
     fn check_open(&self) -> Result<(), Error> {

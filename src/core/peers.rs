@@ -1,0 +1,225 @@
+//! Peers: tags, protection and trimming, on top of the connections the
+//! rest of the Core tracks.
+
+use std::time::{Duration, Instant};
+
+use log::info;
+
+use super::{Core, Effect, Teardown, LOG};
+use crate::conn::{ConnId, ConnState};
+use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagInfo};
+use crate::policy::trim::TrimCandidate;
+use crate::snapshot::SnapshotStore;
+
+/// A change to one peer's tags, carried from a caller to the Core.
+pub enum TagChange {
+    /// Set a tag.
+    Set(String, i64),
+    /// Remove a tag.
+    Remove(String),
+    /// Update a tag (missing tags start at 0).
+    Update(String, Box<dyn FnOnce(i64) -> i64 + Send>),
+    /// Add protection under a tag.
+    Protect(String),
+    /// Remove protection under a tag.
+    Unprotect(String),
+    /// Bump a registered decaying tag.
+    Bump(String, i64),
+}
+
+impl std::fmt::Debug for TagChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TagChange::Set(n, v) => write!(f, "Set({n:?}, {v})"),
+            TagChange::Remove(n) => write!(f, "Remove({n:?})"),
+            TagChange::Update(n, _) => write!(f, "Update({n:?}, ..)"),
+            TagChange::Protect(t) => write!(f, "Protect({t:?})"),
+            TagChange::Unprotect(t) => write!(f, "Unprotect({t:?})"),
+            TagChange::Bump(n, d) => write!(f, "Bump({n:?}, {d})"),
+        }
+    }
+}
+
+/// A decaying tag to register: every `interval` the decay function runs
+/// over each peer's value; bumps combine through the bump function.
+#[derive(Debug)]
+pub struct DecayingSpec {
+    /// The tag's name.
+    pub name: String,
+    /// How often values decay.
+    pub interval: Duration,
+    /// How a value decays.
+    pub decay: DecayFn,
+    /// How a bump combines with the value.
+    pub bump: BumpFn,
+}
+
+impl Core {
+    pub(super) fn on_register_decaying(&mut self, now: Instant, spec: DecayingSpec) {
+        let DecayingSpec {
+            name,
+            interval,
+            decay,
+            bump,
+        } = spec;
+        if let Err(e) = self
+            .tags
+            .register_decaying(&name, interval, decay, bump, now)
+        {
+            log::warn!(target: LOG, "decaying tag {name} not registered: {e}");
+        }
+    }
+
+    pub(super) fn on_tag(&mut self, now: Instant, peer: PeerId, change: TagChange) {
+        let tags = &mut self.tags;
+        match change {
+            TagChange::Set(name, value) => tags.tag(&peer, &name, value, now),
+            TagChange::Remove(name) => {
+                tags.untag(&peer, &name);
+            }
+            TagChange::Update(name, f) => {
+                tags.upsert_tag(&peer, &name, f, now);
+            }
+            TagChange::Protect(tag) => tags.protect(&peer, &tag),
+            TagChange::Unprotect(tag) => {
+                tags.unprotect(&peer, &tag);
+            }
+            TagChange::Bump(name, delta) => {
+                if let Err(e) = tags.bump_decaying(&peer, &name, delta, now) {
+                    log::warn!(target: LOG, "cannot bump {name} for {peer}: {e}");
+                }
+            }
+        }
+        self.dirty_peers.insert(peer);
+    }
+
+    /// Gives connection `id` a new peer identity (for example the node id
+    /// learned in a handshake), moving its connection to that peer.
+    pub(super) fn on_set_peer(&mut self, now: Instant, id: ConnId, peer: PeerId) {
+        let (old, serial, since) = if let Some(e) = self.outbound.get_mut(&id) {
+            let old = e.peer.replace(peer.clone());
+            (old, e.serial, e.established_at)
+        } else if let Some(e) = self.inbound.get_mut(&id) {
+            let old = std::mem::replace(&mut e.peer, peer.clone());
+            (Some(old), e.serial, Some(e.since))
+        } else {
+            return;
+        };
+        let live = since.is_some() && self.state(id) != Some(ConnState::Pending);
+        if let (Some(old), true) = (old, live) {
+            self.tags.disconnected(&old, serial);
+            self.dirty_peers.insert(old);
+            self.tags.connected(&peer, serial, since.unwrap_or(now));
+        }
+        self.dirty_peers.insert(peer);
+        self.mark(id);
+    }
+
+    /// Records that a connection of `peer` opened.
+    pub(super) fn peer_connected(&mut self, peer: &PeerId, serial: u64, now: Instant) {
+        self.tags.connected(peer, serial, now);
+        self.dirty_peers.insert(peer.clone());
+    }
+
+    /// Records that a connection of `peer` closed.
+    pub(super) fn peer_disconnected(&mut self, peer: &PeerId, serial: u64) {
+        self.tags.disconnected(peer, serial);
+        self.dirty_peers.insert(peer.clone());
+    }
+
+    /// Runs decaying tags that are due.
+    pub(super) fn decay_tags(&mut self, now: Instant) {
+        if self.tags.next_decay_deadline().is_some_and(|at| at <= now) {
+            self.tags.tick(now);
+            let peers: Vec<PeerId> = self.tags.peer_ids().cloned().collect();
+            self.dirty_peers.extend(peers);
+        }
+    }
+
+    /// Whether `peer` is protected by any tag.
+    pub(super) fn is_protected(&self, peer: &PeerId) -> bool {
+        self.tags.is_protected(peer, None)
+    }
+
+    /// Established connections, both directions.
+    pub(super) fn connection_count(&self) -> usize {
+        self.established_out + self.inbound.len()
+    }
+
+    /// Trims down to the low watermark when above the high one (or, when
+    /// `explicit`, above the low one), at most once per silence period.
+    /// One handler thread runs this, so trims never race each other.
+    pub(super) fn maybe_trim<C>(&mut self, now: Instant, explicit: bool, out: &mut Vec<Effect<C>>) {
+        let Some(policy) = self.cfg.trim else {
+            return;
+        };
+        let count = self.connection_count();
+        let due = if explicit {
+            count > policy.low_watermark
+                && self
+                    .last_trim
+                    .is_none_or(|at| now.saturating_duration_since(at) >= policy.silence)
+        } else {
+            policy.should_trim(count, self.last_trim, now)
+        };
+        if !due {
+            return;
+        }
+        self.last_trim = Some(now);
+        self.stats.trims += 1;
+        let victims = policy.select(&self.trim_candidates(), now);
+        info!(target: LOG, "trimming {} of {count} connections", victims.len());
+        for key in victims {
+            self.close_for_policy(now, ConnId(key), out);
+        }
+    }
+
+    /// Every established connection as the trimmer sees it; a permanent
+    /// request counts as protected.
+    fn trim_candidates(&self) -> Vec<TrimCandidate> {
+        let outbound = self.outbound.iter().filter_map(|(id, e)| {
+            let peer = e.peer.clone()?;
+            (e.state == ConnState::Established).then(|| TrimCandidate {
+                key: id.0,
+                inbound: false,
+                opened: e.established_at.unwrap_or(e.since),
+                protected: e.req.is_permanent() || self.is_protected(&peer),
+                value: self.tags.value(&peer),
+                peer,
+            })
+        });
+        let inbound = self.inbound.iter().map(|(id, e)| TrimCandidate {
+            key: id.0,
+            inbound: true,
+            opened: e.since,
+            protected: self.is_protected(&e.peer),
+            value: self.tags.value(&e.peer),
+            peer: e.peer.clone(),
+        });
+        outbound.chain(inbound).collect()
+    }
+
+    /// Closes a connection chosen by a policy (trim, eviction, ban): an
+    /// automatic one is replaced, a permanent one retried later.
+    pub(super) fn close_for_policy<C>(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        out: &mut Vec<Effect<C>>,
+    ) {
+        self.stats.trimmed += 1;
+        if self.inbound.contains_key(&id) {
+            self.close_inbound(id, out);
+        } else {
+            self.take_down(now, id, Teardown::Disconnect, out);
+        }
+    }
+
+    /// Publishes the tag info of every peer that changed.
+    pub(super) fn publish_peers(&mut self, store: &mut SnapshotStore) {
+        for peer in self.dirty_peers.drain() {
+            let info: Option<TagInfo> = self.tags.tag_info(&peer);
+            store.set_peer(peer, info);
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The policy half of [`Handle`]: tags, protection, peer identities and
+//! trimming.
+
+use std::time::Duration;
+
+use super::{Error, Handle};
+use crate::conn::ConnId;
+use crate::core::TagChange;
+use crate::handler::Request;
+use crate::policy::bans::{BanEntry, Subnet};
+use crate::policy::tags::{PeerId, TagInfo};
+
+impl Handle {
+    /// Sets tag `name` of `peer` to `value`. A peer's total tag value
+    /// decides which of its connections a trim closes first.
+    pub fn tag(&self, peer: impl Into<PeerId>, name: &str, value: i64) -> Result<(), Error> {
+        self.change_tag(peer.into(), TagChange::Set(name.to_owned(), value))
+    }
+
+    /// Removes tag `name` from `peer`.
+    pub fn untag(&self, peer: impl Into<PeerId>, name: &str) -> Result<(), Error> {
+        self.change_tag(peer.into(), TagChange::Remove(name.to_owned()))
+    }
+
+    /// Replaces tag `name` of `peer` with `f(current)` (a missing tag is
+    /// 0). `f` runs on the handler thread: keep it short and free of
+    /// manager calls.
+    pub fn upsert_tag(
+        &self,
+        peer: impl Into<PeerId>,
+        name: &str,
+        f: impl FnOnce(i64) -> i64 + Send + 'static,
+    ) -> Result<(), Error> {
+        self.change_tag(peer.into(), TagChange::Update(name.to_owned(), Box::new(f)))
+    }
+
+    /// Bumps decaying tag `name` (registered with
+    /// [`ConfigBuilder::decaying_tag`](crate::ConfigBuilder::decaying_tag))
+    /// for `peer` by `delta`.
+    pub fn bump_decaying(
+        &self,
+        peer: impl Into<PeerId>,
+        name: &str,
+        delta: i64,
+    ) -> Result<(), Error> {
+        if !self.shared.decaying.contains(name) {
+            return Err(Error::UnknownTag(name.to_owned()));
+        }
+        self.change_tag(peer.into(), TagChange::Bump(name.to_owned(), delta))
+    }
+
+    /// What the manager last published about `peer`: first seen, total
+    /// value, tags, connections. `None` once the peer has no connections,
+    /// tags or protection left.
+    pub fn tag_info(&self, peer: &PeerId) -> Option<TagInfo> {
+        self.shared.store.lock().tag_info(peer)
+    }
+
+    /// Protects `peer` under `tag`: its connections are never trimmed or
+    /// evicted while any tag protects it, even across reconnections.
+    /// Protecting twice under one tag is the same as once.
+    pub fn protect(&self, peer: impl Into<PeerId>, tag: &str) -> Result<(), Error> {
+        let peer = peer.into();
+        self.check_open()?;
+        let mut store = self.shared.store.lock();
+        store
+            .protections
+            .entry(peer.clone())
+            .or_default()
+            .insert(tag.to_owned());
+        // Sent under the lock, so the handler sees changes in this order.
+        self.send(Request::Tag {
+            peer,
+            change: TagChange::Protect(tag.to_owned()),
+        })
+    }
+
+    /// Removes `tag`'s protection from `peer`; returns whether another tag
+    /// still protects it.
+    pub fn unprotect(&self, peer: impl Into<PeerId>, tag: &str) -> Result<bool, Error> {
+        let peer = peer.into();
+        self.check_open()?;
+        let mut store = self.shared.store.lock();
+        let still = match store.protections.get_mut(&peer) {
+            Some(tags) => {
+                tags.remove(tag);
+                !tags.is_empty()
+            }
+            None => false,
+        };
+        if !still {
+            store.protections.remove(&peer);
+        }
+        self.send(Request::Tag {
+            peer,
+            change: TagChange::Unprotect(tag.to_owned()),
+        })?;
+        Ok(still)
+    }
+
+    /// Whether `peer` is protected under `tag`, or under any tag if `tag`
+    /// is `None`.
+    pub fn is_protected(&self, peer: &PeerId, tag: Option<&str>) -> bool {
+        let store = self.shared.store.lock();
+        match (store.protections.get(peer), tag) {
+            (None, _) => false,
+            (Some(tags), None) => !tags.is_empty(),
+            (Some(tags), Some(tag)) => tags.contains(tag),
+        }
+    }
+
+    /// Names the peer behind connection `id` (for example a node id learned
+    /// in the handshake); tags and protection follow peers. By default a
+    /// connection's peer is its remote address text.
+    pub fn set_peer_id(&self, id: ConnId, peer: impl Into<PeerId>) -> Result<(), Error> {
+        self.check_known(id)?;
+        self.send(Request::SetPeer {
+            id,
+            peer: peer.into(),
+        })
+    }
+
+    /// Trims now: closes unprotected connections outside the grace period,
+    /// lowest value first, down to the low watermark — unless the count is
+    /// already at or below it, or a trim ran within the silence period (so
+    /// concurrent calls make one trim). Needs watermarks in the config.
+    pub fn trim(&self) -> Result<(), Error> {
+        self.check_open()?;
+        self.send(Request::Trim)
+    }
+
+    /// Raises connection `id`'s ban score by a persistent part (never
+    /// decays) and a transient part (halves every minute). At the warn
+    /// threshold (default 50) the manager logs a warning; at the ban
+    /// threshold (default 100) it disconnects the peer and bans its
+    /// address for the ban duration (default 24 h).
+    pub fn misbehaving(
+        &self,
+        id: ConnId,
+        persistent: u32,
+        transient: u32,
+        reason: &str,
+    ) -> Result<(), Error> {
+        self.check_known(id)?;
+        self.send(Request::Misbehaving {
+            id,
+            persistent,
+            transient,
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Bans `subnet` (one address or a CIDR range, e.g.
+    /// `"203.0.113.0/24".parse()`) for `duration`: live connections in it
+    /// close, dials to it fail with `DialError::Rejected`, and inbound
+    /// connections from it are closed before anyone sees them.
+    pub fn ban(&self, subnet: Subnet, duration: Duration, reason: &str) -> Result<(), Error> {
+        self.check_open()?;
+        self.send(Request::Ban {
+            subnet,
+            duration,
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Lifts the ban on exactly `subnet`.
+    pub fn unban(&self, subnet: Subnet) -> Result<(), Error> {
+        self.check_open()?;
+        self.send(Request::Unban(subnet))
+    }
+
+    /// The bans in force, as last published.
+    pub fn bans(&self) -> Vec<BanEntry> {
+        let now = self.shared.clock.now();
+        let store = self.shared.store.lock();
+        store
+            .bans
+            .iter()
+            .filter(|b| b.until > now)
+            .cloned()
+            .collect()
+    }
+
+    fn change_tag(&self, peer: PeerId, change: TagChange) -> Result<(), Error> {
+        self.check_open()?;
+        self.send(Request::Tag { peer, change })
+    }
+}
