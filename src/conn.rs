@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 
 use crate::addr::Addr;
+use crate::core::Input;
 use crate::handler::Request;
 use crate::stream::{Closer, Stream};
 
@@ -125,10 +126,10 @@ impl ConnShared {
         if !self.closed.swap(true, Ordering::AcqRel) {
             self.closer.close();
             // After stop the handler is gone; nothing is left to tell.
-            let _ = self.notify.send(Request::Closed {
+            let _ = self.notify.send(Request::Input(Input::Closed {
                 id: self.id,
                 serial: self.serial,
-            });
+            }));
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{never, select, Receiver, Sender, TrySendError};
 use log::{debug, warn};
@@ -15,14 +15,12 @@ use crate::accept::discard;
 use crate::addr::Addr;
 use crate::clock::Clock;
 use crate::conn::{Conn, ConnId, ConnShared};
-use crate::core::{Core, CoreEvent, DecayingSpec, Effect, Input, PeerReport, TagChange, Teardown};
+use crate::core::{Core, CoreEvent, DecayingSpec, Effect, Input};
 use crate::dial::CancelToken;
 use crate::event::Event;
 use crate::policy::anchors::save_anchors;
-use crate::policy::bans::{BanList, Subnet};
-use crate::policy::tags::PeerId;
+use crate::policy::bans::BanList;
 use crate::pool::{DialMsg, Job};
-use crate::request::ConnReq;
 use crate::snapshot::SnapshotStore;
 use crate::stream::{Closer, Stream};
 
@@ -31,43 +29,10 @@ const LOG: &str = "connmgr";
 /// Messages that drain in one wake-up before the state is published.
 const BATCH: usize = 4096;
 
-/// What callers (and closing connections) ask of the handler.
+/// What callers (and closing connections) ask of the handler: Core inputs,
+/// in the order they were sent, or to stop.
 pub(crate) enum Request {
-    Connect(ConnReq),
-    ConnectFromSource(ConnReq),
-    Teardown {
-        id: ConnId,
-        mode: Teardown,
-    },
-    Closed {
-        id: ConnId,
-        serial: u64,
-    },
-    Report {
-        id: ConnId,
-        report: PeerReport,
-    },
-    Tag {
-        peer: PeerId,
-        change: TagChange,
-    },
-    SetPeer {
-        id: ConnId,
-        peer: PeerId,
-    },
-    Trim,
-    Misbehaving {
-        id: ConnId,
-        persistent: u32,
-        transient: u32,
-        reason: String,
-    },
-    Ban {
-        subnet: Subnet,
-        duration: Duration,
-        reason: String,
-    },
-    Unban(Subnet),
+    Input(Input<Stream0>),
     Stop,
 }
 
@@ -106,7 +71,7 @@ pub(crate) struct HandlerParts {
     pub(crate) loaded_bans: BanList,
 }
 
-type Stream0 = Box<dyn Stream>;
+pub(crate) type Stream0 = Box<dyn Stream>;
 
 /// What woke the handler.
 enum Wake {
@@ -232,42 +197,10 @@ impl Handler {
     }
 
     fn on_request(&mut self, req: Request) {
-        let input = match req {
-            Request::Connect(req) => Input::Connect(req),
-            Request::ConnectFromSource(req) => Input::ConnectFromSource(req),
-            Request::Teardown { id, mode } => Input::Teardown { id, mode },
-            Request::Closed { id, serial } => Input::Closed { id, serial },
-            Request::Report { id, report } => Input::Report { id, report },
-            Request::Tag { peer, change } => Input::Tag { peer, change },
-            Request::SetPeer { id, peer } => Input::SetPeer { id, peer },
-            Request::Trim => Input::Trim,
-            Request::Misbehaving {
-                id,
-                persistent,
-                transient,
-                reason,
-            } => Input::Misbehaving {
-                id,
-                persistent,
-                transient,
-                reason,
-            },
-            Request::Ban {
-                subnet,
-                duration,
-                reason,
-            } => Input::Ban {
-                subnet,
-                duration,
-                reason,
-            },
-            Request::Unban(subnet) => Input::Unban(subnet),
-            Request::Stop => {
-                self.stopping = true;
-                return;
-            }
-        };
-        self.step(input);
+        match req {
+            Request::Input(input) => self.step(input),
+            Request::Stop => self.stopping = true,
+        }
     }
 
     fn on_result(&mut self, msg: DialMsg) {

@@ -17,9 +17,9 @@ use crate::addr::Addr;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::conn::{ConnId, ConnState, Direction};
-use crate::core::{Core, PeerReport, Teardown};
+use crate::core::{Core, Input, PeerReport, Teardown};
 use crate::event::Event;
-use crate::handler::{self, Accepted, HandlerParts, Request};
+use crate::handler::{self, Accepted, HandlerParts, Request, Stream0};
 use crate::listener::Listener;
 use crate::notifier::{self, Callbacks, EventSink};
 use crate::policy::anchors::take_anchors;
@@ -376,7 +376,7 @@ impl Handle {
             return Err(Error::AlreadySubmitted(req.assigned_id()));
         }
         self.announce(&req, id);
-        self.send_new(id, Request::Connect(req))
+        self.send_new(id, Input::Connect(req))
     }
 
     /// Submits a one-off request whose address comes from the address
@@ -390,7 +390,7 @@ impl Handle {
         let id = self.shared.ids.next();
         req.assign_id(id);
         self.announce(&req, id);
-        self.send_new(id, Request::ConnectFromSource(req))
+        self.send_new(id, Input::ConnectFromSource(req))
     }
 
     /// Closes an established connection. A permanent request is retried
@@ -440,7 +440,7 @@ impl Handle {
 
     fn report(&self, id: ConnId, report: PeerReport) -> Result<(), Error> {
         self.check_known(id)?;
-        self.send(Request::Report { id, report })
+        self.input(Input::Report { id, report })
     }
 
     /// A copy of everything the manager last published.
@@ -483,7 +483,7 @@ impl Handle {
 
     fn teardown(&self, id: ConnId, mode: Teardown) -> Result<(), Error> {
         self.check_known(id)?;
-        self.send(Request::Teardown { id, mode })
+        self.input(Input::Teardown { id, mode })
     }
 
     /// Checks the manager is open and `id` is live.
@@ -502,14 +502,18 @@ impl Handle {
         }
     }
 
-    fn send(&self, req: Request) -> Result<(), Error> {
-        self.shared.requests.send(req).map_err(|_| Error::Stopped)
+    /// Sends one input to the handler.
+    fn input(&self, input: Input<Stream0>) -> Result<(), Error> {
+        self.shared
+            .requests
+            .send(Request::Input(input))
+            .map_err(|_| Error::Stopped)
     }
 
     /// Sends a request announced under `id`, withdrawing the announcement
     /// if the handler is gone.
-    fn send_new(&self, id: ConnId, req: Request) -> Result<ConnId, Error> {
-        self.send(req).map(|()| id).inspect_err(|_| {
+    fn send_new(&self, id: ConnId, input: Input<Stream0>) -> Result<ConnId, Error> {
+        self.input(input).map(|()| id).inspect_err(|_| {
             self.shared.store.lock().remove(id);
         })
     }

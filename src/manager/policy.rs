@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::{Error, Handle};
 use crate::conn::ConnId;
-use crate::core::TagChange;
-use crate::handler::Request;
+use crate::core::{Input, TagChange};
+
 use crate::policy::bans::{BanEntry, Subnet};
 use crate::policy::tags::{PeerId, TagInfo};
 
@@ -69,7 +69,7 @@ impl Handle {
             .or_default()
             .insert(tag.to_owned());
         // Sent under the lock, so the handler sees changes in this order.
-        self.send(Request::Tag {
+        self.input(Input::Tag {
             peer,
             change: TagChange::Protect(tag.to_owned()),
         })
@@ -91,7 +91,7 @@ impl Handle {
         if !still {
             store.protections.remove(&peer);
         }
-        self.send(Request::Tag {
+        self.input(Input::Tag {
             peer,
             change: TagChange::Unprotect(tag.to_owned()),
         })?;
@@ -114,7 +114,7 @@ impl Handle {
     /// connection's peer is its remote address text.
     pub fn set_peer_id(&self, id: ConnId, peer: impl Into<PeerId>) -> Result<(), Error> {
         self.check_known(id)?;
-        self.send(Request::SetPeer {
+        self.input(Input::SetPeer {
             id,
             peer: peer.into(),
         })
@@ -126,7 +126,7 @@ impl Handle {
     /// concurrent calls make one trim). Needs watermarks in the config.
     pub fn trim(&self) -> Result<(), Error> {
         self.check_open()?;
-        self.send(Request::Trim)
+        self.input(Input::Trim)
     }
 
     /// Raises connection `id`'s ban score by a persistent part (never
@@ -142,7 +142,7 @@ impl Handle {
         reason: &str,
     ) -> Result<(), Error> {
         self.check_known(id)?;
-        self.send(Request::Misbehaving {
+        self.input(Input::Misbehaving {
             id,
             persistent,
             transient,
@@ -156,7 +156,7 @@ impl Handle {
     /// connections from it are closed before anyone sees them.
     pub fn ban(&self, subnet: Subnet, duration: Duration, reason: &str) -> Result<(), Error> {
         self.check_open()?;
-        self.send(Request::Ban {
+        self.input(Input::Ban {
             subnet,
             duration,
             reason: reason.to_owned(),
@@ -166,7 +166,7 @@ impl Handle {
     /// Lifts the ban on exactly `subnet`.
     pub fn unban(&self, subnet: Subnet) -> Result<(), Error> {
         self.check_open()?;
-        self.send(Request::Unban(subnet))
+        self.input(Input::Unban(subnet))
     }
 
     /// The bans in force, as last published.
@@ -183,6 +183,6 @@ impl Handle {
 
     fn change_tag(&self, peer: PeerId, change: TagChange) -> Result<(), Error> {
         self.check_open()?;
-        self.send(Request::Tag { peer, change })
+        self.input(Input::Tag { peer, change })
     }
 }
