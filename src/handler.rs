@@ -20,7 +20,7 @@ use crate::dial::CancelToken;
 use crate::event::Event;
 use crate::policy::anchors::save_anchors;
 use crate::policy::bans::BanList;
-use crate::pool::{DialMsg, Job};
+use crate::pool::{self, DialMsg, Job, WorkerCtx};
 use crate::snapshot::SnapshotStore;
 use crate::stream::{Closer, Stream};
 
@@ -63,6 +63,8 @@ pub(crate) struct HandlerParts {
     pub(crate) anchors_file: Option<PathBuf>,
     /// Anchors read at start, to dial first.
     pub(crate) anchors: Vec<Addr>,
+    /// Set when dials and the address source run on this thread.
+    pub(crate) inline: Option<Arc<WorkerCtx>>,
     /// Decaying tags to register before starting.
     pub(crate) decaying: Vec<DecayingSpec>,
     /// Where the ban list is saved, if anywhere.
@@ -90,6 +92,10 @@ struct Handler {
     /// What closes each established connection, by serial.
     live: HashMap<u64, Arc<ConnShared>>,
     effects: Vec<Effect<Stream0>>,
+    /// Answers of dials made on this thread, not yet fed to the Core.
+    inline_results: VecDeque<DialMsg>,
+    /// The token of inline dials, which finish before anyone could cancel.
+    never_canceled: CancelToken,
     /// Events of the current batch, sent after it is published.
     outbox: Vec<Event>,
     timer: Option<(Instant, Receiver<Instant>)>,
@@ -105,6 +111,8 @@ pub(crate) fn run(parts: HandlerParts) {
         dials: HashMap::new(),
         live: HashMap::new(),
         effects: Vec::new(),
+        inline_results: VecDeque::new(),
+        never_canceled: CancelToken::new(),
         outbox: Vec::new(),
         timer: None,
         stopping: false,
@@ -204,7 +212,13 @@ impl Handler {
     }
 
     fn on_result(&mut self, msg: DialMsg) {
-        let input = match msg {
+        let input = self.result_input(msg);
+        self.step(input);
+    }
+
+    /// The Core input for a pool answer, forgetting the dial's cancel token.
+    fn result_input(&mut self, msg: DialMsg) -> Input<Stream0> {
+        match msg {
             DialMsg::Address { id, addr } => Input::AddressFound { id, addr },
             DialMsg::Done {
                 id,
@@ -219,8 +233,7 @@ impl Handler {
                     Err(error) => Input::DialFailed { id, attempt, error },
                 }
             }
-        };
-        self.step(input);
+        }
     }
 
     fn on_accepted(&mut self, a: Accepted) {
@@ -231,7 +244,17 @@ impl Handler {
     }
 
     /// Feeds one input to the Core and carries out its effects.
+    /// Feeds one input to the Core, then the results of any dials it made
+    /// on this thread, until nothing is left.
     fn step(&mut self, input: Input<Stream0>) {
+        self.feed(input);
+        while let Some(msg) = self.inline_results.pop_front() {
+            let input = self.result_input(msg);
+            self.feed(input);
+        }
+    }
+
+    fn feed(&mut self, input: Input<Stream0>) {
         let now = self.parts.clock.now();
         let mut effects = std::mem::take(&mut self.effects);
         self.parts.core.handle_into(now, input, &mut effects);
@@ -243,17 +266,34 @@ impl Handler {
 
     fn apply(&mut self, effect: Effect<Stream0>) {
         match effect {
-            Effect::FetchAddress { id } => self.queue(Job::Fetch { id }),
-            Effect::Dial { id, attempt, addr } => {
-                let token = CancelToken::new();
-                self.dials.insert(id, (attempt, token.clone()));
-                self.queue(Job::Dial {
-                    id,
-                    attempt,
-                    addr,
-                    token,
-                });
-            }
+            Effect::FetchAddress { id } => match &self.parts.inline {
+                Some(ctx) => {
+                    let addr = pool::fetch(ctx);
+                    self.inline_results.push_back(DialMsg::Address { id, addr });
+                }
+                None => self.queue(Job::Fetch { id }),
+            },
+            Effect::Dial { id, attempt, addr } => match &self.parts.inline {
+                Some(ctx) => {
+                    let result = pool::dial(ctx, &addr, self.never_canceled.clone());
+                    let msg = DialMsg::Done {
+                        id,
+                        attempt,
+                        result,
+                    };
+                    self.inline_results.push_back(msg);
+                }
+                None => {
+                    let token = CancelToken::new();
+                    self.dials.insert(id, (attempt, token.clone()));
+                    self.queue(Job::Dial {
+                        id,
+                        attempt,
+                        addr,
+                        token,
+                    });
+                }
+            },
             Effect::CancelDial { id } => {
                 if let Some((_, token)) = self.dials.remove(&id) {
                     token.cancel();

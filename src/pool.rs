@@ -46,8 +46,8 @@ pub(crate) enum DialMsg {
     },
 }
 
-/// What every worker shares.
-struct WorkerCtx {
+/// What every worker shares (and the handler, when it dials inline).
+pub(crate) struct WorkerCtx {
     dialer: Arc<dyn Dial>,
     gate: Option<Gate>,
     source: Option<Arc<dyn AddressSource>>,
@@ -55,27 +55,34 @@ struct WorkerCtx {
     results: Sender<DialMsg>,
 }
 
+impl WorkerCtx {
+    pub(crate) fn new(
+        dialer: Arc<dyn Dial>,
+        gate: Option<Gate>,
+        source: Option<Arc<dyn AddressSource>>,
+        dial_timeout: Duration,
+        results: Sender<DialMsg>,
+    ) -> Arc<Self> {
+        Arc::new(WorkerCtx {
+            dialer,
+            gate,
+            source,
+            dial_timeout,
+            results,
+        })
+    }
+}
+
 /// Starts `size` workers reading from `jobs`. They exit when every sender
 /// of `jobs` is gone.
 pub(crate) fn spawn_pool(
     size: usize,
     jobs: Receiver<Job>,
-    dialer: Arc<dyn Dial>,
-    gate: Option<Gate>,
-    source: Option<Arc<dyn AddressSource>>,
-    dial_timeout: Duration,
-    results: Sender<DialMsg>,
+    ctx: &Arc<WorkerCtx>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
-    let ctx = Arc::new(WorkerCtx {
-        dialer,
-        gate,
-        source,
-        dial_timeout,
-        results,
-    });
     (0..size)
         .map(|n| {
-            let ctx = Arc::clone(&ctx);
+            let ctx = Arc::clone(ctx);
             let jobs = jobs.clone();
             thread::Builder::new()
                 .name(format!("connmgr-dial-{n}"))
@@ -108,7 +115,8 @@ fn worker(ctx: &WorkerCtx, jobs: &Receiver<Job>) {
     }
 }
 
-fn fetch(ctx: &WorkerCtx) -> Option<Addr> {
+/// Asks the address source, surviving its panics.
+pub(crate) fn fetch(ctx: &WorkerCtx) -> Option<Addr> {
     let source = ctx.source.as_ref()?;
     match catch_unwind(AssertUnwindSafe(|| source.next_address())) {
         Ok(addr) => addr,
@@ -119,7 +127,12 @@ fn fetch(ctx: &WorkerCtx) -> Option<Addr> {
     }
 }
 
-fn dial(ctx: &WorkerCtx, addr: &Addr, token: CancelToken) -> Result<Box<dyn Stream>, DialError> {
+/// Runs one dial with its gate and deadline, surviving panics.
+pub(crate) fn dial(
+    ctx: &WorkerCtx,
+    addr: &Addr,
+    token: CancelToken,
+) -> Result<Box<dyn Stream>, DialError> {
     if token.is_canceled() {
         return Err(DialError::Canceled);
     }

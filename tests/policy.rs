@@ -263,3 +263,49 @@ fn anchors_survive_a_restart() {
     m.stop();
     let _ = std::fs::remove_file(&path);
 }
+
+/// With `inline_dial`, the handler dials itself: connections, failures and
+/// a panicking dialer behave exactly as with the pool.
+#[test]
+fn inline_dialing_behaves_like_the_pool() {
+    let net = MemoryNetwork::new();
+    let up = mem_addr(1);
+    let _listener = net.listen(up.clone()).unwrap();
+    let inner = net.dialer();
+    let config = Config::builder()
+        .inline_dial(true)
+        .dialer(
+            move |a: &Addr, ctx: &DialContext| -> Result<Box<dyn Stream>, DialError> {
+                if *a == mem_addr(3) {
+                    panic!("broken dialer");
+                }
+                inner.dial(a, ctx)
+            },
+        )
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    let events = m.events();
+    m.start().unwrap();
+    let ok = m.connect(ConnReq::new(up)).unwrap();
+    assert_eq!(
+        expect_event(&events, |e| matches!(e, Event::Connected { .. })).id(),
+        ok
+    );
+    let refused = m.connect(ConnReq::new(mem_addr(2))).unwrap();
+    match expect_event(&events, |e| matches!(e, Event::DialFailed { .. })) {
+        Event::DialFailed { req, error, .. } => {
+            assert_eq!(req.id(), Some(refused));
+            assert_eq!(error, DialError::Refused);
+        }
+        other => panic!("{other:?}"),
+    }
+    let panicked = m.connect(ConnReq::new(mem_addr(3))).unwrap();
+    match expect_event(&events, |e| matches!(e, Event::DialFailed { .. })) {
+        Event::DialFailed { req, error, .. } => {
+            assert_eq!(req.id(), Some(panicked));
+            assert!(matches!(error, DialError::Panicked(_)), "{error:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    m.stop();
+}

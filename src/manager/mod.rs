@@ -24,7 +24,7 @@ use crate::listener::Listener;
 use crate::notifier::{self, Callbacks, EventSink};
 use crate::policy::anchors::take_anchors;
 use crate::policy::bans::BanList;
-use crate::pool::{spawn_pool, DialMsg};
+use crate::pool::{spawn_pool, DialMsg, WorkerCtx};
 use crate::request::{ConnReq, IdGen};
 use crate::snapshot::{ConnInfo, Counts, Snapshot, SnapshotStore};
 use crate::tcp::TcpListener;
@@ -241,16 +241,23 @@ impl ConnManager {
         let (notify_tx, notify_rx) = crossbeam_channel::unbounded();
 
         let notifier = spawn_notifier(self.handle.clone(), notify_rx, config.callbacks, events_tx)?;
-        let dialer = config.dialer.expect("validated: a dialer is set");
-        let pool = spawn_pool(
-            config.pool_size,
-            jobs_rx,
+        let dialer = config
+            .dialer
+            .ok_or_else(|| std::io::Error::other(ConfigError::NoDialer.to_string()))?;
+        let ctx = WorkerCtx::new(
             dialer,
             config.dial_gate,
             config.source,
             config.dial_timeout,
             results_tx.clone(),
-        )?;
+        );
+        // Inline dialing needs no pool.
+        let pool_size = if config.inline_dial {
+            0
+        } else {
+            config.pool_size
+        };
+        let pool = spawn_pool(pool_size, jobs_rx, &ctx)?;
         let core = Core::with_ids(config.core, shared.ids.clone());
         let parts = HandlerParts {
             core,
@@ -274,6 +281,7 @@ impl ConnManager {
             decaying: config.decaying,
             ban_file: config.ban_file,
             loaded_bans,
+            inline: config.inline_dial.then_some(ctx),
         };
         let handler = thread::Builder::new()
             .name("connmgr-handler".into())
