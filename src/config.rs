@@ -445,7 +445,9 @@ impl ConfigBuilder {
     /// Bitcoin Core's rules instead of refusing the newcomer (default
     /// off). Outbound and protected peers are never evicted; report ping
     /// and usefulness with [`Handle::report_ping`](crate::Handle::report_ping)
-    /// and friends so that good peers are kept.
+    /// and friends so that good peers are kept. The rules protect up to 20
+    /// peers before choosing, so eviction needs more inbound slots than
+    /// that; with fewer, newcomers are refused as without it.
     pub fn evict_inbound(mut self, on: bool) -> Self {
         self.config.core.evict_inbound = on;
         self

@@ -2,7 +2,7 @@
 //! channel messages into Core inputs, carries out the Core's effects, and
 //! publishes the state of each batch.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +18,7 @@ use crate::conn::{Conn, ConnId, ConnShared};
 use crate::core::{Core, CoreEvent, DecayingSpec, Effect, Input};
 use crate::dial::CancelToken;
 use crate::event::Event;
+use crate::idmap::IdMap;
 use crate::policy::anchors::save_anchors;
 use crate::policy::bans::BanList;
 use crate::pool::{self, DialMsg, Job, WorkerCtx};
@@ -91,9 +92,9 @@ struct Handler {
     /// Jobs the bounded queue had no room for, oldest first.
     backlog: VecDeque<Job>,
     /// Cancel tokens of dials in flight, with their attempt numbers.
-    dials: HashMap<ConnId, (u64, CancelToken)>,
+    dials: IdMap<ConnId, (u64, CancelToken)>,
     /// What closes each established connection, by serial.
-    live: HashMap<u64, Arc<ConnShared>>,
+    live: IdMap<u64, Arc<ConnShared>>,
     effects: Vec<Effect<Stream0>>,
     /// Answers of dials made on this thread, not yet fed to the Core.
     inline_results: VecDeque<DialMsg>,
@@ -111,8 +112,8 @@ pub(crate) fn run(parts: HandlerParts) {
     let mut h = Handler {
         parts,
         backlog: VecDeque::new(),
-        dials: HashMap::new(),
-        live: HashMap::new(),
+        dials: IdMap::default(),
+        live: IdMap::default(),
         effects: Vec::new(),
         inline_results: VecDeque::new(),
         never_canceled: CancelToken::new(),

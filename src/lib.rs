@@ -51,7 +51,10 @@ mod conn;
 pub mod core;
 mod dial;
 mod event;
+#[cfg(feature = "ffi")]
+pub mod ffi;
 mod handler;
+mod idmap;
 mod listener;
 mod manager;
 pub mod memory;

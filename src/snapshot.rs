@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::addr::Addr;
 use crate::conn::{ConnId, ConnState, Direction};
+use crate::idmap::IdMap;
 use crate::policy::bans::BanEntry;
 use crate::policy::tags::{PeerId, TagInfo};
 
@@ -86,7 +87,8 @@ pub struct Stats {
     pub outbound_established: u64,
     /// Inbound connections accepted.
     pub inbound_accepted: u64,
-    /// Inbound connections refused because the inbound limit was reached.
+    /// Inbound connections refused: the inbound limit was reached (and no
+    /// connection could be evicted), or the peer is banned.
     pub inbound_refused: u64,
     /// Established connections (either direction) that closed.
     pub closed: u64,
@@ -128,7 +130,7 @@ impl Snapshot {
 /// The published state, updated in place by the handler once per batch.
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotStore {
-    conns: HashMap<ConnId, ConnInfo>,
+    conns: IdMap<ConnId, ConnInfo>,
     peers: HashMap<PeerId, TagInfo>,
     /// Protection is written by callers themselves, under this lock, in the
     /// order they send it to the handler, so `unprotect` can answer at once.

@@ -99,6 +99,7 @@ impl Core {
             Some(victim) => {
                 info!(target: LOG, "evicting inbound {} for {remote}", ConnId(victim));
                 self.stats.evicted += 1;
+                self.stats.trimmed += 1;
                 self.close_inbound(ConnId(victim), out);
                 None
             }

@@ -20,6 +20,7 @@ use crate::addr::{Addr, NetGroup};
 use crate::backoff::Backoff;
 use crate::conn::{ConnId, ConnState, Direction};
 use crate::dial::DialError;
+use crate::idmap::IdMap;
 
 use crate::policy::bans::{BanEntry, BanList, Subnet};
 use crate::policy::banscore::DynamicBanScore;
@@ -384,8 +385,8 @@ pub struct Core {
     cfg: CoreConfig,
     ids: IdGen,
     rng: SmallRng,
-    outbound: HashMap<ConnId, OutEntry>,
-    inbound: HashMap<ConnId, InEntry>,
+    outbound: IdMap<ConnId, OutEntry>,
+    inbound: IdMap<ConnId, InEntry>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     auto_live: usize,
     refills_scheduled: usize,
@@ -422,8 +423,8 @@ impl Core {
             rng: SmallRng::seed_from_u64(cfg.rng_seed),
             cfg,
             ids,
-            outbound: HashMap::new(),
-            inbound: HashMap::new(),
+            outbound: IdMap::default(),
+            inbound: IdMap::default(),
             timers: BinaryHeap::new(),
             auto_live: 0,
             refills_scheduled: 0,
@@ -516,10 +517,10 @@ impl Core {
     /// When the Core next needs an [`Input::Tick`], if ever.
     pub fn next_deadline(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _))| *at);
-        match (timer, self.tags.next_decay_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.tags.next_decay_deadline(), self.next_trim()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Requests and inbound connections the Core still tracks.

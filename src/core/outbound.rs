@@ -227,6 +227,12 @@ impl Core {
             out.push(Effect::Discard { conn });
             return;
         };
+        // Banned while the dial was in flight: never hand it over.
+        if let Some(ban) = self.bans.ban_for_addr(&addr, now) {
+            out.push(Effect::Discard { conn });
+            let why = format!("{addr} was banned during the dial: {}", ban.reason);
+            return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
+        }
         self.next_serial += 1;
         e.state = ConnState::Established;
         e.serial = self.next_serial;

@@ -141,6 +141,16 @@ impl Core {
         self.tags.is_protected(peer, None)
     }
 
+    /// When a trim held off by the silence period becomes due, if the
+    /// count is still above the high watermark.
+    pub(super) fn next_trim(&self) -> Option<Instant> {
+        let policy = self.cfg.trim?;
+        if self.connection_count() <= policy.high_watermark {
+            return None;
+        }
+        Some(self.last_trim? + policy.silence)
+    }
+
     /// Established connections, both directions.
     pub(super) fn connection_count(&self) -> usize {
         self.established_out + self.inbound.len()

@@ -1,0 +1,487 @@
+//! Trimming, tags and protection through the whole manager, over the
+//! in-memory network with a manual clock.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use connmgr::policy::tags::{BumpFn, DecayFn, PeerId};
+use connmgr::*;
+use crossbeam_channel::Receiver;
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// Waits until the handler has handled everything this thread sent before:
+/// tags a throwaway peer and waits for that tag to be published.
+fn sync(m: &Handle) {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let peer = PeerId::from(format!("sync-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    m.tag(peer.clone(), "sync", 1).unwrap();
+    assert!(
+        wait_until(|| m.tag_info(&peer).is_some()),
+        "the handler never caught up"
+    );
+}
+
+/// Receives events until `count` of them match `pred`, returning those.
+fn take_events(rx: &Receiver<Event>, count: usize, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let end = Instant::now() + DEADLINE;
+    let (mut hits, mut seen) = (Vec::new(), Vec::new());
+    while hits.len() < count {
+        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok(ev) if pred(&ev) => hits.push(ev),
+            Ok(ev) => seen.push(format!("{ev:?}")),
+            Err(_) => panic!("got {hits:?} of {count} expected events; others: {seen:#?}"),
+        }
+    }
+    hits
+}
+
+fn is_close(e: &Event) -> bool {
+    matches!(e, Event::InboundClosed { .. } | Event::Disconnected { .. })
+}
+
+fn peer_of(conn: &Conn) -> PeerId {
+    PeerId::from(conn.remote_addr().to_string())
+}
+
+/// A running manager with its own in-memory listener, and the events.
+struct Node {
+    net: MemoryNetwork,
+    clock: ManualClock,
+    at: Addr,
+    m: ConnManager,
+    rx: Receiver<Event>,
+    /// Client ends of inbound connections, kept open.
+    clients: Vec<PipeStream>,
+    /// Listeners for outbound peers, kept open.
+    peers: Vec<MemoryListener>,
+}
+
+impl Node {
+    fn start(more: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Node {
+        let net = MemoryNetwork::new();
+        let clock = ManualClock::new();
+        let at = mem_addr(1);
+        let listener = net.listen(at.clone()).unwrap();
+        let builder = Config::builder()
+            .dialer(net.dialer())
+            .clock(clock.clone())
+            .listener(listener);
+        let m = ConnManager::new(more(builder).build()).unwrap();
+        let rx = m.events();
+        m.start().unwrap();
+        Node {
+            net,
+            clock,
+            at,
+            m,
+            rx,
+            clients: Vec::new(),
+            peers: Vec::new(),
+        }
+    }
+
+    /// Opens one inbound connection and returns the manager's side of it.
+    fn inbound(&mut self) -> Conn {
+        self.clients.push(self.net.connect(&self.at).unwrap());
+        match expect_event(&self.rx, |e| matches!(e, Event::Accepted { .. })) {
+            Event::Accepted { conn } => conn,
+            _ => unreachable!(),
+        }
+    }
+
+    fn inbound_n(&mut self, n: usize) -> Vec<Conn> {
+        (0..n).map(|_| self.inbound()).collect()
+    }
+
+    /// Dials a fresh peer at `addr` with `req` and returns the connection.
+    fn outbound(&mut self, req: ConnReq) -> Conn {
+        let addr = req.addr().unwrap().clone();
+        self.peers.push(self.net.listen(addr).unwrap());
+        let id = self.m.connect(req).unwrap();
+        match expect_event(&self.rx, |e| {
+            matches!(e, Event::Connected { .. }) && e.id() == id
+        }) {
+            Event::Connected { conn, .. } => conn,
+            _ => unreachable!(),
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        self.m.snapshot().stats
+    }
+
+    fn live(&self) -> usize {
+        let c = self.m.counts();
+        c.inbound + c.outbound
+    }
+}
+
+fn public(host: u8) -> Addr {
+    format!("203.0.113.{host}:8333").parse().unwrap()
+}
+
+/// Above the high watermark the manager trims by itself, once, down to
+/// the low watermark and no further.
+#[test]
+fn overflow_trims_down_to_the_low_watermark() {
+    let mut n = Node::start(|b| {
+        b.watermarks(3, 5)
+            .trim_grace(Duration::ZERO)
+            .trim_silence(10 * SEC)
+    });
+    let conns = n.inbound_n(5);
+    sync(&n.m);
+    assert_eq!(
+        n.stats().trims,
+        0,
+        "at the high watermark nothing is trimmed"
+    );
+    let sixth = n.inbound();
+    let closed = take_events(&n.rx, 3, |e| matches!(e, Event::InboundClosed { .. }));
+    let stats = n.stats();
+    assert_eq!((stats.trims, stats.trimmed), (1, 3), "{stats:?}");
+    assert_eq!(n.m.counts().inbound, 3);
+    let all: Vec<&Conn> = conns.iter().chain([&sixth]).collect();
+    let closed_ids: Vec<ConnId> = closed.iter().map(Event::id).collect();
+    for c in &all {
+        assert_eq!(c.is_closed(), closed_ids.contains(&c.id()), "{c:?}");
+    }
+    sync(&n.m);
+    assert_eq!(n.m.counts().inbound, 3, "trimmed below the low watermark");
+    assert_eq!(n.stats().trims, 1);
+    n.m.stop();
+}
+
+/// Protected peers and connections still in their grace period survive a
+/// trim even when that leaves the count above the low watermark.
+#[test]
+fn protected_and_young_connections_survive_a_trim() {
+    let mut n = Node::start(|b| {
+        b.watermarks(2, 5)
+            .trim_grace(30 * SEC)
+            .trim_silence(10 * SEC)
+    });
+    let old = n.inbound_n(4);
+    n.m.protect(peer_of(&old[0]), "friend").unwrap();
+    sync(&n.m);
+    n.clock.advance(31 * SEC);
+    let young = n.inbound_n(2);
+    take_events(&n.rx, 3, |e| matches!(e, Event::InboundClosed { .. }));
+    let stats = n.stats();
+    assert_eq!((stats.trims, stats.trimmed), (1, 3), "{stats:?}");
+    assert!(!old[0].is_closed(), "the protected peer was trimmed");
+    assert!(old[1..].iter().all(Conn::is_closed));
+    assert!(young.iter().all(|c| !c.is_closed()), "young ones trimmed");
+    assert_eq!(n.m.counts().inbound, 3);
+    n.m.stop();
+}
+
+/// Permanent outbound requests count as protected; one-off outbound and
+/// inbound connections do not.
+#[test]
+fn permanent_requests_are_never_trimmed() {
+    let mut n = Node::start(|b| {
+        b.watermarks(1, 3)
+            .trim_grace(Duration::ZERO)
+            .trim_silence(10 * SEC)
+    });
+    let p1 = n.outbound(ConnReq::permanent(public(1)));
+    let p2 = n.outbound(ConnReq::permanent(public(2)));
+    let one_off = n.outbound(ConnReq::new(public(3)));
+    let inbound = n.inbound();
+    let closed = take_events(&n.rx, 2, is_close);
+    let mut ids: Vec<ConnId> = closed.iter().map(Event::id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![one_off.id(), inbound.id()]);
+    assert!(!p1.is_closed() && !p2.is_closed());
+    let stats = n.stats();
+    assert_eq!((stats.trims, stats.trimmed), (1, 2), "{stats:?}");
+    assert_eq!(n.m.counts().outbound, 2);
+    assert_eq!(n.m.counts().disconnected, 0);
+    n.m.stop();
+}
+
+/// A trim closes the lowest-valued peers first, and at equal value an
+/// inbound connection before an outbound one (even an older inbound one
+/// with a higher id); tags follow a peer id set with `set_peer_id`.
+#[test]
+fn trim_order_follows_value_then_direction() {
+    let mut n = Node::start(|b| {
+        b.watermarks(3, 10)
+            .trim_grace(Duration::ZERO)
+            .trim_silence(10 * SEC)
+    });
+    let w = n.outbound(ConnReq::new(public(1)));
+    let y = n.outbound(ConnReq::new(public(2)));
+    let v = n.outbound(ConnReq::new(public(3)));
+    let x = n.inbound();
+    let z = n.inbound();
+    n.m.set_peer_id(z.id(), "node-z").unwrap();
+    let values = [
+        (peer_of(&w), 0),
+        (peer_of(&x), 1),
+        (peer_of(&y), 1),
+        (PeerId::from("node-z"), 5),
+        (peer_of(&v), 7),
+    ];
+    for (peer, value) in &values {
+        n.m.tag(peer.clone(), "score", *value).unwrap();
+    }
+    for (peer, value) in &values {
+        assert!(
+            wait_until(|| n
+                .m
+                .tag_info(peer)
+                .is_some_and(|i| i.value == *value && i.conns.len() == 1)),
+            "{peer}: {:?}",
+            n.m.tag_info(peer)
+        );
+    }
+    n.m.trim().unwrap();
+    let closed = take_events(&n.rx, 2, is_close);
+    let order: Vec<ConnId> = closed.iter().map(Event::id).collect();
+    assert_eq!(order, vec![w.id(), x.id()], "{closed:?}");
+    assert!(w.is_closed() && x.is_closed());
+    for keep in [&y, &z, &v] {
+        assert!(!keep.is_closed(), "{keep:?}");
+    }
+    assert_eq!(n.live(), 3);
+    n.m.stop();
+}
+
+/// Within the silence period a second overflow is left alone; after it,
+/// the next change trims again.
+#[test]
+fn silence_period_holds_off_a_second_trim() {
+    let mut n = Node::start(|b| {
+        b.watermarks(3, 5)
+            .trim_grace(Duration::ZERO)
+            .trim_silence(10 * SEC)
+    });
+    let _first = n.inbound_n(6);
+    assert!(wait_until(|| n.stats().trims == 1));
+    assert_eq!(n.m.counts().inbound, 3);
+
+    let _second = n.inbound_n(3);
+    sync(&n.m);
+    assert_eq!(n.m.counts().inbound, 6);
+    n.clock.advance(9 * SEC);
+    let _third = n.inbound();
+    sync(&n.m);
+    assert_eq!(n.m.counts().inbound, 7);
+    assert_eq!(n.stats().trims, 1);
+
+    // The silence ends: the pending overflow is trimmed by the timer.
+    n.clock.advance(SEC);
+    assert!(wait_until(|| n.stats().trims == 2), "{:?}", n.stats());
+    assert_eq!(n.m.counts().inbound, 3);
+    assert_eq!(n.stats().trimmed, 3 + 4);
+    n.m.stop();
+}
+
+/// An overflow held off by the silence period is trimmed once the period
+/// ends, without waiting for some unrelated change.
+#[test]
+fn overflow_held_off_by_silence_is_trimmed_when_it_ends() {
+    let mut n = Node::start(|b| {
+        b.watermarks(3, 5)
+            .trim_grace(Duration::ZERO)
+            .trim_silence(10 * SEC)
+    });
+    let _first = n.inbound_n(6);
+    assert!(wait_until(|| n.stats().trims == 1));
+    let _second = n.inbound_n(3);
+    sync(&n.m);
+    assert_eq!(n.m.counts().inbound, 6);
+    n.clock.advance(10 * SEC);
+    assert!(
+        wait_until(|| n.stats().trims == 2),
+        "still above the high watermark after the silence: {:?} {:?}",
+        n.m.counts(),
+        n.stats()
+    );
+    assert_eq!(n.m.counts().inbound, 3);
+    n.m.stop();
+}
+
+/// Explicit trims called at once from several threads make one trim.
+#[test]
+fn concurrent_explicit_trims_trim_once() {
+    let mut n = Node::start(|b| {
+        b.watermarks(3, 10)
+            .trim_grace(Duration::ZERO)
+            .trim_silence(10 * SEC)
+    });
+    let _conns = n.inbound_n(6);
+    sync(&n.m);
+    assert_eq!(n.stats().trims, 0);
+    let handle: Handle = (*n.m).clone();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let h = handle.clone();
+            thread::spawn(move || h.trim().unwrap())
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    sync(&n.m);
+    let stats = n.stats();
+    assert_eq!((stats.trims, stats.trimmed), (1, 3), "{stats:?}");
+    assert_eq!(n.m.counts().inbound, 3);
+
+    // At the low watermark an explicit trim has nothing to do.
+    n.clock.advance(10 * SEC);
+    n.m.trim().unwrap();
+    sync(&n.m);
+    assert_eq!(n.stats().trims, 1);
+    n.m.stop();
+}
+
+/// Tags set, removed and updated show up in `tag_info` once published.
+#[test]
+fn tag_untag_and_upsert_are_published() {
+    let n = Node::start(|b| b);
+    let peer = PeerId::from("node-t");
+    assert_eq!(n.m.tag_info(&peer), None);
+    n.m.tag(peer.clone(), "a", 3).unwrap();
+    n.m.tag(peer.clone(), "b", 4).unwrap();
+    assert!(wait_until(|| n
+        .m
+        .tag_info(&peer)
+        .is_some_and(|i| i.value == 7)));
+    let info = n.m.tag_info(&peer).unwrap();
+    assert_eq!((info.tags["a"], info.tags["b"]), (3, 4));
+    assert!(info.conns.is_empty());
+
+    n.m.untag(peer.clone(), "a").unwrap();
+    assert!(wait_until(|| n
+        .m
+        .tag_info(&peer)
+        .is_some_and(|i| i.value == 4)));
+    assert!(!n.m.tag_info(&peer).unwrap().tags.contains_key("a"));
+
+    n.m.upsert_tag(peer.clone(), "b", |v| v * 10).unwrap();
+    n.m.upsert_tag(peer.clone(), "c", |v| v + 2).unwrap();
+    assert!(wait_until(|| n
+        .m
+        .tag_info(&peer)
+        .is_some_and(|i| i.value == 42)));
+    let info = n.m.tag_info(&peer).unwrap();
+    assert_eq!((info.tags["b"], info.tags["c"]), (40, 2));
+    n.m.stop();
+}
+
+/// Protection is a set of tags, not a count: protecting twice under one
+/// tag is undone by one unprotect; `unprotect` says whether another tag
+/// still protects.
+#[test]
+fn protection_is_per_tag_not_counted() {
+    let n = Node::start(|b| b);
+    let peer = PeerId::from("node-p");
+    assert!(!n.m.unprotect(peer.clone(), "x").unwrap());
+    n.m.protect(peer.clone(), "x").unwrap();
+    n.m.protect(peer.clone(), "x").unwrap();
+    assert!(n.m.is_protected(&peer, Some("x")));
+    assert!(!n.m.unprotect(peer.clone(), "x").unwrap());
+    assert!(!n.m.is_protected(&peer, None));
+
+    n.m.protect(peer.clone(), "x").unwrap();
+    n.m.protect(peer.clone(), "y").unwrap();
+    assert!(n.m.unprotect(peer.clone(), "x").unwrap());
+    assert!(!n.m.is_protected(&peer, Some("x")));
+    assert!(n.m.is_protected(&peer, Some("y")));
+    assert!(n.m.is_protected(&peer, None));
+    assert!(!n.m.unprotect(peer.clone(), "y").unwrap());
+    assert!(!n.m.is_protected(&peer, None));
+    n.m.stop();
+}
+
+/// A protected peer keeps its tags and protection after its connection
+/// closes; reconnecting under the same id brings them back, and a trim
+/// leaves it alone. An unprotected peer's tags go with its last connection.
+#[test]
+fn protection_outlives_disconnection() {
+    let mut n = Node::start(|b| {
+        b.watermarks(0, 10)
+            .trim_grace(Duration::ZERO)
+            .trim_silence(10 * SEC)
+    });
+    let node = PeerId::from("node-a");
+    let first = n.inbound();
+    let other = n.inbound();
+    n.m.set_peer_id(first.id(), node.clone()).unwrap();
+    n.m.tag(node.clone(), "relay", 5).unwrap();
+    n.m.protect(node.clone(), "keep").unwrap();
+    n.m.tag(peer_of(&other), "relay", 9).unwrap();
+    assert!(wait_until(|| n
+        .m
+        .tag_info(&node)
+        .is_some_and(|i| i.value == 5 && i.conns.len() == 1)));
+    assert!(wait_until(|| n
+        .m
+        .tag_info(&peer_of(&other))
+        .is_some_and(|i| i.value == 9)));
+
+    first.close();
+    other.close();
+    take_events(&n.rx, 2, is_close);
+    assert_eq!(n.m.counts().inbound, 0);
+    let info =
+        n.m.tag_info(&node)
+            .expect("a protected peer's tags were dropped");
+    assert_eq!((info.value, info.conns.len()), (5, 0));
+    assert!(n.m.is_protected(&node, Some("keep")));
+    assert_eq!(n.m.tag_info(&peer_of(&other)), None);
+
+    let again = n.inbound();
+    let stranger = n.inbound();
+    n.m.set_peer_id(again.id(), node.clone()).unwrap();
+    assert!(wait_until(|| n
+        .m
+        .tag_info(&node)
+        .is_some_and(|i| i.value == 5 && i.conns.len() == 1)));
+    n.m.trim().unwrap();
+    let closed = take_events(&n.rx, 1, is_close);
+    assert_eq!(closed[0].id(), stranger.id());
+    sync(&n.m);
+    assert!(!again.is_closed(), "the protected peer was trimmed");
+    assert_eq!(n.m.counts().inbound, 1);
+    n.m.stop();
+}
+
+/// A decaying tag registered in the config loses its decay amount every
+/// interval of the manager's clock; unknown decaying tags are refused.
+#[test]
+fn decaying_tag_decays_with_the_clock() {
+    let n = Node::start(|b| b.decaying_tag("relay", SEC, DecayFn::fixed(1), BumpFn::sum()));
+    let peer = PeerId::from("node-d");
+    n.m.bump_decaying(peer.clone(), "relay", 10).unwrap();
+    assert!(wait_until(|| n
+        .m
+        .tag_info(&peer)
+        .is_some_and(|i| i.value == 10)));
+    n.clock.advance(3 * SEC);
+    assert!(
+        wait_until(|| n.m.tag_info(&peer).is_some_and(|i| i.value == 7)),
+        "{:?}",
+        n.m.tag_info(&peer)
+    );
+    assert_eq!(n.m.tag_info(&peer).unwrap().tags["relay"], 7);
+
+    n.m.bump_decaying(peer.clone(), "relay", 5).unwrap();
+    assert!(wait_until(|| n
+        .m
+        .tag_info(&peer)
+        .is_some_and(|i| i.value == 12)));
+    assert_eq!(
+        n.m.bump_decaying(peer, "nope", 1),
+        Err(Error::UnknownTag("nope".into()))
+    );
+    n.m.stop();
+}
