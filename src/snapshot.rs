@@ -27,6 +27,9 @@ pub struct ConnInfo {
     pub permanent: bool,
     /// Whether the manager made it to fill the outbound target.
     pub automatic: bool,
+    /// The peer id given with `set_peer_id`; `None` means the peer is
+    /// known by its address text.
+    pub peer: Option<PeerId>,
     /// Consecutive failed attempts since the last stable connection.
     pub retries: u32,
     /// When it entered its current state (on the manager's clock).
@@ -73,6 +76,15 @@ impl Counts {
         if info.permanent {
             bump(&mut self.permanent);
         }
+    }
+}
+
+/// Whether `c` is a connection of `peer`.
+fn is_peer(c: &ConnInfo, peer: &PeerId) -> bool {
+    match (&c.peer, &c.addr) {
+        (Some(p), _) => p == peer,
+        (None, Some(addr)) => addr.to_string() == peer.as_str(),
+        (None, None) => false,
     }
 }
 
@@ -163,8 +175,26 @@ impl SnapshotStore {
         };
     }
 
+    /// The published tag info of `peer`; for a peer never tagged, what its
+    /// established connections say (value 0, no tags).
     pub(crate) fn tag_info(&self, peer: &PeerId) -> Option<TagInfo> {
-        self.peers.get(peer).cloned()
+        if let Some(info) = self.peers.get(peer) {
+            return Some(info.clone());
+        }
+        let mut conns: Vec<(u64, Instant)> = self
+            .conns
+            .values()
+            .filter(|c| c.state == ConnState::Established && is_peer(c, peer))
+            .map(|c| (c.id.0, c.since))
+            .collect();
+        conns.sort_unstable();
+        let first_seen = conns.iter().map(|c| c.1).min()?;
+        Some(TagInfo {
+            first_seen,
+            value: 0,
+            tags: HashMap::new(),
+            conns,
+        })
     }
 
     pub(crate) fn get(&self, id: ConnId) -> Option<&ConnInfo> {

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use log::{debug, info};
 
-use super::outbound::peer_of;
 use super::{Core, CoreEvent, Effect, InEntry, PeerReport, Teardown, Usefulness, LOG};
 use crate::addr::Addr;
 use crate::conn::{ConnId, ConnState, Direction};
@@ -42,13 +41,11 @@ impl Core {
         let id = self.ids.next();
         self.next_serial += 1;
         let serial = self.next_serial;
-        let peer = peer_of(&remote);
-        self.peer_connected(&peer, serial, now);
         self.inbound.insert(
             id,
             InEntry {
                 addr: remote.clone(),
-                peer,
+                peer: None,
                 score: DynamicBanScore::default(),
                 serial,
                 since: now,
@@ -68,6 +65,7 @@ impl Core {
             conn,
         });
         self.mark(id);
+        self.track_open(id, now);
     }
 
     /// Why a newcomer from `remote` cannot have a slot, if it cannot.
@@ -119,7 +117,7 @@ impl Core {
                 c.last_block = e.usefulness.last_block;
                 c.last_tx = e.usefulness.last_tx;
                 c.relevant_services = true;
-                c.noban = self.is_protected(&e.peer);
+                c.noban = self.is_protected(&e.peer_id());
                 c
             })
             .collect()
@@ -146,8 +144,10 @@ impl Core {
     /// Closes an inbound connection and frees its slot (once: the entry
     /// leaves the map here).
     pub(super) fn close_inbound<C>(&mut self, id: ConnId, out: &mut Vec<Effect<C>>) {
+        if self.inbound.contains_key(&id) {
+            self.track_close(id);
+        }
         if let Some(e) = self.inbound.remove(&id) {
-            self.peer_disconnected(&e.peer, e.serial);
             self.stats.closed += 1;
             self.removed.push(id);
             info!(target: LOG, "inbound {} closed ({id})", e.addr);
@@ -168,6 +168,7 @@ pub(super) fn in_info(id: ConnId, e: &InEntry) -> ConnInfo {
         state: ConnState::Established,
         permanent: false,
         automatic: false,
+        peer: e.peer.clone(),
         retries: 0,
         since: e.since,
         next_attempt: None,

@@ -38,7 +38,7 @@ mod peers;
 pub use peers::{DecayingSpec, TagChange};
 
 use inbound::in_info;
-use outbound::{out_info, release_group};
+use outbound::{out_info, peer_of, release_group};
 
 const LOG: &str = "connmgr";
 
@@ -351,7 +351,7 @@ struct OutEntry {
     since: Instant,
     established_at: Option<Instant>,
     next_attempt: Option<Instant>,
-    /// Who the peer is, once the address is known.
+    /// The peer id set with `set_peer_id`; otherwise the address text.
     peer: Option<PeerId>,
     /// Misbehaviour score of the current connection.
     score: DynamicBanScore,
@@ -364,12 +364,27 @@ struct OutEntry {
 
 struct InEntry {
     addr: Addr,
-    peer: PeerId,
+    /// The peer id set with `set_peer_id`; otherwise the address text.
+    peer: Option<PeerId>,
     score: DynamicBanScore,
     serial: u64,
     since: Instant,
     usefulness: Usefulness,
     dirty: bool,
+}
+
+impl OutEntry {
+    fn peer_id(&self) -> Option<PeerId> {
+        self.peer
+            .clone()
+            .or_else(|| self.addr.as_ref().map(peer_of))
+    }
+}
+
+impl InEntry {
+    fn peer_id(&self) -> PeerId {
+        self.peer.clone().unwrap_or_else(|| peer_of(&self.addr))
+    }
 }
 
 /// What the node reported about an inbound peer.

@@ -54,7 +54,7 @@ impl Core {
         }
         let entry = OutEntry {
             req,
-            peer: addr.as_ref().map(peer_of),
+            peer: None,
             addr,
             state: ConnState::Pending,
             retries: 0,
@@ -179,7 +179,6 @@ impl Core {
             }
         }
         e.req.set_addr(addr.clone());
-        e.peer = Some(peer_of(&addr));
         e.addr = Some(addr);
         self.dial(now, id, out);
     }
@@ -241,7 +240,7 @@ impl Core {
         self.stats.outbound_established += 1;
         self.stats.consecutive_failures = 0;
         self.established_out += 1;
-        let (peer, serial) = (e.peer.clone(), e.serial);
+        let serial = e.serial;
         info!(target: LOG, "connected to {addr} ({id})");
         out.push(Effect::Established {
             req: Some(e.req.clone()),
@@ -252,9 +251,7 @@ impl Core {
             conn,
         });
         self.mark(id);
-        if let Some(peer) = peer {
-            self.peer_connected(&peer, serial, now);
-        }
+        self.track_open(id, now);
     }
 
     pub(super) fn on_dial_failed<C>(
@@ -404,14 +401,14 @@ impl Core {
         mode: Teardown,
         out: &mut Vec<Effect<C>>,
     ) {
-        let Some(e) = self.outbound.get_mut(&id) else {
+        let Some((req, serial)) = self.outbound.get(&id).map(|e| (e.req.clone(), e.serial)) else {
             return;
         };
-        let (req, serial, peer) = (e.req.clone(), e.serial, e.peer.clone());
+        self.track_close(id);
         out.push(Effect::Close { serial });
         self.stats.closed += 1;
         self.established_out -= 1;
-        info!(target: LOG, "disconnected from {:?} ({id})", e.addr);
+        info!(target: LOG, "disconnected from {req}");
         out.push(Effect::Notify(CoreEvent::Disconnected { req: req.clone() }));
         match mode {
             Teardown::Remove => self.finish(id, ConnState::Disconnected),
@@ -420,17 +417,16 @@ impl Core {
             }
             Teardown::Disconnect => self.finish(id, ConnState::Disconnected),
             Teardown::Reconnect => {
-                let stable = e.established_at.is_some_and(|at| {
-                    now.saturating_duration_since(at) >= self.cfg.min_stable_duration
-                });
-                if stable {
-                    e.retries = 0;
+                let min = self.cfg.min_stable_duration;
+                if let Some(e) = self.outbound.get_mut(&id) {
+                    if e.established_at
+                        .is_some_and(|at| now.saturating_duration_since(at) >= min)
+                    {
+                        e.retries = 0;
+                    }
                 }
                 self.dial(now, id, out);
             }
-        }
-        if let Some(peer) = peer {
-            self.peer_disconnected(&peer, serial);
         }
     }
 }
@@ -457,6 +453,7 @@ pub(super) fn out_info(id: ConnId, e: &OutEntry) -> ConnInfo {
         state: e.state,
         permanent: e.req.is_permanent(),
         automatic: e.req.is_automatic(),
+        peer: e.peer.clone(),
         retries: e.retries,
         since: e.since,
         next_attempt: e.next_attempt,

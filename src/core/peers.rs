@@ -71,6 +71,7 @@ impl Core {
     }
 
     pub(super) fn on_tag(&mut self, now: Instant, peer: PeerId, change: TagChange) {
+        let known = self.tags.contains(&peer);
         let tags = &mut self.tags;
         match change {
             TagChange::Set(name, value) => tags.tag(&peer, &name, value, now),
@@ -90,41 +91,88 @@ impl Core {
                 }
             }
         }
+        if !known && self.tags.contains(&peer) {
+            self.attach_connections(&peer);
+        }
         self.dirty_peers.insert(peer);
     }
 
     /// Gives connection `id` a new peer identity (for example the node id
     /// learned in a handshake), moving its connection to that peer.
     pub(super) fn on_set_peer(&mut self, now: Instant, id: ConnId, peer: PeerId) {
-        let (old, serial, since) = if let Some(e) = self.outbound.get_mut(&id) {
-            let old = e.peer.replace(peer.clone());
-            (old, e.serial, e.established_at)
-        } else if let Some(e) = self.inbound.get_mut(&id) {
-            let old = std::mem::replace(&mut e.peer, peer.clone());
-            (Some(old), e.serial, Some(e.since))
-        } else {
+        let Some(opened) = self.live_since(id) else {
+            // Not connected yet: only remember the name.
+            if let Some(e) = self.outbound.get_mut(&id) {
+                e.peer = Some(peer);
+            }
             return;
         };
-        let live = since.is_some() && self.state(id) != Some(ConnState::Pending);
-        if let (Some(old), true) = (old, live) {
-            self.tags.disconnected(&old, serial);
-            self.dirty_peers.insert(old);
-            self.tags.connected(&peer, serial, since.unwrap_or(now));
+        self.track_close(id);
+        if let Some(e) = self.outbound.get_mut(&id) {
+            e.peer = Some(peer.clone());
+        } else if let Some(e) = self.inbound.get_mut(&id) {
+            e.peer = Some(peer.clone());
         }
-        self.dirty_peers.insert(peer);
+        self.track_open(id, opened.min(now));
         self.mark(id);
     }
 
-    /// Records that a connection of `peer` opened.
-    pub(super) fn peer_connected(&mut self, peer: &PeerId, serial: u64, now: Instant) {
-        self.tags.connected(peer, serial, now);
-        self.dirty_peers.insert(peer.clone());
+    /// When `id`'s established connection opened.
+    fn live_since(&self, id: ConnId) -> Option<Instant> {
+        if let Some(e) = self.outbound.get(&id) {
+            return (e.state == ConnState::Established)
+                .then(|| e.established_at.unwrap_or(e.since));
+        }
+        self.inbound.get(&id).map(|e| e.since)
     }
 
-    /// Records that a connection of `peer` closed.
-    pub(super) fn peer_disconnected(&mut self, peer: &PeerId, serial: u64) {
-        self.tags.disconnected(peer, serial);
-        self.dirty_peers.insert(peer.clone());
+    /// The peer behind connection `id`.
+    fn peer_of_conn(&self, id: ConnId) -> Option<PeerId> {
+        match self.outbound.get(&id) {
+            Some(e) => e.peer_id(),
+            None => self.inbound.get(&id).map(|e| e.peer_id()),
+        }
+    }
+
+    /// Records that connection `id` opened, for peers the tag store knows.
+    /// Untagged peers cost nothing here: the store learns of their
+    /// connections only when they are first tagged.
+    pub(super) fn track_open(&mut self, id: ConnId, opened: Instant) {
+        if self.tags.is_empty() {
+            return;
+        }
+        if let Some(peer) = self.peer_of_conn(id).filter(|p| self.tags.contains(p)) {
+            self.tags.connected(&peer, id.0, opened);
+            self.dirty_peers.insert(peer);
+        }
+    }
+
+    /// Records that connection `id` is closing (call before it leaves the
+    /// maps).
+    pub(super) fn track_close(&mut self, id: ConnId) {
+        if self.tags.is_empty() {
+            return;
+        }
+        if let Some(peer) = self.peer_of_conn(id).filter(|p| self.tags.contains(p)) {
+            self.tags.disconnected(&peer, id.0);
+            self.dirty_peers.insert(peer);
+        }
+    }
+
+    /// Tells the tag store about every live connection of `peer`, when the
+    /// store first hears of it.
+    fn attach_connections(&mut self, peer: &PeerId) {
+        let out = self
+            .outbound
+            .iter()
+            .filter(|(_, e)| e.state == ConnState::Established);
+        let out = out.filter(|(_, e)| e.peer_id().as_ref() == Some(peer));
+        let out = out.map(|(id, e)| (id.0, e.established_at.unwrap_or(e.since)));
+        let inb = self.inbound.iter().filter(|(_, e)| &e.peer_id() == peer);
+        let live: Vec<(u64, Instant)> = out.chain(inb.map(|(id, e)| (id.0, e.since))).collect();
+        for (key, opened) in live {
+            self.tags.connected(peer, key, opened);
+        }
     }
 
     /// Runs decaying tags that are due.
@@ -188,7 +236,7 @@ impl Core {
     /// request counts as protected.
     fn trim_candidates(&self) -> Vec<TrimCandidate> {
         let outbound = self.outbound.iter().filter_map(|(id, e)| {
-            let peer = e.peer.clone()?;
+            let peer = e.peer_id()?;
             (e.state == ConnState::Established).then(|| TrimCandidate {
                 key: id.0,
                 inbound: false,
@@ -198,13 +246,16 @@ impl Core {
                 peer,
             })
         });
-        let inbound = self.inbound.iter().map(|(id, e)| TrimCandidate {
-            key: id.0,
-            inbound: true,
-            opened: e.since,
-            protected: self.is_protected(&e.peer),
-            value: self.tags.value(&e.peer),
-            peer: e.peer.clone(),
+        let inbound = self.inbound.iter().map(|(id, e)| {
+            let peer = e.peer_id();
+            TrimCandidate {
+                key: id.0,
+                inbound: true,
+                opened: e.since,
+                protected: self.is_protected(&peer),
+                value: self.tags.value(&peer),
+                peer,
+            }
         });
         outbound.chain(inbound).collect()
     }

@@ -536,6 +536,7 @@ impl Handle {
             state: ConnState::Pending,
             permanent: req.is_permanent(),
             automatic: req.is_automatic(),
+            peer: None,
             retries: 0,
             since: now,
             next_attempt: None,

@@ -50,8 +50,8 @@ impl Handle {
     }
 
     /// What the manager last published about `peer`: first seen, total
-    /// value, tags, connections. `None` once the peer has no connections,
-    /// tags or protection left.
+    /// value, tags, and its connections as `(connection id, opened)`.
+    /// `None` once the peer has no connections, tags or protection left.
     pub fn tag_info(&self, peer: &PeerId) -> Option<TagInfo> {
         self.shared.store.lock().tag_info(peer)
     }
