@@ -102,6 +102,8 @@ struct Handler {
     never_canceled: CancelToken,
     /// Events of the current batch, sent after it is published.
     outbox: Vec<Event>,
+    /// The time of the current batch, read once when first needed.
+    now: Option<Instant>,
     timer: Option<(Instant, Receiver<Instant>)>,
     stopping: bool,
 }
@@ -118,6 +120,7 @@ pub(crate) fn run(parts: HandlerParts) {
         inline_results: VecDeque::new(),
         never_canceled: CancelToken::new(),
         outbox: Vec::new(),
+        now: None,
         timer: None,
         stopping: false,
     };
@@ -131,6 +134,7 @@ pub(crate) fn run(parts: HandlerParts) {
     h.step(Input::Start);
     h.publish(true);
     while !h.stopping {
+        h.now = None;
         if !h.poll_briefly() {
             h.wait_and_handle();
         }
@@ -281,7 +285,8 @@ impl Handler {
     }
 
     fn feed(&mut self, input: Input<Stream0>) {
-        let now = self.parts.clock.now();
+        // One clock read per batch: a batch takes microseconds.
+        let now = *self.now.get_or_insert_with(|| self.parts.clock.now());
         let mut effects = std::mem::take(&mut self.effects);
         self.parts.core.handle_into(now, input, &mut effects);
         for effect in effects.drain(..) {
@@ -445,6 +450,7 @@ impl Handler {
     }
 
     fn shut_down(&mut self) {
+        self.now = None;
         let close = self.parts.close_on_stop;
         self.step(Input::Stop {
             close_established: close,
