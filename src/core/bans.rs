@@ -9,6 +9,12 @@ use log::{info, warn};
 use super::{Core, Effect, LOG};
 use crate::conn::{ConnId, ConnState};
 use crate::policy::bans::{BanEntry, BanList, Subnet};
+use crate::policy::banscore::DynamicBanScore;
+
+/// Adds to a score kept only for connections that misbehaved.
+fn raise(score: &mut Option<Box<DynamicBanScore>>, p: u32, t: u32, now: Instant) -> u32 {
+    score.get_or_insert_with(Box::default).increase_at(p, t, now)
+}
 
 impl Core {
     /// Replaces the ban list with one loaded from disk (before start),
@@ -67,10 +73,10 @@ impl Core {
                 return None;
             }
             let ip = e.addr.as_ref().and_then(|a| a.ip());
-            return Some((e.score.increase_at(p, t, now), ip));
+            return Some((raise(&mut e.score, p, t, now), ip));
         }
         let e = self.inbound.get_mut(&id)?;
-        Some((e.score.increase_at(p, t, now), e.addr.ip()))
+        Some((raise(&mut e.score, p, t, now), e.addr.ip()))
     }
 
     /// Bans `subnet` for `duration` and closes every live connection in it.

@@ -8,7 +8,6 @@ use log::{debug, info};
 use super::{Core, CoreEvent, Effect, InEntry, PeerReport, Teardown, Usefulness, LOG};
 use crate::addr::Addr;
 use crate::conn::{ConnId, ConnState, Direction};
-use crate::policy::banscore::DynamicBanScore;
 use crate::policy::eviction::{CandidateNet, EvictionCandidate, EvictionPolicy};
 use crate::snapshot::ConnInfo;
 
@@ -46,7 +45,7 @@ impl Core {
             InEntry {
                 addr: remote.clone(),
                 peer: None,
-                score: DynamicBanScore::default(),
+                score: None,
                 serial,
                 since: now,
                 usefulness: Usefulness::default(),

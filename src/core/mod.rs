@@ -24,6 +24,7 @@ use crate::idmap::IdMap;
 
 use crate::policy::bans::{BanEntry, BanList, Subnet};
 use crate::policy::banscore::DynamicBanScore;
+use crate::policy::diversity::diversity_group;
 use crate::policy::eviction::EvictionKey;
 use crate::policy::tags::{PeerId, PeerTags};
 use crate::policy::trim::TrimPolicy;
@@ -354,9 +355,9 @@ struct OutEntry {
     /// The peer id set with `set_peer_id`; otherwise the address text.
     peer: Option<PeerId>,
     /// Misbehaviour score of the current connection.
-    score: DynamicBanScore,
+    score: Option<Box<DynamicBanScore>>,
     /// The netgroup this automatic request holds for the diversity rule.
-    group: Option<NetGroup>,
+    holds_group: bool,
     /// Addresses the source gave that could not be used, for this request.
     source_tries: u8,
     dirty: bool,
@@ -366,7 +367,7 @@ struct InEntry {
     addr: Addr,
     /// The peer id set with `set_peer_id`; otherwise the address text.
     peer: Option<PeerId>,
-    score: DynamicBanScore,
+    score: Option<Box<DynamicBanScore>>,
     serial: u64,
     since: Instant,
     usefulness: Usefulness,
@@ -661,8 +662,8 @@ impl Core {
         if e.req.is_automatic() {
             self.auto_live -= 1;
         }
-        if let Some(group) = &e.group {
-            release_group(&mut self.groups, group);
+        if let (true, Some(group)) = (e.holds_group, e.addr.as_ref().and_then(diversity_group)) {
+            release_group(&mut self.groups, &group);
         }
         e.req.publish(ReqView {
             state,
@@ -685,3 +686,4 @@ impl Core {
         }
     }
 }
+

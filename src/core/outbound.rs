@@ -11,7 +11,6 @@ use super::{Core, CoreEvent, Effect, OutEntry, Teardown, Timer, LOG, MAX_SOURCE_
 use crate::addr::{Addr, NetGroup};
 use crate::conn::{ConnId, ConnState, Direction};
 use crate::dial::DialError;
-use crate::policy::banscore::DynamicBanScore;
 use crate::policy::diversity::diversity_group;
 use crate::policy::tags::PeerId;
 use crate::request::ConnReq;
@@ -63,8 +62,8 @@ impl Core {
             since: now,
             established_at: None,
             next_attempt: None,
-            score: DynamicBanScore::default(),
-            group: None,
+            score: None,
+            holds_group: false,
             source_tries: 0,
             dirty: false,
         };
@@ -174,8 +173,8 @@ impl Core {
         };
         if e.req.is_automatic() && self.cfg.diversity {
             if let Some(group) = diversity_group(&addr) {
-                *self.groups.entry(group.clone()).or_default() += 1;
-                e.group = Some(group);
+                *self.groups.entry(group).or_default() += 1;
+                e.holds_group = true;
             }
         }
         e.req.set_addr(addr.clone());
@@ -191,7 +190,7 @@ impl Core {
             return;
         };
         e.attempt += 1;
-        e.score.reset();
+        e.score = None;
         if let Some(ban) = self.bans.ban_for_addr(&addr, now) {
             let (attempt, why) = (e.attempt, format!("{addr} is banned: {}", ban.reason));
             e.state = ConnState::Pending;
