@@ -13,7 +13,9 @@ use crate::policy::banscore::DynamicBanScore;
 
 /// Adds to a score kept only for connections that misbehaved.
 fn raise(score: &mut Option<Box<DynamicBanScore>>, p: u32, t: u32, now: Instant) -> u32 {
-    score.get_or_insert_with(Box::default).increase_at(p, t, now)
+    score
+        .get_or_insert_with(Box::default)
+        .increase_at(p, t, now)
 }
 
 impl Core {

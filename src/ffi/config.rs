@@ -1,0 +1,461 @@
+//! The config object: C setters that record settings, turned into a
+//! [`Config`](crate::Config) when a manager is created. Values are checked
+//! by the Rust side (`ConnManager::new`), not here, except that strings
+//! must parse.
+
+use std::ffi::{c_char, c_void};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::error::{guard, obj_arg, out_arg, str_arg, ConnmgrStatus, Failure, FfiResult};
+use super::events::{self, CAddressSource, ConnmgrAddressSourceFn, ConnmgrCallbacks, UserData};
+use crate::{Backoff, Config, Socks5Dialer, Socks5Proxy, TcpDialer};
+
+/// Backoff kind for connmgr_config_set_backoff: btcd's linear schedule
+/// (retry count × retry duration, capped at the maximum). The default.
+pub const CONNMGR_BACKOFF_LINEAR: u32 = 0;
+/// Backoff kind for connmgr_config_set_backoff: the wait doubles on each
+/// retry, capped at the maximum, then shortened by a random share of up to
+/// `jitter` (0.0 to 1.0).
+pub const CONNMGR_BACKOFF_EXPONENTIAL: u32 = 1;
+
+/// Manager settings under construction (opaque). Create one with
+/// connmgr_config_new, set what you need (everything has a default except
+/// that there is no address source and no callbacks), pass it to
+/// connmgr_manager_new (which copies it; it may be reused or freed right
+/// after), and free it with connmgr_config_free. Not thread-safe: use one
+/// config from one thread at a time.
+#[derive(Default)]
+pub struct ConnmgrConfig {
+    target_outbound: Option<usize>,
+    max_inbound: Option<usize>,
+    retry_duration: Option<Duration>,
+    max_retry_duration: Option<Duration>,
+    backoff: Option<Backoff>,
+    pool_size: Option<usize>,
+    dial_timeout: Option<Duration>,
+    proxy: Option<ProxySettings>,
+    proxy_all: bool,
+    listen: Vec<SocketAddr>,
+    source: Option<(
+        unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> bool,
+        UserData,
+    )>,
+    callbacks: ConnmgrCallbacks,
+}
+
+struct ProxySettings {
+    addr: SocketAddr,
+    isolate: bool,
+    auth: Option<(String, String)>,
+}
+
+impl ConnmgrConfig {
+    /// The Rust config these settings describe, with a SOCKS5-capable TCP
+    /// dialer. Only settings the caller made are applied; the rest keep
+    /// the Rust defaults.
+    pub(crate) fn to_config(&self) -> FfiResult<Config> {
+        let mut b = Config::builder();
+        if let Some(n) = self.target_outbound {
+            b = b.target_outbound(n);
+        }
+        if let Some(n) = self.max_inbound {
+            b = b.max_inbound(n);
+        }
+        if let Some(d) = self.retry_duration {
+            b = b.retry_duration(d);
+        }
+        if let Some(d) = self.max_retry_duration {
+            b = b.max_retry_duration(d);
+        }
+        if let Some(kind) = self.backoff {
+            b = b.backoff(kind);
+        }
+        if let Some(n) = self.pool_size {
+            b = b.dialer_pool_size(n);
+        }
+        if let Some(d) = self.dial_timeout {
+            b = b.dial_timeout(d);
+        }
+        for addr in &self.listen {
+            b = b.listen(*addr);
+        }
+        let dialer = match &self.proxy {
+            Some(p) => {
+                let mut proxy = Socks5Proxy::builder(p.addr).isolate(p.isolate);
+                if let Some((user, pass)) = &p.auth {
+                    proxy = proxy.auth(user.as_str(), pass.as_str());
+                }
+                if let Some(d) = self.dial_timeout {
+                    proxy = proxy.connect_timeout(d);
+                }
+                let proxy = proxy.build().map_err(|e| {
+                    Failure::new(ConnmgrStatus::Config, format!("SOCKS5 proxy: {e}"))
+                })?;
+                Socks5Dialer::new(proxy)
+            }
+            None => Socks5Dialer::without_proxy(),
+        };
+        let mut dialer = dialer.proxy_all(self.proxy_all);
+        if let Some(d) = self.dial_timeout {
+            // The dial deadline bounds each dial; the TCP connect's own
+            // timeout must not cut it shorter.
+            dialer = dialer.direct_dialer(TcpDialer::new().timeout(d));
+        }
+        b = b.dialer(dialer);
+        if let Some((f, user_data)) = self.source {
+            b = b.address_source(CAddressSource { f, user_data });
+        }
+        Ok(events::install(b, &self.callbacks).build())
+    }
+}
+
+/// Borrows the config behind `cfg` for changing it.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config that nothing else uses during `'a`.
+unsafe fn config_arg<'a>(cfg: *mut ConnmgrConfig) -> FfiResult<&'a mut ConnmgrConfig> {
+    // SAFETY: the caller's promise.
+    unsafe { cfg.as_mut() }.ok_or_else(|| Failure::null("cfg"))
+}
+
+fn socket_addr(text: &str, what: &str) -> FfiResult<SocketAddr> {
+    text.parse().map_err(|e| {
+        Failure::invalid(format!(
+            "`{what}` {text:?} is not an IP address with a port, e.g. \"127.0.0.1:8333\" or \"[::1]:8333\": {e}"
+        ))
+    })
+}
+
+/// Creates a config with every setting at its default and stores it in
+/// `*out`; free it with connmgr_config_free.
+///
+/// # Safety
+///
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_new(out: *mut *mut ConnmgrConfig) -> ConnmgrStatus {
+    guard("connmgr_config_new", || {
+        let out = out_arg(out, "out")?;
+        let cfg = Box::into_raw(Box::<ConnmgrConfig>::default());
+        // SAFETY: `out` is not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(cfg) };
+        Ok(())
+    })
+}
+
+/// Frees a config. NULL is accepted and does nothing; freeing twice is
+/// undefined behaviour. Managers created from it are not affected.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_free(cfg: *mut ConnmgrConfig) -> ConnmgrStatus {
+    guard("connmgr_config_free", || {
+        if !cfg.is_null() {
+            // SAFETY: `cfg` came from Box::into_raw in connmgr_config_new and
+            // the caller gives it up.
+            drop(unsafe { Box::from_raw(cfg) });
+        }
+        Ok(())
+    })
+}
+
+/// How many automatic outbound connections to keep from the address
+/// source (default 8). Explicit connmgr_connect requests come on top.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_target_outbound(
+    cfg: *mut ConnmgrConfig,
+    n: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_target_outbound", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.target_outbound = Some(n);
+        Ok(())
+    })
+}
+
+/// How many inbound connections may be live at once (default 125).
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_max_inbound(
+    cfg: *mut ConnmgrConfig,
+    n: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_max_inbound", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.max_inbound = Some(n);
+        Ok(())
+    })
+}
+
+/// The base wait between retries, in milliseconds (default 5000). Zero is
+/// rejected by connmgr_manager_new with CONNMGR_STATUS_CONFIG.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_retry_duration(
+    cfg: *mut ConnmgrConfig,
+    ms: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_retry_duration", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.retry_duration = Some(Duration::from_millis(ms));
+        Ok(())
+    })
+}
+
+/// The longest wait between retries, in milliseconds (default 300000); it
+/// must not be below the retry duration.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_max_retry_duration(
+    cfg: *mut ConnmgrConfig,
+    ms: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_max_retry_duration", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.max_retry_duration = Some(Duration::from_millis(ms));
+        Ok(())
+    })
+}
+
+/// How waits between retries grow: `kind` is CONNMGR_BACKOFF_LINEAR (the
+/// default; `jitter` is ignored) or CONNMGR_BACKOFF_EXPONENTIAL with a
+/// `jitter` from 0.0 to 1.0 (checked by connmgr_manager_new). Another kind
+/// is CONNMGR_STATUS_INVALID_ARGUMENT.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_backoff(
+    cfg: *mut ConnmgrConfig,
+    kind: u32,
+    jitter: f64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_backoff", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.backoff = Some(match kind {
+            CONNMGR_BACKOFF_LINEAR => Backoff::Linear,
+            CONNMGR_BACKOFF_EXPONENTIAL => Backoff::Exponential { jitter },
+            other => {
+                return Err(Failure::invalid(format!(
+                    "backoff kind {other} is unknown: use CONNMGR_BACKOFF_LINEAR ({CONNMGR_BACKOFF_LINEAR}) \
+                     or CONNMGR_BACKOFF_EXPONENTIAL ({CONNMGR_BACKOFF_EXPONENTIAL})"
+                )))
+            }
+        });
+        Ok(())
+    })
+}
+
+/// How many dialer threads the manager runs (default 8; at least 1).
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_dialer_pool_size(
+    cfg: *mut ConnmgrConfig,
+    n: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_dialer_pool_size", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.pool_size = Some(n);
+        Ok(())
+    })
+}
+
+/// The deadline of each dial (direct, or through the SOCKS5 proxy), in
+/// milliseconds (default 10000; not 0).
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_dial_timeout(
+    cfg: *mut ConnmgrConfig,
+    ms: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_dial_timeout", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.dial_timeout = Some(Duration::from_millis(ms));
+        Ok(())
+    })
+}
+
+/// Dials through the SOCKS5 proxy at `addr` ("127.0.0.1:9050"): host
+/// names and onion addresses go through it (IP addresses too with
+/// connmgr_config_set_proxy_all). With `isolate`, every connection uses
+/// fresh random credentials, so Tor puts each on its own circuit. An
+/// address that does not parse is CONNMGR_STATUS_INVALID_ARGUMENT.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_socks5_proxy(
+    cfg: *mut ConnmgrConfig,
+    addr: *const c_char,
+    isolate: bool,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_socks5_proxy", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        // SAFETY: the caller promises `addr` is NULL or a C string.
+        let text = unsafe { str_arg(addr, "addr") }?;
+        let addr = socket_addr(text, "addr")?;
+        let auth = c.proxy.take().and_then(|p| p.auth);
+        c.proxy = Some(ProxySettings {
+            addr,
+            isolate,
+            auth,
+        });
+        Ok(())
+    })
+}
+
+/// Authenticates to the SOCKS5 proxy with a username and password (each 1
+/// to 255 bytes, checked by connmgr_manager_new). Needs
+/// connmgr_config_set_socks5_proxy first (else
+/// CONNMGR_STATUS_INVALID_ARGUMENT); isolation replaces these credentials.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config; `username` and `password` are NULL or
+/// NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_socks5_auth(
+    cfg: *mut ConnmgrConfig,
+    username: *const c_char,
+    password: *const c_char,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_socks5_auth", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        // SAFETY: the caller promises C strings or NULL.
+        let user = unsafe { str_arg(username, "username") }?;
+        // SAFETY: as above.
+        let pass = unsafe { str_arg(password, "password") }?;
+        let proxy = c.proxy.as_mut().ok_or_else(|| {
+            Failure::invalid("no SOCKS5 proxy set: call connmgr_config_set_socks5_proxy first")
+        })?;
+        proxy.auth = Some((user.to_owned(), pass.to_owned()));
+        Ok(())
+    })
+}
+
+/// "Proxy everything": IP addresses go through the SOCKS5 proxy too, and
+/// without a proxy every non-onion dial fails rather than go direct
+/// (default off).
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_proxy_all(
+    cfg: *mut ConnmgrConfig,
+    on: bool,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_proxy_all", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.proxy_all = on;
+        Ok(())
+    })
+}
+
+/// Adds a TCP address to listen on (`"0.0.0.0:8333"`, `"[::1]:0"`); port 0
+/// picks a free port (read it back with connmgr_listen_addr). Bound by
+/// connmgr_manager_new, which fails with CONNMGR_STATUS_CONFIG if it
+/// cannot bind. An address that does not parse is
+/// CONNMGR_STATUS_INVALID_ARGUMENT.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_add_listen_addr(
+    cfg: *mut ConnmgrConfig,
+    addr: *const c_char,
+) -> ConnmgrStatus {
+    guard("connmgr_config_add_listen_addr", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        // SAFETY: the caller promises `addr` is NULL or a C string.
+        let text = unsafe { str_arg(addr, "addr") }?;
+        c.listen.push(socket_addr(text, "addr")?);
+        Ok(())
+    })
+}
+
+/// Sets the address source that fills the outbound target (see
+/// ConnmgrAddressSourceFn). `user_data` is passed to it as is and must
+/// stay valid, and usable from the manager's dialer threads, until the
+/// manager is stopped or freed. Without a source the manager only dials
+/// what connmgr_connect asks for.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config; `source` is NULL or a function with
+/// the documented signature.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_address_source(
+    cfg: *mut ConnmgrConfig,
+    source: ConnmgrAddressSourceFn,
+    user_data: *mut c_void,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_address_source", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        let f = source.ok_or_else(|| Failure::null("source"))?;
+        c.source = Some((f, UserData::new(user_data)));
+        Ok(())
+    })
+}
+
+/// Sets the event callbacks (see ConnmgrCallbacks), copying `*callbacks`;
+/// a later call replaces all of them.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config; `callbacks` is NULL or points to a
+/// ConnmgrCallbacks whose function pointers are NULL or functions with the
+/// documented signatures.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_callbacks(
+    cfg: *mut ConnmgrConfig,
+    callbacks: *const ConnmgrCallbacks,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_callbacks", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        // SAFETY: the caller promises NULL or a valid struct.
+        c.callbacks = *unsafe { obj_arg(callbacks, "callbacks") }?;
+        Ok(())
+    })
+}

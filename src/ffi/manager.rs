@@ -1,0 +1,666 @@
+//! The manager handle: lifecycle, requests, policy calls and snapshots.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use super::config::ConnmgrConfig;
+use super::conn::ConnmgrDirection;
+use super::error::{
+    guard, obj_arg, out_arg, str_arg, write_text, ConnmgrStatus, Failure, FfiResult,
+};
+use super::CONNMGR_ADDR_MAX;
+use crate::policy::bans::Subnet;
+use crate::{Addr, ConnId, ConnInfo, ConnManager, ConnReq, ConnState, Counts};
+
+/// A connection manager (opaque). Create it with connmgr_manager_new, start
+/// it with connmgr_manager_start, stop it with connmgr_manager_stop and
+/// free it with connmgr_manager_free. Every function taking a manager is
+/// thread-safe, and may be called from callbacks, except
+/// connmgr_manager_free, which must not run while any other call on the
+/// manager is in progress, nor from a callback.
+pub struct ConnmgrManager {
+    manager: ConnManager,
+}
+
+/// Where a request or connection stands.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnmgrState {
+    /// Waiting for an address or a dial result.
+    Pending = 0,
+    /// The last dial failed; a permanent request waits for its retry.
+    Failing = 1,
+    /// Removed before it connected.
+    Canceled = 2,
+    /// Connected.
+    Established = 3,
+    /// Was connected, now closed; a permanent request waits for its retry.
+    Disconnected = 4,
+}
+
+impl From<ConnState> for ConnmgrState {
+    fn from(s: ConnState) -> Self {
+        match s {
+            ConnState::Pending => ConnmgrState::Pending,
+            ConnState::Failing => ConnmgrState::Failing,
+            ConnState::Canceled => ConnmgrState::Canceled,
+            ConnState::Established => ConnmgrState::Established,
+            ConnState::Disconnected => ConnmgrState::Disconnected,
+        }
+    }
+}
+
+/// How many requests and connections are in each state, as last
+/// published.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnmgrCounts {
+    /// Outbound requests waiting for an address or a dial.
+    pub pending: usize,
+    /// Outbound requests whose last dial failed, waiting to retry.
+    pub failing: usize,
+    /// Permanent requests whose connection dropped, waiting to retry.
+    pub disconnected: usize,
+    /// Established outbound connections.
+    pub outbound: usize,
+    /// Established inbound connections.
+    pub inbound: usize,
+    /// Established automatic (target-filling) outbound connections.
+    pub automatic_outbound: usize,
+    /// Live permanent requests, in any state.
+    pub permanent: usize,
+}
+
+impl From<Counts> for ConnmgrCounts {
+    fn from(c: Counts) -> Self {
+        ConnmgrCounts {
+            pending: c.pending,
+            failing: c.failing,
+            disconnected: c.disconnected,
+            outbound: c.outbound,
+            inbound: c.inbound,
+            automatic_outbound: c.automatic_outbound,
+            permanent: c.permanent,
+        }
+    }
+}
+
+/// One request or inbound connection in a snapshot.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ConnmgrConnInfo {
+    /// Its id.
+    pub id: u64,
+    /// The peer's address, NUL-terminated; "" when `has_addr` is false. An
+    /// address longer than CONNMGR_ADDR_MAX - 1 bytes (only possible for
+    /// custom address kinds) is cut short.
+    pub addr: [c_char; CONNMGR_ADDR_MAX],
+    /// False while an automatic request waits for the address source.
+    pub has_addr: bool,
+    /// Its state.
+    pub state: ConnmgrState,
+    /// Who opened it.
+    pub direction: ConnmgrDirection,
+    /// Whether it is retried forever.
+    pub permanent: bool,
+    /// Whether the manager made it to fill the outbound target.
+    pub automatic: bool,
+    /// Consecutive failed attempts since the last stable connection.
+    pub retries: u32,
+}
+
+impl ConnmgrConnInfo {
+    fn from_info(info: &ConnInfo) -> Self {
+        let mut addr = [0 as c_char; CONNMGR_ADDR_MAX];
+        if let Some(a) = &info.addr {
+            let text = a.to_string();
+            let mut end = text.len().min(CONNMGR_ADDR_MAX - 1);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            for (dst, src) in addr.iter_mut().zip(&text.as_bytes()[..end]) {
+                *dst = *src as c_char;
+            }
+        }
+        ConnmgrConnInfo {
+            id: info.id.0,
+            addr,
+            has_addr: info.addr.is_some(),
+            state: info.state.into(),
+            direction: info.direction.into(),
+            permanent: info.permanent,
+            automatic: info.automatic,
+            retries: info.retries,
+        }
+    }
+}
+
+/// Borrows the manager behind `mgr`.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager that stays valid for `'a`.
+unsafe fn manager_arg<'a>(mgr: *const ConnmgrManager) -> FfiResult<&'a ConnManager> {
+    // SAFETY: the caller's promise.
+    unsafe { obj_arg(mgr, "mgr") }.map(|m| &m.manager)
+}
+
+fn subnet_arg(text: &str) -> FfiResult<Subnet> {
+    text.parse().map_err(|e| {
+        Failure::invalid(format!(
+            "`subnet` {text:?} is not an IP address or CIDR range such as \"203.0.113.0/24\": {e}"
+        ))
+    })
+}
+
+/// Creates a manager from `cfg` (copied: the config may be freed or reused
+/// right after) and stores it in `*out`. Checks every setting and binds
+/// the listen addresses: a setting that cannot work, or an address that
+/// cannot be bound, is CONNMGR_STATUS_CONFIG, with the message naming it.
+/// Nothing runs until connmgr_manager_start.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_manager_new(
+    cfg: *const ConnmgrConfig,
+    out: *mut *mut ConnmgrManager,
+) -> ConnmgrStatus {
+    guard("connmgr_manager_new", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let cfg = unsafe { obj_arg(cfg, "cfg") }?;
+        let out = out_arg(out, "out")?;
+        let manager = ConnManager::new(cfg.to_config()?)?;
+        let mgr = Box::into_raw(Box::new(ConnmgrManager { manager }));
+        // SAFETY: `out` is not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(mgr) };
+        Ok(())
+    })
+}
+
+/// Starts the manager's threads and fills the outbound target. Starting a
+/// running manager does nothing; starting a stopped one is
+/// CONNMGR_STATUS_STOPPED.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_manager_start(mgr: *const ConnmgrManager) -> ConnmgrStatus {
+    guard("connmgr_manager_start", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        m.start()?;
+        Ok(())
+    })
+}
+
+/// Stops the manager: closes listeners, cancels dials, closes established
+/// connections, delivers the events still queued (callbacks may run during
+/// this call, on the notifier thread) and joins every thread. Stopping
+/// again does nothing. May be called from a callback: it then returns
+/// once the other threads are done, and events queued behind that callback
+/// are dropped (their connections closed). Every later call on the
+/// manager except snapshot, is-running, listen-address, stop and free is
+/// CONNMGR_STATUS_STOPPED.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_manager_stop(mgr: *const ConnmgrManager) -> ConnmgrStatus {
+    guard("connmgr_manager_stop", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        m.stop();
+        Ok(())
+    })
+}
+
+/// Frees the manager, stopping it first if it is running (see
+/// connmgr_manager_stop). NULL is accepted and does nothing. Freeing twice,
+/// freeing while another thread is still calling into the manager, and
+/// freeing from a callback are undefined behaviour. Connection handles
+/// already handed out stay valid and must still be freed.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager that no other call is using, and is not
+/// used again.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_manager_free(mgr: *mut ConnmgrManager) -> ConnmgrStatus {
+    guard("connmgr_manager_free", || {
+        if !mgr.is_null() {
+            // SAFETY: `mgr` came from Box::into_raw in connmgr_manager_new
+            // and the caller gives up its only use; dropping stops it.
+            drop(unsafe { Box::from_raw(mgr) });
+        }
+        Ok(())
+    })
+}
+
+/// Stores in `*running` whether the manager is between start and stop.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `running` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_manager_is_running(
+    mgr: *const ConnmgrManager,
+    running: *mut bool,
+) -> ConnmgrStatus {
+    guard("connmgr_manager_is_running", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        let out = out_arg(running, "running")?;
+        // SAFETY: `running` is not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(m.is_running()) };
+        Ok(())
+    })
+}
+
+/// Writes the address of listener number `index` (in the order they were
+/// added; port 0 resolved to the real port) as a NUL-terminated string into
+/// `buf` of `cap` bytes. An index past the last listener is
+/// CONNMGR_STATUS_INVALID_ARGUMENT; a buffer too small is
+/// CONNMGR_STATUS_BUFFER_TOO_SMALL (CONNMGR_ADDR_MAX is always enough).
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_listen_addr(
+    mgr: *const ConnmgrManager,
+    index: usize,
+    buf: *mut c_char,
+    cap: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_listen_addr", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        let addrs = m.listen_addrs();
+        let addr = addrs.get(index).ok_or_else(|| {
+            Failure::invalid(format!(
+                "listener index {index} is out of range: the manager has {} listener(s)",
+                addrs.len()
+            ))
+        })?;
+        // SAFETY: the caller promises `buf` has `cap` writable bytes.
+        unsafe { write_text(buf, cap, &addr.to_string(), "buf") }
+    })
+}
+
+/// Asks for an outbound connection to `addr` (`"127.0.0.1:8333"`,
+/// `"[::1]:8333"`, `"host.example:8333"`, or an onion address with its
+/// port) and stores its id in `*id`. A `permanent` request is retried forever with backoff,
+/// under the same id, until removed; another is tried once. The result
+/// arrives through the connected or dial-failed callback. An address that
+/// does not parse is CONNMGR_STATUS_INVALID_ARGUMENT.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
+/// string; `id` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_connect(
+    mgr: *const ConnmgrManager,
+    addr: *const c_char,
+    permanent: bool,
+    id: *mut u64,
+) -> ConnmgrStatus {
+    guard("connmgr_connect", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        // SAFETY: the caller promises `addr` is NULL or a C string.
+        let text = unsafe { str_arg(addr, "addr") }?;
+        let out = out_arg(id, "id")?;
+        let addr: Addr = text
+            .parse()
+            .map_err(|e| Failure::invalid(format!("`addr` {text:?}: {e}")))?;
+        let req = if permanent {
+            ConnReq::permanent(addr)
+        } else {
+            ConnReq::new(addr)
+        };
+        let new_id = m.connect(req)?;
+        // SAFETY: `id` is not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(new_id.0) };
+        Ok(())
+    })
+}
+
+/// Asks for one extra outbound connection to an address from the address
+/// source, on top of the target, and stores its id in `*id`. Without an
+/// address source it is CONNMGR_STATUS_CONFIG.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `id` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_new_conn_req(
+    mgr: *const ConnmgrManager,
+    id: *mut u64,
+) -> ConnmgrStatus {
+    guard("connmgr_new_conn_req", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        let out = out_arg(id, "id")?;
+        let new_id = m.new_conn_req()?;
+        // SAFETY: `id` is not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(new_id.0) };
+        Ok(())
+    })
+}
+
+/// Closes connection `id`: a permanent request is retried with backoff,
+/// an automatic one replaced, any other finishes; a request still
+/// connecting is canceled; an inbound connection is closed. An id that is
+/// not live is CONNMGR_STATUS_UNKNOWN_ID.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_disconnect(mgr: *const ConnmgrManager, id: u64) -> ConnmgrStatus {
+    guard("connmgr_disconnect", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        m.disconnect(ConnId(id))?;
+        Ok(())
+    })
+}
+
+/// Closes outbound connection `id` and dials the same address again at
+/// once. An inbound id is CONNMGR_STATUS_INVALID_ARGUMENT; an id that is
+/// not live is CONNMGR_STATUS_UNKNOWN_ID.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_reconnect(mgr: *const ConnmgrManager, id: u64) -> ConnmgrStatus {
+    guard("connmgr_reconnect", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        m.reconnect(ConnId(id))?;
+        Ok(())
+    })
+}
+
+/// Finishes request `id` for good: canceled if still connecting, closed
+/// without retry if established; an inbound connection is closed. An id
+/// that is not live is CONNMGR_STATUS_UNKNOWN_ID.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_remove(mgr: *const ConnmgrManager, id: u64) -> ConnmgrStatus {
+    guard("connmgr_remove", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        m.remove(ConnId(id))?;
+        Ok(())
+    })
+}
+
+/// Bans `subnet` (an address, "203.0.113.7", or a CIDR range,
+/// "203.0.113.0/24") for `duration_ms` milliseconds: live connections in it
+/// close, dials to it fail and inbound connections from it are refused.
+/// `reason` is logged. A subnet that does not parse is
+/// CONNMGR_STATUS_INVALID_ARGUMENT.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or
+/// NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_ban(
+    mgr: *const ConnmgrManager,
+    subnet: *const c_char,
+    duration_ms: u64,
+    reason: *const c_char,
+) -> ConnmgrStatus {
+    guard("connmgr_ban", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        // SAFETY: the caller promises C strings or NULL.
+        let subnet = subnet_arg(unsafe { str_arg(subnet, "subnet") }?)?;
+        // SAFETY: as above.
+        let reason = unsafe { str_arg(reason, "reason") }?;
+        m.ban(subnet, Duration::from_millis(duration_ms), reason)?;
+        Ok(())
+    })
+}
+
+/// Lifts the ban on exactly `subnet` (as given to connmgr_ban).
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `subnet` is NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_unban(
+    mgr: *const ConnmgrManager,
+    subnet: *const c_char,
+) -> ConnmgrStatus {
+    guard("connmgr_unban", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        // SAFETY: the caller promises a C string or NULL.
+        let subnet = subnet_arg(unsafe { str_arg(subnet, "subnet") }?)?;
+        m.unban(subnet)?;
+        Ok(())
+    })
+}
+
+/// Raises connection `id`'s ban score by a `persistent` part (never
+/// decays) and a `transient` part (halves every minute); at the ban
+/// threshold (100) the peer is disconnected and banned. `reason` is
+/// logged. An id that is not live is CONNMGR_STATUS_UNKNOWN_ID.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `reason` is NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_misbehaving(
+    mgr: *const ConnmgrManager,
+    id: u64,
+    persistent: u32,
+    transient: u32,
+    reason: *const c_char,
+) -> ConnmgrStatus {
+    guard("connmgr_misbehaving", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        // SAFETY: the caller promises a C string or NULL.
+        let reason = unsafe { str_arg(reason, "reason") }?;
+        m.misbehaving(ConnId(id), persistent, transient, reason)?;
+        Ok(())
+    })
+}
+
+/// Sets tag `name` of `peer` to `value`. A peer is named by its address
+/// text ("127.0.0.1:8333") unless the Rust side renamed it; its total tag
+/// value decides which connections a trim closes first.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+/// NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_tag(
+    mgr: *const ConnmgrManager,
+    peer: *const c_char,
+    name: *const c_char,
+    value: i64,
+) -> ConnmgrStatus {
+    guard("connmgr_tag", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        // SAFETY: the caller promises C strings or NULL.
+        let peer = unsafe { str_arg(peer, "peer") }?;
+        // SAFETY: as above.
+        let name = unsafe { str_arg(name, "name") }?;
+        m.tag(peer, name, value)?;
+        Ok(())
+    })
+}
+
+/// Removes tag `name` from `peer`.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+/// NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_untag(
+    mgr: *const ConnmgrManager,
+    peer: *const c_char,
+    name: *const c_char,
+) -> ConnmgrStatus {
+    guard("connmgr_untag", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        // SAFETY: the caller promises C strings or NULL.
+        let peer = unsafe { str_arg(peer, "peer") }?;
+        // SAFETY: as above.
+        let name = unsafe { str_arg(name, "name") }?;
+        m.untag(peer, name)?;
+        Ok(())
+    })
+}
+
+/// Protects `peer` under `tag`: its connections are never trimmed or
+/// evicted while any tag protects it.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
+/// NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_protect(
+    mgr: *const ConnmgrManager,
+    peer: *const c_char,
+    tag: *const c_char,
+) -> ConnmgrStatus {
+    guard("connmgr_protect", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        // SAFETY: the caller promises C strings or NULL.
+        let peer = unsafe { str_arg(peer, "peer") }?;
+        // SAFETY: as above.
+        let tag = unsafe { str_arg(tag, "tag") }?;
+        m.protect(peer, tag)?;
+        Ok(())
+    })
+}
+
+/// Removes `tag`'s protection from `peer` and stores in
+/// `*still_protected` whether another tag still protects it.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
+/// NUL-terminated strings; `still_protected` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_unprotect(
+    mgr: *const ConnmgrManager,
+    peer: *const c_char,
+    tag: *const c_char,
+    still_protected: *mut bool,
+) -> ConnmgrStatus {
+    guard("connmgr_unprotect", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        // SAFETY: the caller promises C strings or NULL.
+        let peer = unsafe { str_arg(peer, "peer") }?;
+        // SAFETY: as above.
+        let tag = unsafe { str_arg(tag, "tag") }?;
+        let out = out_arg(still_protected, "still_protected")?;
+        let still = m.unprotect(peer, tag)?;
+        // SAFETY: `still_protected` is not NULL and writable.
+        unsafe { out.as_ptr().write(still) };
+        Ok(())
+    })
+}
+
+/// Trims now: closes unprotected connections, lowest tag value first, down
+/// to the low watermark (watermarks are a Rust-side setting; without them
+/// this does nothing).
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_trim(mgr: *const ConnmgrManager) -> ConnmgrStatus {
+    guard("connmgr_trim", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        m.trim()?;
+        Ok(())
+    })
+}
+
+/// Copies the manager's published state: the counts into `*counts`, and
+/// one entry per live request or inbound connection, in id order, into
+/// `infos` (an array of `capacity` entries), storing how many in
+/// `*written`.
+///
+/// If the array is too small the call returns
+/// CONNMGR_STATUS_BUFFER_TOO_SMALL, fills `*counts`, leaves the array
+/// untouched, and stores the number of entries needed in `*written`: grow
+/// the array and call again (connections may come and go meanwhile, so
+/// leave some room). `infos` may be NULL when `capacity` is 0, to ask for
+/// the size. Works after stop too.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `counts` and `written` are NULL or
+/// writable; `infos` is NULL or has room for `capacity` entries.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_snapshot(
+    mgr: *const ConnmgrManager,
+    counts: *mut ConnmgrCounts,
+    infos: *mut ConnmgrConnInfo,
+    capacity: usize,
+    written: *mut usize,
+) -> ConnmgrStatus {
+    guard("connmgr_snapshot", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        let counts_out = out_arg(counts, "counts")?;
+        let written_out = out_arg(written, "written")?;
+        let snap = m.snapshot();
+        let needed = snap.conns.len();
+        // SAFETY: both are not NULL and writable (caller's promise).
+        unsafe {
+            counts_out.as_ptr().write(snap.counts.into());
+            written_out.as_ptr().write(needed);
+        }
+        if needed > capacity {
+            return Err(Failure::new(
+                ConnmgrStatus::BufferTooSmall,
+                format!("`infos` has room for {capacity} entries but {needed} are needed"),
+            ));
+        }
+        if needed == 0 {
+            return Ok(());
+        }
+        let infos = out_arg(infos, "infos")?;
+        for (i, info) in snap.conns.iter().enumerate() {
+            // SAFETY: `infos` has room for `capacity >= needed > i`
+            // entries (caller's promise).
+            unsafe {
+                infos
+                    .as_ptr()
+                    .add(i)
+                    .write(ConnmgrConnInfo::from_info(info))
+            };
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,39 @@
+//! The C API (cargo feature `ffi`), declared in `include/connmgr.h`.
+//!
+//! A thin layer over the Rust API: an opaque manager handle built from a
+//! config object, function pointers with a `void *user_data` for events
+//! and the address source, connection handles for the C side to read,
+//! write and close, and snapshots copied into caller-provided structs. All
+//! behaviour lives in the Rust API; this module only converts arguments
+//! and results.
+//!
+//! Every exported function returns a [`ConnmgrStatus`] and catches panics
+//! (returning `CONNMGR_STATUS_PANIC`), so nothing unwinds into C. On
+//! failure, `connmgr_last_error()` gives a thread-local message. See
+//! `docs/ffi.md` for ownership and threading rules.
+//!
+//! The header is generated from this module with cbindgen and checked
+//! in; `tests/ffi.rs` fails when it drifts and says how to regenerate it.
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+mod config;
+mod conn;
+mod error;
+mod events;
+mod manager;
+
+pub use config::*;
+pub use conn::*;
+pub use error::{
+    connmgr_last_error, connmgr_last_error_length, connmgr_status_name, ConnmgrStatus,
+};
+pub use events::{
+    ConnmgrAcceptedFn, ConnmgrAddressSourceFn, ConnmgrCallbacks, ConnmgrConnectedFn,
+    ConnmgrDialFailedFn, ConnmgrDisconnectedFn, ConnmgrInboundClosedFn,
+};
+pub use manager::*;
+
+/// Size of the address buffers this API fills (snapshot entries, the
+/// address source's buffer): enough for any IP, DNS or onion address with
+/// its port and the terminating NUL.
+pub const CONNMGR_ADDR_MAX: usize = 256;

@@ -1,0 +1,820 @@
+/*
+ * Exercises the C API from C: argument and config errors, outbound and
+ * inbound connections over loopback, reading and writing through
+ * connection handles, disconnect, permanent retry, the address source,
+ * snapshots, policy calls, stop with events in flight, stop from a
+ * callback and free without stop.
+ *
+ * Run by tests/ffi.rs (also under valgrind). Exits 0 when every check
+ * passes; otherwise prints the failed check and exits 1.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "connmgr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Waits give up after this long: only a broken library takes it. */
+#define DEADLINE_SECS 20
+/* The whole program is killed after this long (valgrind is slow). */
+#define WATCHDOG_SECS 90
+
+static void failed(int line, const char *what) {
+    fprintf(stderr, "ffi_test.c:%d: check failed: %s\n  last error: %s\n", line, what,
+            connmgr_last_error());
+    exit(1);
+}
+
+#define CHECK(cond)                       \
+    do {                                  \
+        if (!(cond)) failed(__LINE__, #cond); \
+    } while (0)
+
+#define EXPECT(call, want)                                                              \
+    do {                                                                                \
+        connmgr_status got_ = (call);                                                   \
+        if (got_ != (want)) {                                                           \
+            fprintf(stderr, "ffi_test.c:%d: %s returned %s, expected %s\n  last error: %s\n", \
+                    __LINE__, #call, connmgr_status_name((int)got_),                    \
+                    connmgr_status_name((int)(want)), connmgr_last_error());            \
+            exit(1);                                                                    \
+        }                                                                               \
+    } while (0)
+
+#define OK(call) EXPECT(call, CONNMGR_STATUS_OK)
+
+/* The last error mentions `text`. */
+#define ERROR_MENTIONS(text) CHECK(strstr(connmgr_last_error(), (text)) != NULL)
+
+/* ---- events recorded by the callbacks ---------------------------------- */
+
+enum kind { CONNECTED, DISCONNECTED, ACCEPTED, INBOUND_CLOSED, DIAL_FAILED };
+
+struct event {
+    enum kind kind;
+    uint64_t id;
+    char remote[CONNMGR_ADDR_MAX];
+    bool permanent;
+    int64_t retry_in_ms;
+    char error[512];
+    connmgr_conn *conn; /* owned by the recorder until freed */
+    bool taken;
+};
+
+#define MAX_EVENTS 256
+
+struct recorder {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct event events[MAX_EVENTS];
+    size_t n;
+    /* For the stop-from-callback test. */
+    const connmgr_manager *mgr;
+    bool stop_in_callback;
+    bool stop_returned;
+    connmgr_status stop_status;
+    bool stopped_running;
+};
+
+static void recorder_init(struct recorder *r) {
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+}
+
+/* Frees every connection handle the recorder still holds. */
+static void recorder_free(struct recorder *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        OK(connmgr_conn_free(r->events[i].conn));
+        r->events[i].conn = NULL;
+    }
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+}
+
+static void record(void *user_data, enum kind kind, uint64_t id, const char *remote,
+                   bool permanent, int64_t retry, const char *error, connmgr_conn *conn) {
+    struct recorder *r = user_data;
+    pthread_mutex_lock(&r->mu);
+    if (r->n == MAX_EVENTS) {
+        fprintf(stderr, "too many events\n");
+        exit(1);
+    }
+    struct event *e = &r->events[r->n++];
+    e->kind = kind;
+    e->id = id;
+    snprintf(e->remote, sizeof e->remote, "%s", remote);
+    e->permanent = permanent;
+    e->retry_in_ms = retry;
+    snprintf(e->error, sizeof e->error, "%s", error);
+    e->conn = conn;
+    e->taken = false;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void on_connected(void *ud, uint64_t id, const char *remote, bool permanent,
+                         connmgr_conn *conn) {
+    struct recorder *r = ud;
+    record(ud, CONNECTED, id, remote, permanent, -1, "", conn);
+    if (r->stop_in_callback) {
+        /* Stopping from the notifier thread is allowed. */
+        connmgr_status st = connmgr_manager_stop(r->mgr);
+        bool running = true;
+        connmgr_status st2 = connmgr_manager_is_running(r->mgr, &running);
+        pthread_mutex_lock(&r->mu);
+        r->stop_status = st == CONNMGR_STATUS_OK && st2 == CONNMGR_STATUS_OK
+                             ? CONNMGR_STATUS_OK
+                             : (st != CONNMGR_STATUS_OK ? st : st2);
+        r->stopped_running = running;
+        r->stop_returned = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static void on_disconnected(void *ud, uint64_t id, const char *remote, bool permanent) {
+    record(ud, DISCONNECTED, id, remote, permanent, -1, "", NULL);
+}
+
+static void on_accepted(void *ud, uint64_t id, const char *remote, connmgr_conn *conn) {
+    record(ud, ACCEPTED, id, remote, false, -1, "", conn);
+}
+
+static void on_inbound_closed(void *ud, uint64_t id, const char *remote) {
+    record(ud, INBOUND_CLOSED, id, remote, false, -1, "", NULL);
+}
+
+static void on_dial_failed(void *ud, uint64_t id, const char *remote, const char *error,
+                           int64_t retry_in_ms) {
+    record(ud, DIAL_FAILED, id, remote, false, retry_in_ms, error, NULL);
+}
+
+static struct timespec deadline(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += DEADLINE_SECS;
+    return ts;
+}
+
+/* Waits for the first event of `kind` about `id` (any id if 0) not yet
+ * taken, marks it taken and returns it. */
+static struct event *wait_event(struct recorder *r, enum kind kind, uint64_t id, int line) {
+    struct timespec until = deadline();
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        for (size_t i = 0; i < r->n; i++) {
+            struct event *e = &r->events[i];
+            if (!e->taken && e->kind == kind && (id == 0 || e->id == id)) {
+                e->taken = true;
+                pthread_mutex_unlock(&r->mu);
+                return e;
+            }
+        }
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT) {
+            pthread_mutex_unlock(&r->mu);
+            fprintf(stderr, "ffi_test.c:%d: event %d for id %" PRIu64 " not seen in %d s\n",
+                    line, (int)kind, id, DEADLINE_SECS);
+            exit(1);
+        }
+    }
+}
+
+#define WAIT(r, kind, id) wait_event((r), (kind), (id), __LINE__)
+
+static connmgr_callbacks callbacks_for(struct recorder *r) {
+    connmgr_callbacks cbs;
+    memset(&cbs, 0, sizeof cbs);
+    cbs.user_data = r;
+    cbs.connected = on_connected;
+    cbs.disconnected = on_disconnected;
+    cbs.accepted = on_accepted;
+    cbs.inbound_closed = on_inbound_closed;
+    cbs.dial_failed = on_dial_failed;
+    return cbs;
+}
+
+/* ---- plain sockets for the peer side ------------------------------------ */
+
+/* A listening socket on 127.0.0.1 with a free port; stores "127.0.0.1:port". */
+static int listen_loopback(char *text, size_t cap) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = 0;
+    CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    CHECK(listen(fd, 64) == 0);
+    socklen_t len = sizeof sa;
+    CHECK(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    snprintf(text, cap, "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    return fd;
+}
+
+static void wait_readable(int fd, int line) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n;
+    do {
+        n = poll(&p, 1, DEADLINE_SECS * 1000);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        fprintf(stderr, "ffi_test.c:%d: fd %d not readable in %d s\n", line, fd, DEADLINE_SECS);
+        exit(1);
+    }
+}
+
+static int accept_peer(int lfd) {
+    wait_readable(lfd, __LINE__);
+    int fd = accept(lfd, NULL, NULL);
+    CHECK(fd >= 0);
+    return fd;
+}
+
+/* Connects to "127.0.0.1:port". */
+static int connect_to(const char *text) {
+    const char *colon = strrchr(text, ':');
+    CHECK(colon != NULL);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)atoi(colon + 1));
+    CHECK(inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr) == 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    return fd;
+}
+
+/* "127.0.0.1:port" of the local end of `fd`. */
+static void local_name(int fd, char *text, size_t cap) {
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    CHECK(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    snprintf(text, cap, "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+}
+
+static void fd_read_exact(int fd, char *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        wait_readable(fd, __LINE__);
+        ssize_t r = read(fd, buf + got, n - got);
+        CHECK(r > 0);
+        got += (size_t)r;
+    }
+}
+
+/* The peer side sees end of stream. */
+static void fd_expect_eof(int fd) {
+    char c;
+    wait_readable(fd, __LINE__);
+    CHECK(read(fd, &c, 1) == 0);
+}
+
+static void fd_write_all(int fd, const char *buf, size_t n) {
+    CHECK(write(fd, buf, n) == (ssize_t)n);
+}
+
+static void conn_read_exact(const connmgr_conn *c, char *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        size_t r = 0;
+        OK(connmgr_conn_read(c, (uint8_t *)buf + got, n - got, &r));
+        CHECK(r > 0);
+        got += r;
+    }
+}
+
+static void conn_expect_eof(const connmgr_conn *c) {
+    uint8_t b[16];
+    size_t r = 99;
+    OK(connmgr_conn_read(c, b, sizeof b, &r));
+    CHECK(r == 0);
+}
+
+/* A loopback port with nothing listening (bound, then closed). */
+static void closed_port(char *text, size_t cap) {
+    int fd = listen_loopback(text, cap);
+    close(fd);
+}
+
+/* ---- config and argument errors ----------------------------------------- */
+
+static connmgr_config *new_config(void) {
+    connmgr_config *cfg = NULL;
+    OK(connmgr_config_new(&cfg));
+    CHECK(cfg != NULL);
+    return cfg;
+}
+
+/* connmgr_manager_new rejects `cfg` with CONFIG, mentioning `text`, and
+ * leaves the out pointer alone; frees `cfg`. */
+static void expect_config_error(connmgr_config *cfg, const char *text, int line) {
+    connmgr_manager *m = NULL;
+    connmgr_status st = connmgr_manager_new(cfg, &m);
+    if (st != CONNMGR_STATUS_CONFIG || strstr(connmgr_last_error(), text) == NULL || m != NULL) {
+        fprintf(stderr,
+                "ffi_test.c:%d: expected CONFIG mentioning \"%s\", got %s: %s\n", line, text,
+                connmgr_status_name((int)st), connmgr_last_error());
+        exit(1);
+    }
+    OK(connmgr_config_free(cfg));
+}
+
+static void test_errors(void) {
+    /* Status names and the last error. */
+    CHECK(strcmp(connmgr_status_name(CONNMGR_STATUS_BUFFER_TOO_SMALL), "BUFFER_TOO_SMALL") == 0);
+    CHECK(strcmp(connmgr_status_name(12345), "UNKNOWN") == 0);
+    EXPECT(connmgr_config_new(NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    ERROR_MENTIONS("connmgr_config_new");
+    CHECK(connmgr_last_error_length() == strlen(connmgr_last_error()));
+    CHECK(connmgr_last_error_length() > 0);
+
+    connmgr_config *cfg = new_config();
+    CHECK(connmgr_last_error_length() == 0);
+    CHECK(strcmp(connmgr_last_error(), "") == 0);
+
+    /* Setters: NULL, bad UTF-8, values that do not parse. */
+    EXPECT(connmgr_config_set_target_outbound(NULL, 1), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_config_add_listen_addr(cfg, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_config_add_listen_addr(cfg, "\xff\xfe:1"), CONNMGR_STATUS_INVALID_UTF8);
+    EXPECT(connmgr_config_add_listen_addr(cfg, "not an address"), CONNMGR_STATUS_INVALID_ARGUMENT);
+    ERROR_MENTIONS("not an address");
+    EXPECT(connmgr_config_set_backoff(cfg, 7, 0.0), CONNMGR_STATUS_INVALID_ARGUMENT);
+    ERROR_MENTIONS("backoff kind 7");
+    EXPECT(connmgr_config_set_socks5_auth(cfg, "u", "p"), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_config_set_socks5_proxy(cfg, "nope", true), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_config_set_callbacks(cfg, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_config_set_address_source(cfg, NULL, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    connmgr_manager *m = NULL;
+    EXPECT(connmgr_manager_new(NULL, &m), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_manager_new(cfg, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    CHECK(m == NULL);
+
+    /* A config that works, with a SOCKS5 proxy and isolation; never started. */
+    OK(connmgr_config_set_socks5_proxy(cfg, "127.0.0.1:9050", true));
+    OK(connmgr_config_set_socks5_auth(cfg, "user", "secret"));
+    OK(connmgr_config_set_proxy_all(cfg, true));
+    OK(connmgr_config_set_backoff(cfg, CONNMGR_BACKOFF_EXPONENTIAL, 0.25));
+    OK(connmgr_manager_new(cfg, &m));
+    CHECK(m != NULL);
+    bool running = true;
+    OK(connmgr_manager_is_running(m, &running));
+    CHECK(!running);
+    OK(connmgr_manager_free(m));
+    OK(connmgr_config_free(cfg));
+
+    /* Settings the manager rejects. */
+    cfg = new_config();
+    OK(connmgr_config_set_dialer_pool_size(cfg, 0));
+    expect_config_error(cfg, "dialer pool", __LINE__);
+
+    cfg = new_config();
+    OK(connmgr_config_set_retry_duration(cfg, 0));
+    expect_config_error(cfg, "retry duration is 0", __LINE__);
+
+    cfg = new_config();
+    OK(connmgr_config_set_retry_duration(cfg, 1000));
+    OK(connmgr_config_set_max_retry_duration(cfg, 10));
+    expect_config_error(cfg, "max retry duration", __LINE__);
+
+    cfg = new_config();
+    OK(connmgr_config_set_backoff(cfg, CONNMGR_BACKOFF_EXPONENTIAL, 1.5));
+    expect_config_error(cfg, "jitter", __LINE__);
+
+    cfg = new_config();
+    OK(connmgr_config_set_dial_timeout(cfg, 0));
+    expect_config_error(cfg, "dial timeout", __LINE__);
+
+    cfg = new_config();
+    OK(connmgr_config_set_socks5_proxy(cfg, "127.0.0.1:9050", false));
+    OK(connmgr_config_set_socks5_auth(cfg, "", "p"));
+    expect_config_error(cfg, "SOCKS5", __LINE__);
+
+    char busy[64];
+    int busy_fd = listen_loopback(busy, sizeof busy);
+    cfg = new_config();
+    OK(connmgr_config_add_listen_addr(cfg, busy));
+    expect_config_error(cfg, "cannot listen", __LINE__);
+    close(busy_fd);
+
+    /* NULL handles. */
+    char buf[CONNMGR_ADDR_MAX];
+    uint64_t id = 0;
+    size_t n = 0;
+    connmgr_counts counts;
+    EXPECT(connmgr_connect(NULL, "127.0.0.1:1", false, &id), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_manager_start(NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_snapshot(NULL, &counts, NULL, 0, &n), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_conn_read(NULL, (uint8_t *)buf, 1, &n), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_conn_write(NULL, (const uint8_t *)"x", 1), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_conn_close(NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_conn_id(NULL, &id), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_conn_remote(NULL, buf, sizeof buf), CONNMGR_STATUS_NULL_ARGUMENT);
+    /* Freeing NULL is allowed, as with free(). */
+    OK(connmgr_manager_free(NULL));
+    OK(connmgr_conn_free(NULL));
+    OK(connmgr_config_free(NULL));
+    printf("ok: argument and config errors\n");
+}
+
+/* ---- the main scenario --------------------------------------------------- */
+
+/* Finds `id` in a snapshot; fails if it is missing. */
+static connmgr_conn_info find_info(const connmgr_manager *m, uint64_t id, connmgr_counts *counts) {
+    connmgr_conn_info infos[16];
+    size_t n = 0;
+    OK(connmgr_snapshot(m, counts, infos, 16, &n));
+    for (size_t i = 0; i < n; i++) {
+        if (infos[i].id == id) return infos[i];
+    }
+    fprintf(stderr, "id %" PRIu64 " not in the snapshot (%zu entries)\n", id, n);
+    exit(1);
+}
+
+static bool in_snapshot(const connmgr_manager *m, uint64_t id) {
+    connmgr_conn_info infos[16];
+    connmgr_counts counts;
+    size_t n = 0;
+    OK(connmgr_snapshot(m, &counts, infos, 16, &n));
+    for (size_t i = 0; i < n; i++) {
+        if (infos[i].id == id) return true;
+    }
+    return false;
+}
+
+static void test_connections(void) {
+    char peer[64];
+    int lfd = listen_loopback(peer, sizeof peer);
+
+    struct recorder rec;
+    recorder_init(&rec);
+    connmgr_callbacks cbs = callbacks_for(&rec);
+    connmgr_config *cfg = new_config();
+    OK(connmgr_config_set_target_outbound(cfg, 0));
+    OK(connmgr_config_set_max_inbound(cfg, 4));
+    OK(connmgr_config_set_retry_duration(cfg, 20));
+    OK(connmgr_config_set_max_retry_duration(cfg, 200));
+    OK(connmgr_config_set_backoff(cfg, CONNMGR_BACKOFF_EXPONENTIAL, 0.5));
+    OK(connmgr_config_set_dialer_pool_size(cfg, 2));
+    OK(connmgr_config_set_dial_timeout(cfg, 5000));
+    OK(connmgr_config_add_listen_addr(cfg, "127.0.0.1:0"));
+    OK(connmgr_config_set_callbacks(cfg, &cbs));
+    connmgr_manager *m = NULL;
+    OK(connmgr_manager_new(cfg, &m));
+    OK(connmgr_config_free(cfg)); /* the manager keeps its own copy */
+    OK(connmgr_manager_start(m));
+    OK(connmgr_manager_start(m)); /* starting twice does nothing */
+    bool running = false;
+    OK(connmgr_manager_is_running(m, &running));
+    CHECK(running);
+
+    char listen_at[CONNMGR_ADDR_MAX];
+    EXPECT(connmgr_listen_addr(m, 0, listen_at, 4), CONNMGR_STATUS_BUFFER_TOO_SMALL);
+    EXPECT(connmgr_listen_addr(m, 1, listen_at, sizeof listen_at), CONNMGR_STATUS_INVALID_ARGUMENT);
+    OK(connmgr_listen_addr(m, 0, listen_at, sizeof listen_at));
+    CHECK(strncmp(listen_at, "127.0.0.1:", 10) == 0 && strcmp(listen_at, "127.0.0.1:0") != 0);
+
+    /* Requests that are refused before anything is dialed. */
+    uint64_t id = 0;
+    EXPECT(connmgr_connect(m, "bogus", false, &id), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_connect(m, "\xc3\x28:1", false, &id), CONNMGR_STATUS_INVALID_UTF8);
+    EXPECT(connmgr_connect(m, peer, false, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_new_conn_req(m, &id), CONNMGR_STATUS_CONFIG);
+    EXPECT(connmgr_disconnect(m, 987654), CONNMGR_STATUS_UNKNOWN_ID);
+    EXPECT(connmgr_remove(m, 987654), CONNMGR_STATUS_UNKNOWN_ID);
+    CHECK(id == 0);
+
+    /* Outbound: connect, exchange bytes both ways. */
+    uint64_t id1 = 0;
+    OK(connmgr_connect(m, peer, false, &id1));
+    CHECK(id1 != 0);
+    int a = accept_peer(lfd);
+    struct event *e = WAIT(&rec, CONNECTED, id1);
+    CHECK(!e->permanent);
+    CHECK(strcmp(e->remote, peer) == 0);
+    connmgr_conn *c1 = e->conn;
+    CHECK(c1 != NULL);
+
+    uint64_t cid = 0;
+    OK(connmgr_conn_id(c1, &cid));
+    CHECK(cid == id1);
+    connmgr_direction dir = CONNMGR_DIRECTION_INBOUND;
+    OK(connmgr_conn_direction(c1, &dir));
+    CHECK(dir == CONNMGR_DIRECTION_OUTBOUND);
+    char remote[CONNMGR_ADDR_MAX];
+    EXPECT(connmgr_conn_remote(c1, remote, 4), CONNMGR_STATUS_BUFFER_TOO_SMALL);
+    ERROR_MENTIONS("needed");
+    EXPECT(connmgr_conn_remote(c1, NULL, 0), CONNMGR_STATUS_BUFFER_TOO_SMALL);
+    EXPECT(connmgr_conn_remote(c1, NULL, 64), CONNMGR_STATUS_NULL_ARGUMENT);
+    OK(connmgr_conn_remote(c1, remote, sizeof remote));
+    CHECK(strcmp(remote, peer) == 0);
+
+    char got[8] = {0};
+    OK(connmgr_conn_write(c1, (const uint8_t *)"ping", 4));
+    OK(connmgr_conn_write(c1, NULL, 0));
+    fd_read_exact(a, got, 4);
+    CHECK(memcmp(got, "ping", 4) == 0);
+    fd_write_all(a, "pong", 4);
+    conn_read_exact(c1, got, 4);
+    CHECK(memcmp(got, "pong", 4) == 0);
+    size_t n = 99;
+    OK(connmgr_conn_read(c1, NULL, 0, &n));
+    CHECK(n == 0);
+    EXPECT(connmgr_conn_read(c1, NULL, 4, &n), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_conn_read(c1, (uint8_t *)got, 4, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_conn_write(c1, NULL, 4), CONNMGR_STATUS_NULL_ARGUMENT);
+
+    /* Snapshot: too small first, then the one entry. */
+    connmgr_counts counts;
+    memset(&counts, 0, sizeof counts);
+    n = 0;
+    EXPECT(connmgr_snapshot(m, &counts, NULL, 0, &n), CONNMGR_STATUS_BUFFER_TOO_SMALL);
+    CHECK(n == 1);
+    CHECK(counts.outbound == 1 && counts.inbound == 0 && counts.pending == 0);
+    EXPECT(connmgr_snapshot(m, NULL, NULL, 0, &n), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_snapshot(m, &counts, NULL, 0, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    connmgr_conn_info infos[4];
+    n = 0;
+    OK(connmgr_snapshot(m, &counts, infos, 4, &n));
+    CHECK(n == 1);
+    CHECK(infos[0].id == id1);
+    CHECK(infos[0].has_addr && strcmp(infos[0].addr, peer) == 0);
+    CHECK(infos[0].state == CONNMGR_STATE_ESTABLISHED);
+    CHECK(infos[0].direction == CONNMGR_DIRECTION_OUTBOUND);
+    CHECK(!infos[0].permanent && !infos[0].automatic);
+
+    /* Inbound: a plain socket connects to the manager's listener. */
+    int b = connect_to(listen_at);
+    char b_name[64];
+    local_name(b, b_name, sizeof b_name);
+    e = WAIT(&rec, ACCEPTED, 0);
+    uint64_t id2 = e->id;
+    connmgr_conn *c2 = e->conn;
+    CHECK(strcmp(e->remote, b_name) == 0);
+    OK(connmgr_conn_direction(c2, &dir));
+    CHECK(dir == CONNMGR_DIRECTION_INBOUND);
+    connmgr_conn_info info = find_info(m, id2, &counts);
+    CHECK(counts.inbound == 1 && counts.outbound == 1);
+    CHECK(info.direction == CONNMGR_DIRECTION_INBOUND && info.state == CONNMGR_STATE_ESTABLISHED);
+    CHECK(strcmp(info.addr, b_name) == 0);
+    OK(connmgr_conn_write(c2, (const uint8_t *)"hello", 5));
+    fd_read_exact(b, got, 5);
+    CHECK(memcmp(got, "hello", 5) == 0);
+    EXPECT(connmgr_reconnect(m, id2), CONNMGR_STATUS_INVALID_ARGUMENT);
+
+    /* Policy calls. */
+    OK(connmgr_tag(m, peer, "score", 10));
+    OK(connmgr_untag(m, peer, "score"));
+    EXPECT(connmgr_tag(m, peer, "\xff", 1), CONNMGR_STATUS_INVALID_UTF8);
+    OK(connmgr_protect(m, peer, "keep"));
+    bool still = true;
+    OK(connmgr_unprotect(m, peer, "keep", &still));
+    CHECK(!still);
+    EXPECT(connmgr_unprotect(m, peer, "keep", NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    OK(connmgr_ban(m, "203.0.113.0/24", 60000, "test ban"));
+    OK(connmgr_unban(m, "203.0.113.0/24"));
+    EXPECT(connmgr_ban(m, "nonsense", 1000, "x"), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_ban(m, "203.0.113.1", 1000, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    OK(connmgr_misbehaving(m, id1, 0, 1, "noise"));
+    EXPECT(connmgr_misbehaving(m, 987654, 0, 1, "noise"), CONNMGR_STATUS_UNKNOWN_ID);
+    OK(connmgr_trim(m));
+
+    /* Disconnect the outbound one: both ends see end of stream. */
+    OK(connmgr_disconnect(m, id1));
+    e = WAIT(&rec, DISCONNECTED, id1);
+    CHECK(!e->permanent && strcmp(e->remote, peer) == 0);
+    conn_expect_eof(c1);
+    fd_expect_eof(a);
+    EXPECT(connmgr_conn_write(c1, (const uint8_t *)"late", 4), CONNMGR_STATUS_IO);
+    EXPECT(connmgr_disconnect(m, id1), CONNMGR_STATUS_UNKNOWN_ID);
+    CHECK(!in_snapshot(m, id1));
+    close(a);
+
+    /* The inbound peer hangs up; closing our handle frees the slot. */
+    close(b);
+    conn_expect_eof(c2);
+    OK(connmgr_conn_close(c2));
+    OK(connmgr_conn_close(c2)); /* closing twice does nothing */
+    WAIT(&rec, INBOUND_CLOSED, id2);
+    CHECK(!in_snapshot(m, id2));
+    OK(connmgr_snapshot(m, &counts, infos, 4, &n));
+    CHECK(n == 0 && counts.inbound == 0 && counts.outbound == 0);
+    printf("ok: outbound, inbound, snapshot, policy calls, disconnect\n");
+
+    /* A permanent request is retried after its connection drops. */
+    uint64_t idp = 0;
+    OK(connmgr_connect(m, peer, true, &idp));
+    int p1 = accept_peer(lfd);
+    e = WAIT(&rec, CONNECTED, idp);
+    CHECK(e->permanent);
+    connmgr_conn *cp1 = e->conn;
+    close(p1); /* the peer drops */
+    conn_expect_eof(cp1);
+    OK(connmgr_conn_close(cp1));
+    e = WAIT(&rec, DISCONNECTED, idp);
+    CHECK(e->permanent);
+    int p2 = accept_peer(lfd); /* the retry */
+    e = WAIT(&rec, CONNECTED, idp);
+    connmgr_conn *cp2 = e->conn;
+    OK(connmgr_conn_write(cp2, (const uint8_t *)"again", 5));
+    fd_read_exact(p2, got, 5);
+    CHECK(memcmp(got, "again", 5) == 0);
+    info = find_info(m, idp, &counts);
+    CHECK(info.permanent && info.state == CONNMGR_STATE_ESTABLISHED);
+    CHECK(counts.permanent == 1);
+    OK(connmgr_remove(m, idp));
+    WAIT(&rec, DISCONNECTED, idp);
+    conn_expect_eof(cp2);
+    CHECK(!in_snapshot(m, idp));
+    close(p2);
+
+    /* A permanent request to a closed port keeps failing and retrying. */
+    char refused[64];
+    closed_port(refused, sizeof refused);
+    uint64_t idf = 0;
+    OK(connmgr_connect(m, refused, true, &idf));
+    e = WAIT(&rec, DIAL_FAILED, idf);
+    CHECK(e->retry_in_ms >= 0 && strcmp(e->remote, refused) == 0);
+    e = WAIT(&rec, DIAL_FAILED, idf);
+    CHECK(e->retry_in_ms >= 0);
+    OK(connmgr_remove(m, idf));
+    printf("ok: permanent retry after a drop and after failed dials\n");
+
+    /* Stop with dials and events in flight, then every call after stop. */
+    for (int i = 0; i < 4; i++) {
+        OK(connmgr_connect(m, peer, i % 2 == 0, &id));
+    }
+    OK(connmgr_manager_stop(m));
+    OK(connmgr_manager_is_running(m, &running));
+    CHECK(!running);
+    EXPECT(connmgr_connect(m, peer, false, &id), CONNMGR_STATUS_STOPPED);
+    EXPECT(connmgr_disconnect(m, id), CONNMGR_STATUS_STOPPED);
+    EXPECT(connmgr_manager_start(m), CONNMGR_STATUS_STOPPED);
+    EXPECT(connmgr_trim(m), CONNMGR_STATUS_STOPPED);
+    EXPECT(connmgr_ban(m, "203.0.113.1", 1000, "x"), CONNMGR_STATUS_STOPPED);
+    OK(connmgr_manager_stop(m)); /* stopping twice does nothing */
+    OK(connmgr_snapshot(m, &counts, infos, 4, &n));
+    /* Every connection delivered before stop returned is closed now. */
+    pthread_mutex_lock(&rec.mu);
+    size_t seen = rec.n;
+    pthread_mutex_unlock(&rec.mu);
+    for (size_t i = 0; i < seen; i++) {
+        if (!rec.events[i].taken && rec.events[i].kind == CONNECTED) {
+            conn_expect_eof(rec.events[i].conn);
+        }
+    }
+    OK(connmgr_manager_free(m));
+    /* Handles outlive the manager. */
+    OK(connmgr_conn_id(c1, &cid));
+    CHECK(cid == id1);
+    recorder_free(&rec);
+    close(lfd);
+    printf("ok: stop with events in flight, calls after stop, free after stop\n");
+}
+
+/* ---- stop from a callback; free without stop; address source ---------- */
+
+static bool source_give(void *user_data, char *buf, size_t cap) {
+    const char *addr = user_data;
+    if (strlen(addr) + 1 > cap) return false;
+    memcpy(buf, addr, strlen(addr) + 1);
+    return true;
+}
+
+static void test_stop_from_callback(void) {
+    char peer[64];
+    int lfd = listen_loopback(peer, sizeof peer);
+    struct recorder rec;
+    recorder_init(&rec);
+    connmgr_callbacks cbs = callbacks_for(&rec);
+    connmgr_config *cfg = new_config();
+    OK(connmgr_config_set_callbacks(cfg, &cbs));
+    connmgr_manager *m = NULL;
+    OK(connmgr_manager_new(cfg, &m));
+    OK(connmgr_config_free(cfg));
+    rec.mgr = m;
+    rec.stop_in_callback = true;
+    OK(connmgr_manager_start(m));
+    uint64_t id = 0;
+    OK(connmgr_connect(m, peer, false, &id));
+    struct event *e = WAIT(&rec, CONNECTED, id);
+    struct timespec until = deadline();
+    pthread_mutex_lock(&rec.mu);
+    while (!rec.stop_returned) {
+        CHECK(pthread_cond_timedwait(&rec.cv, &rec.mu, &until) != ETIMEDOUT);
+    }
+    pthread_mutex_unlock(&rec.mu);
+    CHECK(rec.stop_status == CONNMGR_STATUS_OK);
+    CHECK(!rec.stopped_running);
+    EXPECT(connmgr_connect(m, peer, false, &id), CONNMGR_STATUS_STOPPED);
+    conn_expect_eof(e->conn);
+    OK(connmgr_manager_free(m));
+    recorder_free(&rec);
+    close(lfd);
+    printf("ok: stop from a callback\n");
+}
+
+static void test_free_without_stop(void) {
+    char peer[64];
+    int lfd = listen_loopback(peer, sizeof peer);
+    struct recorder rec;
+    recorder_init(&rec);
+    connmgr_callbacks cbs = callbacks_for(&rec);
+    connmgr_config *cfg = new_config();
+    OK(connmgr_config_set_callbacks(cfg, &cbs));
+    OK(connmgr_config_set_target_outbound(cfg, 1));
+    OK(connmgr_config_set_address_source(cfg, source_give, peer));
+    connmgr_manager *m = NULL;
+    OK(connmgr_manager_new(cfg, &m));
+    OK(connmgr_config_free(cfg));
+    OK(connmgr_manager_start(m));
+
+    /* The address source fills the target of one. */
+    struct event *e = WAIT(&rec, CONNECTED, 0);
+    CHECK(strcmp(e->remote, peer) == 0 && !e->permanent);
+    connmgr_counts counts;
+    connmgr_conn_info info = find_info(m, e->id, &counts);
+    CHECK(info.automatic && info.state == CONNMGR_STATE_ESTABLISHED);
+    CHECK(counts.automatic_outbound == 1);
+    uint64_t extra = 0;
+    OK(connmgr_new_conn_req(m, &extra));
+    WAIT(&rec, CONNECTED, extra);
+
+    /* Free while running: it stops, and the connections close. */
+    OK(connmgr_manager_free(m));
+    conn_expect_eof(e->conn);
+    recorder_free(&rec);
+    close(lfd);
+    printf("ok: address source, free without stop\n");
+}
+
+/* ---- SOCKS5 routing ------------------------------------------------------- */
+
+/* A manager whose proxy is `proxy` with "proxy everything" set to `all`;
+ * asks for one connection to `peer` and returns its id. */
+static connmgr_manager *proxied_manager(struct recorder *rec, const char *proxy, bool all,
+                                        const char *peer, uint64_t *id) {
+    connmgr_callbacks cbs = callbacks_for(rec);
+    connmgr_config *cfg = new_config();
+    OK(connmgr_config_set_callbacks(cfg, &cbs));
+    OK(connmgr_config_set_target_outbound(cfg, 0));
+    OK(connmgr_config_set_socks5_proxy(cfg, proxy, true));
+    OK(connmgr_config_set_proxy_all(cfg, all));
+    connmgr_manager *m = NULL;
+    OK(connmgr_manager_new(cfg, &m));
+    OK(connmgr_config_free(cfg));
+    OK(connmgr_manager_start(m));
+    OK(connmgr_connect(m, peer, false, id));
+    return m;
+}
+
+static void test_socks5_routing(void) {
+    char peer[64], proxy[64];
+    int lfd = listen_loopback(peer, sizeof peer);
+    closed_port(proxy, sizeof proxy);
+
+    /* Proxy everything: the dial goes to the (absent) proxy and fails. */
+    struct recorder rec;
+    recorder_init(&rec);
+    uint64_t id = 0;
+    connmgr_manager *m = proxied_manager(&rec, proxy, true, peer, &id);
+    struct event *e = WAIT(&rec, DIAL_FAILED, id);
+    CHECK(strstr(e->error, "SOCKS5 proxy") != NULL && strstr(e->error, proxy) != NULL);
+    CHECK(e->retry_in_ms == -1); /* a one-off request is not retried */
+    OK(connmgr_manager_free(m));
+    recorder_free(&rec);
+
+    /* Without "proxy everything", IP addresses go direct. */
+    recorder_init(&rec);
+    m = proxied_manager(&rec, proxy, false, peer, &id);
+    WAIT(&rec, CONNECTED, id);
+    OK(connmgr_manager_free(m));
+    recorder_free(&rec);
+    close(lfd);
+    printf("ok: SOCKS5 routing\n");
+}
+
+int main(void) {
+    alarm(WATCHDOG_SECS);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    test_errors();
+    test_connections();
+    test_stop_from_callback();
+    test_free_without_stop();
+    test_socks5_routing();
+    printf("all C API checks passed\n");
+    return 0;
+}
