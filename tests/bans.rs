@@ -7,13 +7,12 @@ mod common;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use connmgr::policy::bans::{BanEntry, Subnet};
-use connmgr::policy::tags::PeerId;
 use connmgr::*;
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
@@ -27,33 +26,6 @@ fn addr(text: &str) -> Addr {
 
 fn subnet(text: &str) -> Subnet {
     text.parse().unwrap()
-}
-
-/// Waits until the handler has handled everything this thread sent before:
-/// tags a throwaway peer and waits for that tag to be published.
-fn sync(m: &Handle) {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let peer = PeerId::from(format!("sync-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-    m.tag(peer.clone(), "sync", 1).unwrap();
-    assert!(
-        wait_until(|| m.tag_info(&peer).is_some()),
-        "the handler never caught up"
-    );
-}
-
-/// Receives events until `count` of them match `pred`, returning those;
-/// panics with everything seen if they do not arrive in time.
-fn take_events(rx: &Receiver<Event>, count: usize, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
-    let end = Instant::now() + DEADLINE;
-    let (mut hits, mut seen) = (Vec::new(), Vec::new());
-    while hits.len() < count {
-        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-            Ok(ev) if pred(&ev) => hits.push(ev),
-            Ok(ev) => seen.push(format!("{ev:?}")),
-            Err(_) => panic!("got {hits:?} of {count} expected events; others: {seen:#?}"),
-        }
-    }
-    hits
 }
 
 fn connected(rx: &Receiver<Event>, id: ConnId) -> Conn {

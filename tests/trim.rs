@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use connmgr::policy::tags::{BumpFn, DecayFn, PeerId};
@@ -13,32 +12,6 @@ use connmgr::*;
 use crossbeam_channel::Receiver;
 
 const SEC: Duration = Duration::from_secs(1);
-
-/// Waits until the handler has handled everything this thread sent before:
-/// tags a throwaway peer and waits for that tag to be published.
-fn sync(m: &Handle) {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let peer = PeerId::from(format!("sync-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-    m.tag(peer.clone(), "sync", 1).unwrap();
-    assert!(
-        wait_until(|| m.tag_info(&peer).is_some()),
-        "the handler never caught up"
-    );
-}
-
-/// Receives events until `count` of them match `pred`, returning those.
-fn take_events(rx: &Receiver<Event>, count: usize, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
-    let end = Instant::now() + DEADLINE;
-    let (mut hits, mut seen) = (Vec::new(), Vec::new());
-    while hits.len() < count {
-        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-            Ok(ev) if pred(&ev) => hits.push(ev),
-            Ok(ev) => seen.push(format!("{ev:?}")),
-            Err(_) => panic!("got {hits:?} of {count} expected events; others: {seen:#?}"),
-        }
-    }
-    hits
-}
 
 fn is_close(e: &Event) -> bool {
     matches!(e, Event::InboundClosed { .. } | Event::Disconnected { .. })

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use connmgr::{Addr, ConnId, Event};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use connmgr::policy::tags::PeerId;
+use connmgr::{Addr, ConnId, Event, Handle};
 use crossbeam_channel::Receiver;
 
 /// Generous: only a broken manager takes this long.
@@ -47,4 +50,35 @@ pub fn mem_addr(n: u32) -> Addr {
 /// The id an event is about, for outbound events.
 pub fn event_id(ev: &Event) -> ConnId {
     ev.id()
+}
+
+/// Waits until the handler has handled everything this thread sent before:
+/// tags a throwaway peer and waits for that tag to be published.
+pub fn sync(m: &Handle) {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let peer = PeerId::from(format!("sync-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    m.tag(peer.clone(), "sync", 1).unwrap();
+    assert!(
+        wait_until(|| m.tag_info(&peer).is_some()),
+        "the handler never caught up"
+    );
+}
+
+/// Receives events until `count` of them match `pred`, returning those;
+/// panics with everything seen if they do not arrive in time.
+pub fn take_events(
+    rx: &Receiver<Event>,
+    count: usize,
+    pred: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
+    let end = Instant::now() + DEADLINE;
+    let (mut hits, mut seen) = (Vec::new(), Vec::new());
+    while hits.len() < count {
+        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok(ev) if pred(&ev) => hits.push(ev),
+            Ok(ev) => seen.push(format!("{ev:?}")),
+            Err(_) => panic!("got {hits:?} of {count} expected events; others: {seen:#?}"),
+        }
+    }
+    hits
 }
