@@ -235,29 +235,51 @@ impl Core {
     /// Every established connection as the trimmer sees it; a permanent
     /// request counts as protected.
     fn trim_candidates(&self) -> Vec<TrimCandidate> {
-        let outbound = self.outbound.iter().filter_map(|(id, e)| {
-            let peer = e.peer_id()?;
-            (e.state == ConnState::Established).then(|| TrimCandidate {
-                key: id.0,
-                inbound: false,
-                opened: e.established_at.unwrap_or(e.since),
-                protected: e.req.is_permanent() || self.is_protected(&peer),
-                value: self.tags.value(&peer),
-                peer,
-            })
-        });
-        let inbound = self.inbound.iter().map(|(id, e)| {
-            let peer = e.peer_id();
-            TrimCandidate {
-                key: id.0,
-                inbound: true,
-                opened: e.since,
-                protected: self.is_protected(&peer),
-                value: self.tags.value(&peer),
-                peer,
+        // Peer ids matter only once some peer is tagged or protected;
+        // until then every candidate shares one empty id (no allocation).
+        let named = !self.tags.is_empty() || self.tags.has_protections();
+        let anonymous = PeerId::from("");
+        let name = |id: &dyn Fn() -> Option<PeerId>| {
+            if named {
+                id()
+            } else {
+                Some(anonymous.clone())
             }
-        });
-        outbound.chain(inbound).collect()
+        };
+        let mut all = Vec::with_capacity(self.connection_count());
+        for (id, e) in &self.outbound {
+            if e.state != ConnState::Established {
+                continue;
+            }
+            if let Some(p) = name(&|| e.peer_id()) {
+                let opened = e.established_at.unwrap_or(e.since);
+                all.push(self.candidate(*id, false, opened, e.req.is_permanent(), p));
+            }
+        }
+        for (id, e) in &self.inbound {
+            if let Some(p) = name(&|| Some(e.peer_id())) {
+                all.push(self.candidate(*id, true, e.since, false, p));
+            }
+        }
+        all
+    }
+
+    fn candidate(
+        &self,
+        id: ConnId,
+        inbound: bool,
+        opened: Instant,
+        permanent: bool,
+        peer: PeerId,
+    ) -> TrimCandidate {
+        TrimCandidate {
+            key: id.0,
+            inbound,
+            opened,
+            protected: permanent || self.is_protected(&peer),
+            value: self.tags.value(&peer),
+            peer,
+        }
     }
 
     /// Closes a connection chosen by a policy (trim, eviction, ban): an

@@ -398,6 +398,11 @@ impl PeerTags {
         self.peers.is_empty()
     }
 
+    /// Whether any peer is protected.
+    pub fn has_protections(&self) -> bool {
+        !self.protected.is_empty()
+    }
+
     /// Every peer the store holds data for.
     pub fn peer_ids(&self) -> impl Iterator<Item = &PeerId> {
         self.peers.keys()
