@@ -138,6 +138,10 @@ impl DynamicBanScore {
         };
         match now.checked_duration_since(last) {
             Some(d) => Age::Secs(d.as_secs()),
+            // Less than a second early is the same whole second (as with
+            // btcd's Unix seconds); it also absorbs the coarse clock's lag
+            // behind `Instant::now()`.
+            None if last.duration_since(now).as_secs() == 0 => Age::Secs(0),
             None => Age::Negative,
         }
     }
@@ -295,6 +299,23 @@ mod tests {
         assert_eq!(s.increase_at(0, u32::MAX, t0), u32::MAX);
         assert_eq!(s.score_at(t0 + secs(LIFETIME_SECS)), 3);
         assert_eq!(s.score_at(t0 + secs(LIFETIME_SECS + 1)), 0);
+    }
+
+    /// Mixing the convenience API (coarse clock) with precise instants
+    /// never loses the transient part: a reading a little behind the last
+    /// update counts as the same second.
+    #[test]
+    fn convenience_api_mixes_with_precise_instants() {
+        for _ in 0..10_000 {
+            let mut s = DynamicBanScore::new();
+            s.increase_at(0, 50, Instant::now());
+            assert_eq!(s.score(), 50);
+        }
+        let t0 = Instant::now() + secs(10);
+        let mut s = DynamicBanScore::new();
+        s.increase_at(0, 50, t0);
+        assert_eq!(s.score_at(t0 - Duration::from_millis(999)), 50);
+        assert_eq!(s.score_at(t0 - secs(1)), 0, "a whole second early is before the update");
     }
 
     /// Sub-second fractions are floored: 1799.9 s counts as 1799 s.
