@@ -60,7 +60,7 @@ pub(crate) struct HandlerParts {
     /// Kept for the same reason when there are no listeners.
     pub(crate) _accepted_tx: Sender<Accepted>,
     pub(crate) jobs: Sender<Job>,
-    pub(crate) events: Sender<Event>,
+    pub(crate) events: Sender<Vec<Event>>,
     pub(crate) store: Arc<Mutex<SnapshotStore>>,
     pub(crate) close_on_stop: bool,
     /// Where a clean stop saves the anchors, if anywhere.
@@ -388,12 +388,16 @@ impl Handler {
         self.outbox.push(event);
     }
 
+    /// Sends the batch's events as one message: one notifier wake-up per
+    /// batch, not per event.
     fn send_events(&mut self) {
-        for event in self.outbox.drain(..) {
-            // The notifier outlives the handler, so this fails only if it died.
-            if self.parts.events.send(event).is_err() {
-                debug!(target: LOG, "notifier gone; event dropped");
-            }
+        if self.outbox.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.outbox);
+        // The notifier outlives the handler, so this fails only if it died.
+        if self.parts.events.send(batch).is_err() {
+            debug!(target: LOG, "notifier gone; events dropped");
         }
     }
 

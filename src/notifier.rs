@@ -41,14 +41,14 @@ pub(crate) struct EventSink {
 /// `abandon` turns true (stop was called from a callback: nothing may run
 /// after it returns).
 pub(crate) fn run(
-    events: Receiver<Event>,
+    events: Receiver<Vec<Event>>,
     callbacks: Callbacks,
     sink: EventSink,
     handle: Handle,
     abandon: Arc<AtomicBool>,
 ) {
     let mut warned = false;
-    for event in events.iter() {
+    for event in events.iter().flatten() {
         if abandon.load(Ordering::Acquire) {
             continue; // dropping a connection here closes it
         }

@@ -27,8 +27,8 @@ pub struct ConnInfo {
     pub permanent: bool,
     /// Whether the manager made it to fill the outbound target.
     pub automatic: bool,
-    /// The peer id given with `set_peer_id`; `None` means the peer is
-    /// known by its address text.
+    /// The peer id: the one given with `set_peer_id`, or the address text
+    /// once the manager needed it; `None` also means the address text.
     pub peer: Option<PeerId>,
     /// Consecutive failed attempts since the last stable connection.
     pub retries: u32,

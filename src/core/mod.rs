@@ -352,7 +352,8 @@ struct OutEntry {
     since: Instant,
     established_at: Option<Instant>,
     next_attempt: Option<Instant>,
-    /// The peer id set with `set_peer_id`; otherwise the address text.
+    /// The peer id set with `set_peer_id`, or the address text cached once
+    /// built; `None` means the address text.
     peer: Option<PeerId>,
     /// Misbehaviour score of the current connection.
     score: Option<Box<DynamicBanScore>>,

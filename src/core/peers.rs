@@ -141,9 +141,23 @@ impl Core {
         if self.tags.is_empty() {
             return;
         }
-        if let Some(peer) = self.peer_of_conn(id).filter(|p| self.tags.contains(p)) {
+        let Some(peer) = self.peer_of_conn(id) else {
+            return;
+        };
+        self.cache_peer(id, &peer);
+        if self.tags.contains(&peer) {
             self.tags.connected(&peer, id.0, opened);
             self.dirty_peers.insert(peer);
+        }
+    }
+
+    /// Keeps a connection's peer id once built, so that closing it and
+    /// trimming do not format its address again.
+    fn cache_peer(&mut self, id: ConnId, peer: &PeerId) {
+        if let Some(e) = self.outbound.get_mut(&id) {
+            e.peer.get_or_insert_with(|| peer.clone());
+        } else if let Some(e) = self.inbound.get_mut(&id) {
+            e.peer.get_or_insert_with(|| peer.clone());
         }
     }
 

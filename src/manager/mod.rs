@@ -321,7 +321,7 @@ fn load_bans(config: &Config) -> Result<BanList, ConfigError> {
 
 fn spawn_notifier(
     handle: Handle,
-    rx: Receiver<Event>,
+    rx: Receiver<Vec<Event>>,
     callbacks: Callbacks,
     events_tx: Sender<Event>,
 ) -> std::io::Result<JoinHandle<()>> {

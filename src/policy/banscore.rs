@@ -315,7 +315,11 @@ mod tests {
         let mut s = DynamicBanScore::new();
         s.increase_at(0, 50, t0);
         assert_eq!(s.score_at(t0 - Duration::from_millis(999)), 50);
-        assert_eq!(s.score_at(t0 - secs(1)), 0, "a whole second early is before the update");
+        assert_eq!(
+            s.score_at(t0 - secs(1)),
+            0,
+            "a whole second early is before the update"
+        );
     }
 
     /// Sub-second fractions are floored: 1799.9 s counts as 1799 s.
