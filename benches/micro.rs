@@ -131,6 +131,40 @@ fn core_trim(c: &mut Criterion) {
     g.finish();
 }
 
+/// Tagging a peer for the first time while 10,000 untagged connections are
+/// established (the usual order: tag after the handshake). Each sample
+/// uses fresh Cores, so every tag is a first tag.
+fn core_first_tag(c: &mut Criterion) {
+    const CONNS: u64 = 10_000;
+    let mut g = c.benchmark_group("core");
+    g.sample_size(10);
+    g.bench_function("first_tag_among_10k_connections", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let mut core = Core::new(CoreConfig::default());
+                let now = Instant::now();
+                let mut out: Vec<Effect<u32>> = Vec::new();
+                for n in 0..CONNS {
+                    connect(&mut core, now, n, &mut out);
+                }
+                let batch = left.min(CONNS);
+                let start = Instant::now();
+                for n in 0..batch {
+                    let peer = PeerId::from(addr(n).to_string());
+                    let change = TagChange::Set("score".into(), 1);
+                    core.handle_into(now, Input::Tag { peer, change }, &mut out);
+                }
+                total += start.elapsed();
+                left -= batch;
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
 fn pipe_dialer(_: &Addr, _: &DialContext) -> Result<Box<dyn Stream>, DialError> {
     Ok(Box::new(pipe().0))
 }
@@ -304,6 +338,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = core_cycle, core_trim, snapshot, banscore, trim_select, eviction, addr_parse
+    targets = core_cycle, core_trim, core_first_tag, snapshot, banscore, trim_select, eviction, addr_parse
 }
 criterion_main!(micro);

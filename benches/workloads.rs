@@ -114,6 +114,9 @@ fn addr(n: u64) -> Addr {
     )))
 }
 
+/// The in-memory dialer of the workloads: a pipe end at once. It never
+/// blocks, so the workloads declare it with `inline_dial(true)` and the
+/// handler dials it itself.
 fn pipe_dialer(_: &Addr, _: &DialContext) -> Result<Box<dyn Stream>, DialError> {
     Ok(Box::new(pipe().0))
 }
@@ -185,6 +188,7 @@ impl Storm {
         let config = tune(
             Config::builder()
                 .dialer(pipe_dialer)
+                .inline_dial(true)
                 .on_connection(move |_, _, conn| {
                     h.lock().push(conn);
                     c.hit();
@@ -309,6 +313,7 @@ fn w7(runs: usize) {
         let h = Arc::clone(&held);
         let config = Config::builder()
             .dialer(pipe_dialer)
+            .inline_dial(true)
             .on_connection(move |_, _, conn| {
                 h.lock().push(conn);
                 let _ = tx.send(Instant::now());
@@ -341,6 +346,7 @@ fn w2(runs: usize) {
         let next = Arc::new(AtomicU64::new(0));
         let config = Config::builder()
             .dialer(pipe_dialer)
+            .inline_dial(true)
             .target_outbound(8)
             .address_source(move || Some(addr(next.fetch_add(1, Ordering::Relaxed))))
             .on_connection(|handle, req, conn| {
@@ -417,6 +423,7 @@ fn w3(runs: usize) {
                     Err(DialError::Refused)
                 },
             )
+            .inline_dial(true)
             .target_outbound(8)
             .address_source(move || Some(addr(next.fetch_add(1, Ordering::Relaxed))))
             .build();
