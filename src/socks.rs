@@ -864,14 +864,11 @@ fn read_address(io: &mut impl Read, atyp: u8) -> Result<SocksTarget, SocksError>
             )))
         }
         ATYP_IPV6 => {
-            let mut b = [0u8; 16 + 2];
-            recv(io, &mut b, what)?;
-            let octets: [u8; 16] = b[..16].try_into().expect("16 bytes");
+            let (mut octets, mut port) = ([0u8; 16], [0u8; 2]);
+            recv(io, &mut octets, what)?;
+            recv(io, &mut port, what)?;
             let ip = Ipv6Addr::from(octets);
-            Ok(SocksTarget::Ip(SocketAddr::new(
-                ip.into(),
-                port_of(&b[16..]),
-            )))
+            Ok(SocksTarget::Ip(SocketAddr::new(ip.into(), port_of(&port))))
         }
         ATYP_DOMAIN => read_domain(io),
         other => Err(SocksError::Malformed(format!(
