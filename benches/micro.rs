@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connmgr::core::{Core, CoreConfig, Effect, Input, TagChange, Teardown};
-use connmgr::policy::banscore::DynamicBanScore;
-use connmgr::policy::eviction::{CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy};
-use connmgr::policy::tags::PeerId;
-use connmgr::policy::trim::{TrimCandidate, TrimPolicy};
+use connmgr::policy::DynamicBanScore;
+use connmgr::policy::{CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy};
+use connmgr::policy::{TrimCandidate, TrimPolicy};
+use connmgr::PeerId;
 use connmgr::{pipe, Addr, Config, ConnManager, ConnReq, DialContext, DialError, Stream};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use parking_lot::Mutex;

@@ -17,9 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use connmgr::core::{Core, CoreConfig, Effect, Input, TagChange};
-use connmgr::policy::banscore::DynamicBanScore;
-use connmgr::policy::tags::PeerId;
-use connmgr::policy::trim::{TrimPolicy, DEFAULT_SILENCE};
+use connmgr::policy::DynamicBanScore;
+use connmgr::policy::{TrimPolicy, DEFAULT_SILENCE};
+use connmgr::PeerId;
 use connmgr::{
     pipe, Addr, Config, ConfigBuilder, ConnManager, ConnReq, DialContext, DialError, ManualClock,
     Stream, TcpDialer,

@@ -42,57 +42,47 @@
 
 #![deny(missing_docs)]
 
-mod accept;
-pub mod addr;
-mod backoff;
-mod clock;
-mod config;
-mod conn;
+// Layers, bottom up: vocabulary (types, addr, idmap, guard), pure policy
+// algorithms, the pure Core, then the transports and the threaded runtime.
+mod addr;
 pub mod core;
-mod dial;
-mod event;
 #[cfg(feature = "ffi")]
 pub mod ffi;
-mod handler;
+mod guard;
 mod idmap;
-mod listener;
-mod manager;
-pub mod memory;
-mod notifier;
-pub mod pipe;
 pub mod policy;
-mod pool;
-pub mod proxy;
-mod request;
+mod runtime;
 pub mod seed;
-mod snapshot;
-pub mod socks;
-mod source;
-mod stream;
-mod tcp;
+mod transport;
+mod types;
 
 pub use crate::addr::{Addr, AddrErrorKind, AddrKind, AddrParseError, CustomAddr, NetGroup};
-pub use crate::backoff::Backoff;
-pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::config::{Config, ConfigBuilder, ConfigError};
-pub use crate::conn::{Conn, ConnId, ConnState, Direction};
-pub use crate::core::Core;
-pub use crate::dial::{CancelToken, Dial, DialContext, DialError};
-pub use crate::event::Event;
-pub use crate::listener::Listener;
-pub use crate::manager::{ConnManager, Error, Handle};
-pub use crate::memory::{MemoryDialer, MemoryListener, MemoryNetwork};
-pub use crate::pipe::{pipe, pipe_with_capacity, PipeStream};
-pub use crate::proxy::Socks5Dialer;
-pub use crate::request::ConnReq;
-pub use crate::snapshot::{ConnInfo, Counts, Snapshot, Stats};
-pub use crate::socks::{
+pub use crate::core::info::{ConnInfo, Counts, Stats};
+pub use crate::policy::backoff::Backoff;
+pub use crate::policy::banlist::{BanEntry, BanFileError, Subnet, SubnetParseError};
+pub use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagError, TagInfo};
+pub use crate::runtime::clock::{Clock, ManualClock, SystemClock};
+pub use crate::runtime::config::{Config, ConfigBuilder, ConfigError};
+pub use crate::runtime::conn::Conn;
+pub use crate::runtime::event::Event;
+pub use crate::runtime::manager::{ConnManager, Error, Handle};
+pub use crate::runtime::request::ConnReq;
+pub use crate::runtime::snapshot::Snapshot;
+pub use crate::runtime::source::AddressSource;
+pub use crate::transport::dial::{CancelToken, Dial, DialContext};
+pub use crate::transport::listener::Listener;
+pub use crate::transport::memory::{MemoryDialer, MemoryListener, MemoryNetwork};
+pub use crate::transport::pipe::{pipe, pipe_with_capacity, PipeStream, DEFAULT_CAPACITY};
+pub use crate::transport::proxy::{Route, Socks5Dialer};
+pub use crate::transport::socks::{
     tor_resolve, tor_resolve_ptr, tor_resolve_ptr_with, tor_resolve_with, Socks5Proxy,
     Socks5ProxyBuilder, SocksError, SocksTarget,
 };
-pub use crate::source::AddressSource;
-pub use crate::stream::{Closer, Stream};
-pub use crate::tcp::{TcpDialer, TcpListener};
+pub use crate::transport::stream::{Closer, Stream};
+pub use crate::transport::tcp::{TcpDialer, TcpListener};
+pub use crate::types::{ConnId, ConnState, DialError, Direction};
+/// Re-exported: [`Handle::events`] returns its [`Receiver`](crossbeam_channel::Receiver).
+pub use crossbeam_channel;
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

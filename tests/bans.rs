@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use connmgr::policy::bans::{BanEntry, Subnet};
 use connmgr::*;
+use connmgr::{BanEntry, Subnet};
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 

@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::DEADLINE;
-use connmgr::proxy::Route;
+use connmgr::Route;
 use connmgr::*;
 use crossbeam_channel::{bounded, unbounded};
 

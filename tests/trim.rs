@@ -7,8 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use connmgr::policy::tags::{BumpFn, DecayFn, PeerId};
 use connmgr::*;
+use connmgr::{BumpFn, DecayFn, PeerId};
 use crossbeam_channel::Receiver;
 
 const SEC: Duration = Duration::from_secs(1);

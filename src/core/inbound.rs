@@ -7,9 +7,9 @@ use log::{debug, info};
 
 use super::{Core, CoreEvent, Effect, InEntry, PeerReport, Teardown, Usefulness, LOG};
 use crate::addr::Addr;
-use crate::conn::{ConnId, ConnState, Direction};
+use crate::core::info::ConnInfo;
 use crate::policy::eviction::{CandidateNet, EvictionCandidate, EvictionPolicy};
-use crate::snapshot::ConnInfo;
+use crate::types::{ConnId, ConnState, Direction};
 
 impl Core {
     pub(super) fn on_report(&mut self, now: Instant, id: ConnId, report: PeerReport) {

@@ -17,26 +17,28 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use crate::addr::{Addr, NetGroup};
-use crate::backoff::Backoff;
-use crate::conn::{ConnId, ConnState, Direction};
-use crate::dial::DialError;
 use crate::idmap::IdMap;
+use crate::policy::backoff::Backoff;
+use crate::types::DialError;
+use crate::types::{ConnId, ConnState, Direction};
 
-use crate::policy::bans::{BanEntry, BanList, Subnet};
+use crate::core::info::Stats;
+use crate::policy::banlist::{BanEntry, BanList, Subnet};
 use crate::policy::banscore::DynamicBanScore;
 use crate::policy::diversity::diversity_group;
 use crate::policy::eviction::EvictionKey;
 use crate::policy::tags::{PeerId, PeerTags};
 use crate::policy::trim::TrimPolicy;
-use crate::request::{ConnReq, IdGen, ReqView};
-use crate::snapshot::{SnapshotStore, Stats};
+use crate::runtime::request::{ConnReq, IdGen, ReqView};
+use crate::runtime::snapshot::SnapshotStore;
 
-mod bans;
+mod banbook;
 mod inbound;
+pub(crate) mod info;
 mod outbound;
-mod peers;
+mod peerbook;
 
-pub use peers::{DecayingSpec, TagChange};
+pub use peerbook::{DecayingSpec, TagChange};
 
 use inbound::in_info;
 use outbound::{out_info, peer_of, release_group};

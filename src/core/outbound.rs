@@ -9,12 +9,12 @@ use log::{debug, info};
 
 use super::{Core, CoreEvent, Effect, OutEntry, Teardown, Timer, LOG, MAX_SOURCE_TRIES};
 use crate::addr::{Addr, NetGroup};
-use crate::conn::{ConnId, ConnState, Direction};
-use crate::dial::DialError;
+use crate::core::info::ConnInfo;
 use crate::policy::diversity::diversity_group;
 use crate::policy::tags::PeerId;
-use crate::request::ConnReq;
-use crate::snapshot::ConnInfo;
+use crate::runtime::request::ConnReq;
+use crate::types::DialError;
+use crate::types::{ConnId, ConnState, Direction};
 
 impl Core {
     pub(super) fn on_connect<C>(&mut self, now: Instant, req: ConnReq, out: &mut Vec<Effect<C>>) {

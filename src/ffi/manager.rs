@@ -9,7 +9,7 @@ use super::error::{
     guard, obj_arg, out_arg, str_arg, write_text, ConnmgrStatus, Failure, FfiResult,
 };
 use super::CONNMGR_ADDR_MAX;
-use crate::policy::bans::Subnet;
+use crate::policy::banlist::Subnet;
 use crate::{Addr, ConnId, ConnInfo, ConnManager, ConnReq, ConnState, Counts};
 
 /// A connection manager (opaque). Create it with connmgr_manager_new, start

@@ -1,13 +1,24 @@
-//! Peer policy: which addresses and connections to allow, keep and drop.
+//! Peer policy algorithms: backoff, ban lists and scores, diversity,
+//! eviction, tags and trimming.
 //!
-//! The algorithms here are plain data structures driven with explicit
-//! time; the [`Core`](crate::Core) applies them.
+//! Each is a plain data structure driven with explicit time; the
+//! [`Core`](crate::core::Core) applies them. They are public for users who
+//! build their own policy on the same rules.
 
-pub(crate) mod anchors;
-pub mod bans;
-pub mod banscore;
+pub(crate) mod backoff;
+pub(crate) mod banlist;
+pub(crate) mod banscore;
 pub(crate) mod diversity;
-pub mod eviction;
-pub(crate) mod gate;
-pub mod tags;
-pub mod trim;
+pub(crate) mod eviction;
+pub(crate) mod tags;
+pub(crate) mod trim;
+
+pub use self::banlist::{BanList, BAN_FILE_HEADER, MAX_BAN_DURATION, MAX_BAN_FILE_BYTES};
+pub use self::banscore::{DynamicBanScore, ScoreDisplay, HALF_LIFE_SECS, LIFETIME_SECS};
+pub use self::eviction::{
+    select_to_evict, CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy,
+};
+pub use self::tags::PeerTags;
+pub use self::trim::{
+    select_victims, TrimCandidate, TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SILENCE,
+};

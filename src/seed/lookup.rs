@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 
-use crate::socks::SocksError;
+use crate::transport::socks::SocksError;
 
 /// Turns a host name into IP addresses within a time limit.
 ///
@@ -219,7 +219,7 @@ impl TorLookup {
 
 impl Lookup for TorLookup {
     fn lookup(&self, host: &str, timeout: Duration) -> Result<Vec<IpAddr>, LookupError> {
-        crate::socks::tor_resolve(self.proxy, host, timeout).map_err(|err| {
+        crate::transport::socks::tor_resolve(self.proxy, host, timeout).map_err(|err| {
             LookupError::new(socks_error_kind(&err), host, err.to_string()).with_source(err)
         })
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use connmgr::policy::tags::PeerId;
+use connmgr::PeerId;
 use connmgr::{Addr, ConnId, Event, Handle};
 use crossbeam_channel::Receiver;
 

@@ -2,7 +2,6 @@
 //! address source for addresses and dial, so that neither ever blocks the
 //! handler thread.
 
-use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -12,11 +11,13 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{error, warn};
 
 use crate::addr::Addr;
-use crate::conn::ConnId;
-use crate::dial::{CancelToken, Dial, DialContext, DialError};
-use crate::policy::gate::{self, Gate};
-use crate::source::AddressSource;
-use crate::stream::Stream;
+use crate::guard::panic_message;
+use crate::runtime::gate::{self, Gate};
+use crate::runtime::source::AddressSource;
+use crate::transport::dial::{CancelToken, Dial, DialContext};
+use crate::transport::stream::Stream;
+use crate::types::ConnId;
+use crate::types::DialError;
 
 const LOG: &str = "connmgr";
 
@@ -145,16 +146,5 @@ pub(crate) fn dial(
             warn!(target: LOG, "dialer panicked dialing {addr}: {msg}");
             Err(DialError::Panicked(msg))
         }
-    }
-}
-
-/// The text of a panic payload, when it has one.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
     }
 }

@@ -2,14 +2,15 @@
 //! dial may fail with, and how an in-flight dial is told to give up.
 
 use std::fmt;
-use std::io;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::addr::Addr;
-use crate::stream::Stream;
+use crate::transport::stream::Stream;
+use crate::types::DialError;
 
 /// Opens outbound streams. Implemented by [`TcpDialer`](crate::TcpDialer),
 /// [`MemoryDialer`](crate::MemoryDialer) and by any closure
@@ -32,71 +33,6 @@ where
         self(addr, ctx)
     }
 }
-
-/// Why a dial failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DialError {
-    /// The peer refused the connection.
-    Refused,
-    /// The dial did not complete before its deadline.
-    TimedOut,
-    /// The manager canceled the dial (the request was removed, or the
-    /// manager is stopping).
-    Canceled,
-    /// This dialer cannot reach this kind of address; the message says what
-    /// would (for example a SOCKS5 proxy for onion addresses).
-    Unsupported(String),
-    /// A gating rule refused the address before any connection was made.
-    Rejected(String),
-    /// An I/O error other than the ones above.
-    Io {
-        /// The error's kind.
-        kind: io::ErrorKind,
-        /// The error's text.
-        message: String,
-    },
-    /// The dialer panicked; the manager survived and counts a failure.
-    Panicked(String),
-    /// Any other failure, described.
-    Other(String),
-}
-
-impl DialError {
-    /// Maps an I/O error to the closest dial error.
-    pub fn from_io(err: &io::Error) -> Self {
-        match err.kind() {
-            io::ErrorKind::ConnectionRefused => DialError::Refused,
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => DialError::TimedOut,
-            kind => DialError::Io {
-                kind,
-                message: err.to_string(),
-            },
-        }
-    }
-}
-
-impl From<io::Error> for DialError {
-    fn from(err: io::Error) -> Self {
-        DialError::from_io(&err)
-    }
-}
-
-impl fmt::Display for DialError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DialError::Refused => f.write_str("connection refused"),
-            DialError::TimedOut => f.write_str("dial timed out"),
-            DialError::Canceled => f.write_str("dial canceled"),
-            DialError::Unsupported(why) => write!(f, "address not supported by this dialer: {why}"),
-            DialError::Rejected(why) => write!(f, "dial rejected: {why}"),
-            DialError::Io { message, .. } => write!(f, "i/o error: {message}"),
-            DialError::Panicked(msg) => write!(f, "dialer panicked: {msg}"),
-            DialError::Other(msg) => f.write_str(msg),
-        }
-    }
-}
-
-impl std::error::Error for DialError {}
 
 type CancelHook = Box<dyn FnOnce() + Send>;
 

@@ -19,7 +19,8 @@ use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::addr::Addr;
-use crate::dial::{DialContext, DialError};
+use crate::transport::dial::DialContext;
+use crate::types::DialError;
 
 /// Protocol version byte of SOCKS5 messages.
 const VERSION: u8 = 5;

@@ -7,21 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::addr::Addr;
-use crate::backoff::Backoff;
-use crate::clock::{Clock, SystemClock};
-use crate::conn::Conn;
 use crate::core::CoreConfig;
 use crate::core::DecayingSpec;
-use crate::dial::Dial;
-use crate::event::Event;
-use crate::listener::Listener;
-use crate::manager::Handle;
-use crate::notifier::Callbacks;
-use crate::policy::gate::Gate;
+use crate::policy::backoff::Backoff;
 use crate::policy::tags::{BumpFn, DecayFn};
 use crate::policy::trim::{TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SILENCE};
-use crate::request::ConnReq;
-use crate::source::AddressSource;
+use crate::runtime::clock::{Clock, SystemClock};
+use crate::runtime::conn::Conn;
+use crate::runtime::event::Event;
+use crate::runtime::gate::Gate;
+use crate::runtime::manager::Handle;
+use crate::runtime::notifier::Callbacks;
+use crate::runtime::request::ConnReq;
+use crate::runtime::source::AddressSource;
+use crate::transport::dial::Dial;
+use crate::transport::listener::Listener;
 
 /// Everything a [`ConnManager`](crate::ConnManager) needs. Build one with
 /// [`Config::builder`]; [`ConnManager::new`](crate::ConnManager::new)

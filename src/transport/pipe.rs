@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::stream::{Closer, Stream};
+use crate::transport::stream::{Closer, Stream};
 
 /// Buffer capacity per direction used by [`pipe`].
 pub const DEFAULT_CAPACITY: usize = 64 * 1024;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use log::error;
 
 use crate::addr::Addr;
-use crate::pool::panic_message;
+use crate::guard::panic_message;
 
 const LOG: &str = "connmgr";
 

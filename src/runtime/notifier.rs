@@ -8,11 +8,11 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use log::{error, warn};
 
-use crate::conn::Conn;
-use crate::event::Event;
-use crate::manager::Handle;
-use crate::pool::panic_message;
-use crate::request::ConnReq;
+use crate::guard::panic_message;
+use crate::runtime::conn::Conn;
+use crate::runtime::event::Event;
+use crate::runtime::manager::Handle;
+use crate::runtime::request::ConnReq;
 
 const LOG: &str = "connmgr";
 

@@ -3,7 +3,7 @@
 use std::io;
 
 use crate::addr::Addr;
-use crate::stream::{Closer, Stream};
+use crate::transport::stream::{Closer, Stream};
 
 /// A source of inbound streams. Each listener given to the manager gets an
 /// accept thread of its own.

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use crate::addr::Addr;
-use crate::conn::{ConnId, ConnState};
+use crate::types::{ConnId, ConnState};
 
 /// A request for an outbound connection.
 ///

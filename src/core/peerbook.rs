@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use log::info;
 
 use super::{Core, Effect, Teardown, LOG};
-use crate::conn::{ConnId, ConnState};
 use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagInfo};
 use crate::policy::trim::TrimCandidate;
-use crate::snapshot::SnapshotStore;
+use crate::runtime::snapshot::SnapshotStore;
+use crate::types::{ConnId, ConnState};
 
 /// A change to one peer's tags, carried from a caller to the Core.
 pub enum TagChange {

@@ -12,24 +12,23 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex};
 
-use crate::accept::{spawn_acceptor, AcceptorHandle};
 use crate::addr::Addr;
-use crate::clock::Clock;
-use crate::config::{Config, ConfigError};
-use crate::conn::{ConnId, ConnState, Direction};
+use crate::core::info::{ConnInfo, Counts};
 use crate::core::{Core, Input, PeerReport, Teardown};
-use crate::event::Event;
-use crate::handler::{self, Accepted, HandlerParts, Request, Stream0};
-use crate::listener::Listener;
-use crate::notifier::{self, Callbacks, EventSink};
-use crate::policy::anchors::take_anchors;
-use crate::policy::bans::BanList;
-use crate::pool::{spawn_pool, DialMsg, WorkerCtx};
-use crate::request::{ConnReq, IdGen};
-use crate::snapshot::{ConnInfo, Counts, Snapshot, SnapshotStore};
-use crate::tcp::TcpListener;
-
-mod policy;
+use crate::policy::banlist::BanList;
+use crate::runtime::accept::{spawn_acceptor, AcceptorHandle};
+use crate::runtime::clock::Clock;
+use crate::runtime::config::{Config, ConfigError};
+use crate::runtime::event::Event;
+use crate::runtime::handler::{self, Accepted, HandlerParts, Request, Stream0};
+use crate::runtime::notifier::{self, Callbacks, EventSink};
+use crate::runtime::persist::take_anchors;
+use crate::runtime::pool::{spawn_pool, DialMsg, WorkerCtx};
+use crate::runtime::request::{ConnReq, IdGen};
+use crate::runtime::snapshot::{Snapshot, SnapshotStore};
+use crate::transport::listener::Listener;
+use crate::transport::tcp::TcpListener;
+use crate::types::{ConnId, ConnState, Direction};
 
 const LOG: &str = "connmgr";
 
@@ -88,36 +87,36 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// What a handle shares with the manager and its threads.
-struct Shared {
-    requests: Sender<Request>,
-    ids: IdGen,
-    store: Arc<Mutex<SnapshotStore>>,
-    phase: AtomicU8,
-    has_source: bool,
-    clock: Arc<dyn Clock>,
-    events_rx: Receiver<Event>,
-    events_enabled: Arc<AtomicBool>,
-    listen_addrs: Vec<Addr>,
+pub(super) struct Shared {
+    pub(super) requests: Sender<Request>,
+    pub(super) ids: IdGen,
+    pub(super) store: Arc<Mutex<SnapshotStore>>,
+    pub(super) phase: AtomicU8,
+    pub(super) has_source: bool,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) events_rx: Receiver<Event>,
+    pub(super) events_enabled: Arc<AtomicBool>,
+    pub(super) listen_addrs: Vec<Addr>,
     /// Names of the registered decaying tags.
-    decaying: HashSet<String>,
-    lifecycle: Mutex<Lifecycle>,
+    pub(super) decaying: HashSet<String>,
+    pub(super) lifecycle: Mutex<Lifecycle>,
     /// Threads the manager started, so that `stop` called on one of them
     /// does not wait for itself.
-    own_threads: Mutex<Vec<ThreadId>>,
+    pub(super) own_threads: Mutex<Vec<ThreadId>>,
     /// Set when `stop` ran on the notifier thread: drop what is left.
-    abandon: Arc<AtomicBool>,
-    stop_done: Mutex<bool>,
-    stop_cv: Condvar,
+    pub(super) abandon: Arc<AtomicBool>,
+    pub(super) stop_done: Mutex<bool>,
+    pub(super) stop_cv: Condvar,
 }
 
-enum Lifecycle {
+pub(super) enum Lifecycle {
     Ready(Box<Parts>),
     Running(Threads),
     Stopped,
 }
 
 /// What `start` turns into threads.
-struct Parts {
+pub(super) struct Parts {
     config: Config,
     loaded_bans: BanList,
     listeners: Vec<Box<dyn Listener>>,
@@ -125,7 +124,7 @@ struct Parts {
     events_tx: Sender<Event>,
 }
 
-struct Threads {
+pub(super) struct Threads {
     handler: JoinHandle<()>,
     pool: Vec<JoinHandle<()>>,
     notifier: JoinHandle<()>,
@@ -137,7 +136,7 @@ struct Threads {
 /// running; once it stops, calls return [`Error::Stopped`].
 #[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 /// The connection manager. Create it with [`ConnManager::new`], then
@@ -495,7 +494,7 @@ impl Handle {
     }
 
     /// Checks the manager is open and `id` is live.
-    fn check_known(&self, id: ConnId) -> Result<(), Error> {
+    pub(super) fn check_known(&self, id: ConnId) -> Result<(), Error> {
         self.check_open()?;
         if !self.shared.store.lock().contains(id) {
             return Err(Error::UnknownId(id));
@@ -503,7 +502,7 @@ impl Handle {
         Ok(())
     }
 
-    fn check_open(&self) -> Result<(), Error> {
+    pub(super) fn check_open(&self) -> Result<(), Error> {
         match self.shared.phase.load(Ordering::Acquire) {
             STOPPED => Err(Error::Stopped),
             _ => Ok(()),
@@ -511,7 +510,7 @@ impl Handle {
     }
 
     /// Sends one input to the handler.
-    fn input(&self, input: Input<Stream0>) -> Result<(), Error> {
+    pub(super) fn input(&self, input: Input<Stream0>) -> Result<(), Error> {
         self.shared
             .requests
             .send(Request::Input(input))

@@ -9,78 +9,9 @@ use crossbeam_channel::Sender;
 
 use crate::addr::Addr;
 use crate::core::Input;
-use crate::handler::Request;
-use crate::stream::{Closer, Stream};
-
-/// Identifies a connection request or an inbound connection. Ids are
-/// unique within one manager and never reused; a permanent request keeps
-/// its id across reconnections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // pad, so width flags such as {:<6} line tables up
-        f.pad(&format!("#{}", self.0))
-    }
-}
-
-/// Where a request or connection stands.
-///
-/// `Pending → Established | Failing`; a failing permanent request goes
-/// back to `Pending` when its retry is due; removing a request that is not
-/// established makes it `Canceled`; closing an established one makes it
-/// `Disconnected`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnState {
-    /// Waiting for an address or a dial result.
-    Pending,
-    /// The last dial failed; a permanent request waits for its retry.
-    Failing,
-    /// Removed before it connected.
-    Canceled,
-    /// Connected.
-    Established,
-    /// Was connected, now closed; a permanent request waits for its retry.
-    Disconnected,
-}
-
-impl ConnState {
-    /// The lower-case name used in logs and status tables.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnState::Pending => "pending",
-            ConnState::Failing => "failing",
-            ConnState::Canceled => "canceled",
-            ConnState::Established => "established",
-            ConnState::Disconnected => "disconnected",
-        }
-    }
-}
-
-impl fmt::Display for ConnState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which side opened a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// We dialed the peer.
-    Outbound,
-    /// The peer dialed one of our listeners.
-    Inbound,
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Direction::Outbound => "outbound",
-            Direction::Inbound => "inbound",
-        })
-    }
-}
+use crate::runtime::handler::Request;
+use crate::transport::stream::{Closer, Stream};
+use crate::types::{ConnId, Direction};
 
 /// What the manager keeps of a live connection: enough to close it and to
 /// learn, exactly once, that the user closed it.

@@ -12,10 +12,11 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::addr::Addr;
-use crate::dial::{Dial, DialContext, DialError};
-use crate::listener::Listener;
-use crate::pipe::{pipe, PipeStream};
-use crate::stream::{Closer, Stream};
+use crate::transport::dial::{Dial, DialContext};
+use crate::transport::listener::Listener;
+use crate::transport::pipe::{pipe, PipeStream};
+use crate::transport::stream::{Closer, Stream};
+use crate::types::DialError;
 
 /// A connection waiting to be accepted: the listener's end and the peer's
 /// address.
@@ -247,7 +248,7 @@ impl Dial for MemoryDialer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dial::CancelToken;
+    use crate::transport::dial::CancelToken;
     use crossbeam_channel::bounded;
     use std::io::{Read, Write};
     use std::thread;

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use super::{Core, Effect, LOG};
-use crate::conn::{ConnId, ConnState};
-use crate::policy::bans::{BanEntry, BanList, Subnet};
+use crate::policy::banlist::{BanEntry, BanList, Subnet};
 use crate::policy::banscore::DynamicBanScore;
+use crate::types::{ConnId, ConnState};
 
 /// Adds to a score kept only for connections that misbehaved.
 fn raise(score: &mut Option<Box<DynamicBanScore>>, p: u32, t: u32, now: Instant) -> u32 {

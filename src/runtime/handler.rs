@@ -11,19 +11,20 @@ use crossbeam_channel::{never, select, Receiver, Sender, TrySendError};
 use log::{debug, warn};
 use parking_lot::Mutex;
 
-use crate::accept::discard;
 use crate::addr::Addr;
-use crate::clock::Clock;
-use crate::conn::{Conn, ConnId, ConnShared};
 use crate::core::{Core, CoreEvent, DecayingSpec, Effect, Input};
-use crate::dial::CancelToken;
-use crate::event::Event;
 use crate::idmap::IdMap;
-use crate::policy::anchors::save_anchors;
-use crate::policy::bans::BanList;
-use crate::pool::{self, DialMsg, Job, WorkerCtx};
-use crate::snapshot::SnapshotStore;
-use crate::stream::{Closer, Stream};
+use crate::policy::banlist::BanList;
+use crate::runtime::accept::discard;
+use crate::runtime::clock::Clock;
+use crate::runtime::conn::{Conn, ConnShared};
+use crate::runtime::event::Event;
+use crate::runtime::persist::save_anchors;
+use crate::runtime::pool::{self, DialMsg, Job, WorkerCtx};
+use crate::runtime::snapshot::SnapshotStore;
+use crate::transport::dial::CancelToken;
+use crate::transport::stream::{Closer, Stream};
+use crate::types::ConnId;
 
 const LOG: &str = "connmgr";
 

@@ -4,9 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::addr::Addr;
-use crate::conn::{Conn, ConnId};
-use crate::dial::DialError;
-use crate::request::ConnReq;
+use crate::runtime::conn::Conn;
+use crate::runtime::request::ConnReq;
+use crate::types::ConnId;
+use crate::types::DialError;
 
 /// Something that happened to a request or connection. Delivered in order
 /// on the notifier thread: to the matching callback if one is set,

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use super::{Error, Handle};
-use crate::conn::ConnId;
+use super::manager::{Error, Handle};
 use crate::core::{Input, TagChange};
+use crate::types::ConnId;
 
-use crate::policy::bans::{BanEntry, Subnet};
+use crate::policy::banlist::{BanEntry, Subnet};
 use crate::policy::tags::{PeerId, TagInfo};
 
 impl Handle {

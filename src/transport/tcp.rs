@@ -9,9 +9,10 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::addr::Addr;
-use crate::dial::{Dial, DialContext, DialError};
-use crate::listener::Listener;
-use crate::stream::{Closer, Stream};
+use crate::transport::dial::{Dial, DialContext};
+use crate::transport::listener::Listener;
+use crate::transport::stream::{Closer, Stream};
+use crate::types::DialError;
 
 /// Listen backlog: std's 128 overflows under connection floods and stalls
 /// clients for a SYN retransmit.

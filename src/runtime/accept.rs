@@ -9,12 +9,12 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, warn};
 
-use crate::handler::Accepted;
-use crate::listener::Listener;
-use crate::manager::join_unless_self;
-use crate::policy::gate::{self, Gate};
-use crate::stream::Closer;
-use crate::stream::Stream;
+use crate::runtime::gate::{self, Gate};
+use crate::runtime::handler::Accepted;
+use crate::runtime::manager::join_unless_self;
+use crate::transport::listener::Listener;
+use crate::transport::stream::Closer;
+use crate::transport::stream::Stream;
 
 const LOG: &str = "connmgr";
 

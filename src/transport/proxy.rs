@@ -5,10 +5,11 @@
 use log::debug;
 
 use crate::addr::Addr;
-use crate::dial::{Dial, DialContext, DialError};
-use crate::socks::{Socks5Proxy, SocksError, SocksTarget};
-use crate::stream::Stream;
-use crate::tcp::TcpDialer;
+use crate::transport::dial::{Dial, DialContext};
+use crate::transport::socks::{Socks5Proxy, SocksError, SocksTarget};
+use crate::transport::stream::Stream;
+use crate::transport::tcp::TcpDialer;
+use crate::types::DialError;
 
 const LOG: &str = "connmgr::proxy";
 

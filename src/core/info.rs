@@ -1,0 +1,104 @@
+//! What the Core reports about each request and connection, and its
+//! running totals: plain values the shell publishes as they are.
+
+use std::time::Instant;
+
+use crate::addr::Addr;
+use crate::policy::tags::PeerId;
+use crate::types::{ConnId, ConnState, Direction};
+
+/// One request or inbound connection as last published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Its id.
+    pub id: ConnId,
+    /// The peer's address (`None` while an automatic request waits for
+    /// the address source).
+    pub addr: Option<Addr>,
+    /// Who opened it.
+    pub direction: Direction,
+    /// Its state.
+    pub state: ConnState,
+    /// Whether it is retried forever.
+    pub permanent: bool,
+    /// Whether the manager made it to fill the outbound target.
+    pub automatic: bool,
+    /// The peer id: the one given with `set_peer_id`, or the address text
+    /// once the manager needed it; `None` also means the address text.
+    pub peer: Option<PeerId>,
+    /// Consecutive failed attempts since the last stable connection.
+    pub retries: u32,
+    /// When it entered its current state (on the manager's clock).
+    pub since: Instant,
+    /// When the next attempt is due, if one is scheduled.
+    pub next_attempt: Option<Instant>,
+}
+
+/// How many requests and connections are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Outbound requests waiting for an address or a dial.
+    pub pending: usize,
+    /// Outbound requests whose last dial failed, waiting to retry.
+    pub failing: usize,
+    /// Permanent requests whose connection dropped, waiting to retry.
+    pub disconnected: usize,
+    /// Established outbound connections.
+    pub outbound: usize,
+    /// Established inbound connections.
+    pub inbound: usize,
+    /// Established automatic (target-filling) outbound connections.
+    pub automatic_outbound: usize,
+    /// Live permanent requests, in any state.
+    pub permanent: usize,
+}
+
+impl Counts {
+    pub(crate) fn apply(&mut self, info: &ConnInfo, sign: isize) {
+        let bump = |n: &mut usize| *n = n.wrapping_add_signed(sign);
+        match (info.state, info.direction) {
+            (ConnState::Pending, _) => bump(&mut self.pending),
+            (ConnState::Failing, _) => bump(&mut self.failing),
+            (ConnState::Disconnected, _) => bump(&mut self.disconnected),
+            (ConnState::Established, Direction::Inbound) => bump(&mut self.inbound),
+            (ConnState::Established, Direction::Outbound) => {
+                bump(&mut self.outbound);
+                if info.automatic {
+                    bump(&mut self.automatic_outbound);
+                }
+            }
+            (ConnState::Canceled, _) => {}
+        }
+        if info.permanent {
+            bump(&mut self.permanent);
+        }
+    }
+}
+
+/// Running totals since the manager was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Dials started.
+    pub dials: u64,
+    /// Dials that failed.
+    pub dial_failures: u64,
+    /// Outbound connections established.
+    pub outbound_established: u64,
+    /// Inbound connections accepted.
+    pub inbound_accepted: u64,
+    /// Inbound connections refused: the inbound limit was reached (and no
+    /// connection could be evicted), or the peer is banned.
+    pub inbound_refused: u64,
+    /// Established connections (either direction) that closed.
+    pub closed: u64,
+    /// Automatic dials that failed in a row, without a success between.
+    pub consecutive_failures: u32,
+    /// The most inbound connections ever live at once.
+    pub peak_inbound: usize,
+    /// Trims run (automatic and explicit).
+    pub trims: u64,
+    /// Connections closed by a policy: trimming, eviction or a ban.
+    pub trimmed: u64,
+    /// Inbound connections evicted to make room for a newcomer.
+    pub evicted: u64,
+}

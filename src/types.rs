@@ -1,0 +1,140 @@
+//! Vocabulary shared by every layer: ids, states, directions and dial
+//! errors. Plain values with no behaviour beyond formatting.
+
+use std::fmt;
+use std::io;
+
+/// Identifies a connection request or an inbound connection. Ids are
+/// unique within one manager and never reused; a permanent request keeps
+/// its id across reconnections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // pad, so width flags such as {:<6} line tables up
+        f.pad(&format!("#{}", self.0))
+    }
+}
+
+/// Where a request or connection stands.
+///
+/// `Pending → Established | Failing`; a failing permanent request goes
+/// back to `Pending` when its retry is due; removing a request that is not
+/// established makes it `Canceled`; closing an established one makes it
+/// `Disconnected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnState {
+    /// Waiting for an address or a dial result.
+    Pending,
+    /// The last dial failed; a permanent request waits for its retry.
+    Failing,
+    /// Removed before it connected.
+    Canceled,
+    /// Connected.
+    Established,
+    /// Was connected, now closed; a permanent request waits for its retry.
+    Disconnected,
+}
+
+impl ConnState {
+    /// The lower-case name used in logs and status tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::Pending => "pending",
+            ConnState::Failing => "failing",
+            ConnState::Canceled => "canceled",
+            ConnState::Established => "established",
+            ConnState::Disconnected => "disconnected",
+        }
+    }
+}
+
+impl fmt::Display for ConnState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// We dialed the peer.
+    Outbound,
+    /// The peer dialed one of our listeners.
+    Inbound,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        })
+    }
+}
+
+/// Why a dial failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialError {
+    /// The peer refused the connection.
+    Refused,
+    /// The dial did not complete before its deadline.
+    TimedOut,
+    /// The manager canceled the dial (the request was removed, or the
+    /// manager is stopping).
+    Canceled,
+    /// This dialer cannot reach this kind of address; the message says what
+    /// would (for example a SOCKS5 proxy for onion addresses).
+    Unsupported(String),
+    /// A gating rule refused the address before any connection was made.
+    Rejected(String),
+    /// An I/O error other than the ones above.
+    Io {
+        /// The error's kind.
+        kind: io::ErrorKind,
+        /// The error's text.
+        message: String,
+    },
+    /// The dialer panicked; the manager survived and counts a failure.
+    Panicked(String),
+    /// Any other failure, described.
+    Other(String),
+}
+
+impl DialError {
+    /// Maps an I/O error to the closest dial error.
+    pub fn from_io(err: &io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused => DialError::Refused,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => DialError::TimedOut,
+            kind => DialError::Io {
+                kind,
+                message: err.to_string(),
+            },
+        }
+    }
+}
+
+impl From<io::Error> for DialError {
+    fn from(err: io::Error) -> Self {
+        DialError::from_io(&err)
+    }
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::Refused => f.write_str("connection refused"),
+            DialError::TimedOut => f.write_str("dial timed out"),
+            DialError::Canceled => f.write_str("dial canceled"),
+            DialError::Unsupported(why) => write!(f, "address not supported by this dialer: {why}"),
+            DialError::Rejected(why) => write!(f, "dial rejected: {why}"),
+            DialError::Io { message, .. } => write!(f, "i/o error: {message}"),
+            DialError::Panicked(msg) => write!(f, "dialer panicked: {msg}"),
+            DialError::Other(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for DialError {}
