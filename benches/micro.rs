@@ -86,13 +86,10 @@ const TRIM_LOW: usize = 8_000;
 /// A Core holding 10,000 tagged connections, past the silence period of a
 /// priming trim, so that the next `Input::Trim` closes 2,000.
 fn trimmable_core() -> (Core, Instant) {
-    let policy = TrimPolicy::new(TRIM_LOW, TRIM_HIGH)
-        .expect("watermarks")
-        .with_grace(Duration::ZERO);
-    let mut core = Core::new(CoreConfig {
-        trim: Some(policy),
-        ..CoreConfig::default()
-    });
+    let mut core = Core::new(with_cfg(CoreConfig::default(), |c| {
+        c.watermarks = Some((TRIM_LOW, TRIM_HIGH));
+        c.trim_grace = Duration::ZERO;
+    }));
     let t0 = Instant::now();
     let mut out = Vec::new();
     core.handle_into(t0, Input::Start, &mut out);
@@ -109,7 +106,7 @@ fn trimmable_core() -> (Core, Instant) {
     for n in TRIM_LOW as u64 + 1..=TRIM_CONNS as u64 {
         connect(&mut core, t0, n, &mut out);
     }
-    (core, t0 + policy.silence)
+    (core, t0 + connmgr::policy::DEFAULT_SILENCE)
 }
 
 /// One trim of 10,000 connections down to 8,000 on a bare Core: candidate
@@ -186,17 +183,20 @@ fn snapshot(c: &mut Criterion) {
     let manager = ConnManager::new(config).expect("valid config");
     manager.start().expect("start");
     for i in 0..N as u64 {
-        manager.connect(ConnReq::new(addr(i))).expect("connect");
+        manager
+            .handle()
+            .connect(ConnReq::new(addr(i)))
+            .expect("connect");
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while connected.load(Ordering::Acquire) < N {
         assert!(Instant::now() < deadline, "connections not established");
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert_eq!(manager.snapshot().conns.len(), N);
+    assert_eq!(manager.handle().snapshot().conns.len(), N);
     let mut g = c.benchmark_group("snapshot");
-    g.bench_function("snapshot_10k", |b| b.iter(|| manager.snapshot()));
-    g.bench_function("counts_10k", |b| b.iter(|| manager.counts()));
+    g.bench_function("snapshot_10k", |b| b.iter(|| manager.handle().snapshot()));
+    g.bench_function("counts_10k", |b| b.iter(|| manager.handle().counts()));
     g.finish();
     manager.stop();
 }
@@ -341,3 +341,9 @@ criterion_group! {
     targets = core_cycle, core_trim, core_first_tag, snapshot, banscore, trim_select, eviction, addr_parse
 }
 criterion_main!(micro);
+
+/// `base` with the changes `f` makes (the config is non-exhaustive).
+fn with_cfg(mut base: CoreConfig, f: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
+    f(&mut base);
+    base
+}

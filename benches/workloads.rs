@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use connmgr::core::{Core, CoreConfig, Effect, Input, TagChange};
 use connmgr::policy::DynamicBanScore;
-use connmgr::policy::{TrimPolicy, DEFAULT_SILENCE};
+use connmgr::policy::DEFAULT_SILENCE;
 use connmgr::PeerId;
 use connmgr::{
     pipe, Addr, Config, ConfigBuilder, ConnManager, ConnReq, DialContext, DialError, ManualClock,
@@ -215,7 +215,12 @@ impl Storm {
         let t0 = Instant::now();
         let ids = addrs
             .into_iter()
-            .map(|a| self.manager.connect(ConnReq::new(a)).expect("connect"))
+            .map(|a| {
+                self.manager
+                    .handle()
+                    .connect(ConnReq::new(a))
+                    .expect("connect")
+            })
             .collect();
         self.done.recv().expect("all connected");
         (t0.elapsed().as_secs_f64(), ids)
@@ -226,7 +231,7 @@ impl Storm {
         self.disconnected.signal_at(goal);
         let t0 = Instant::now();
         for id in ids {
-            self.manager.disconnect(*id).expect("disconnect");
+            self.manager.handle().disconnect(*id).expect("disconnect");
         }
         self.done.recv().expect("all disconnected");
         t0.elapsed().as_secs_f64()
@@ -271,7 +276,11 @@ fn w6_once() -> f64 {
     storm.connected.signal_at(N);
     let before = rss_bytes();
     for a in addrs {
-        storm.manager.connect(ConnReq::new(a)).expect("connect");
+        storm
+            .manager
+            .handle()
+            .connect(ConnReq::new(a))
+            .expect("connect");
     }
     storm.done.recv().expect("all connected");
     let after = rss_bytes();
@@ -324,7 +333,10 @@ fn w7(runs: usize) {
         let mut lat: Vec<f64> = (0..N as u64)
             .map(|n| {
                 let t0 = Instant::now();
-                manager.connect(ConnReq::new(addr(n))).expect("connect");
+                manager
+                    .handle()
+                    .connect(ConnReq::new(addr(n)))
+                    .expect("connect");
                 let t1 = rx.recv().expect("connected");
                 t1.duration_since(t0).as_secs_f64() * 1e6
             })
@@ -398,7 +410,7 @@ fn run_for(config: Config, d: Duration) -> Run {
     let (c0, (u0, s0), t0) = (cpu_time(), user_sys_time(), Instant::now());
     manager.start().expect("start");
     thread::sleep(d);
-    let conns = manager.snapshot().stats.outbound_established;
+    let conns = manager.handle().snapshot().stats.outbound_established;
     let (secs, cpu, (u1, s1)) = (t0.elapsed().as_secs_f64(), cpu_time() - c0, user_sys_time());
     manager.stop();
     Run {
@@ -431,7 +443,7 @@ fn w3(runs: usize) {
         let c0 = cpu_time();
         manager.start().expect("start");
         thread::sleep(Duration::from_secs(10));
-        dials.push(manager.snapshot().stats.dials as f64);
+        dials.push(manager.handle().snapshot().stats.dials as f64);
         cpu.push((cpu_time() - c0).as_secs_f64() * 1e3);
         manager.stop();
     }
@@ -685,6 +697,7 @@ fn w8_manager(seed: u64) -> f64 {
         let value = rng.next(1_000) as i64;
         storm
             .manager
+            .handle()
             .tag(a.to_string(), "score", value)
             .expect("tag");
     }
@@ -692,20 +705,21 @@ fn w8_manager(seed: u64) -> f64 {
     // silence period.
     storm.connect_all(addrs[..=W8_LOW].to_vec());
     storm.disconnected.signal_at(1);
-    storm.manager.trim().expect("trim");
+    storm.manager.handle().trim().expect("trim");
     storm.done.recv().expect("priming trim");
     storm.connect_all(addrs[W8_LOW + 1..].to_vec());
     let last = PeerId::from(addrs[W8_CONNS].to_string());
     let deadline = Instant::now() + Duration::from_secs(20);
     while storm
         .manager
+        .handle()
         .tag_info(&last)
         .is_none_or(|i| i.conns.is_empty())
     {
         assert!(Instant::now() < deadline, "tags not published");
         thread::sleep(Duration::from_millis(1));
     }
-    let counts = storm.manager.counts();
+    let counts = storm.manager.handle().counts();
     assert_eq!(counts.outbound, W8_CONNS, "live before the trim");
     storm.disconnected.signal_at(1 + W8_CONNS - W8_LOW);
     // The clock step and the call both start the trim (the manager may
@@ -713,10 +727,14 @@ fn w8_manager(seed: u64) -> f64 {
     // arrives first does it, the other finds nothing to do.
     let t0 = Instant::now();
     clock.advance(DEFAULT_SILENCE);
-    storm.manager.trim().expect("trim");
+    storm.manager.handle().trim().expect("trim");
     storm.done.recv().expect("trimmed");
     let ms = t0.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(storm.manager.counts().outbound, W8_LOW, "live after");
+    assert_eq!(
+        storm.manager.handle().counts().outbound,
+        W8_LOW,
+        "live after"
+    );
     storm.manager.stop();
     ms
 }
@@ -724,13 +742,10 @@ fn w8_manager(seed: u64) -> f64 {
 /// The w8 state built on a bare Core with `u32` payloads; times one
 /// `Input::Trim`.
 fn w8_core(seed: u64) -> f64 {
-    let policy = TrimPolicy::new(W8_LOW, W8_HIGH)
-        .expect("watermarks")
-        .with_grace(Duration::ZERO);
-    let mut core = Core::new(CoreConfig {
-        trim: Some(policy),
-        ..CoreConfig::default()
-    });
+    let mut core = Core::new(with_cfg(CoreConfig::default(), |c| {
+        c.watermarks = Some((W8_LOW, W8_HIGH));
+        c.trim_grace = Duration::ZERO;
+    }));
     let t0 = Instant::now();
     let mut out: Vec<Effect<u32>> = Vec::new();
     core.handle_into(t0, Input::Start, &mut out);
@@ -742,7 +757,8 @@ fn w8_core(seed: u64) -> f64 {
     }
     let connect = |core: &mut Core, n: u64, out: &mut Vec<Effect<u32>>| {
         out.clear();
-        core.handle_into(t0, Input::Connect(core.request(addr(n), false)), out);
+        let req = core.request(addr(n), false);
+        core.handle_into(t0, Input::Connect(req), out);
         let (id, attempt) = match out.first() {
             Some(Effect::Dial { id, attempt, .. }) => (*id, *attempt),
             other => panic!("expected a dial, got {other:?}"),
@@ -802,12 +818,12 @@ fn w9(runs: usize) {
         let overflows0 = listen_overflows();
         let flood = Flood::start(target, flood);
         let decided = flood.wait(|| {
-            let s = manager.snapshot().stats;
+            let s = manager.handle().snapshot().stats;
             (s.inbound_accepted + s.inbound_refused) as usize
         });
         rate.push(decided);
         overflows.push(listen_overflows().saturating_sub(overflows0) as f64);
-        let stats = manager.snapshot().stats;
+        let stats = manager.handle().snapshot().stats;
         peak.push(stats.peak_inbound as f64);
         accepted.push(stats.inbound_accepted as f64);
         // Stopping closes the held connections, which lets the clients end.
@@ -820,11 +836,11 @@ fn w9(runs: usize) {
         let manager = inbound_manager(MAX_INBOUND, drop);
         let flood = Flood::start(listen_addr(&manager), flood_one_by_one);
         seq.push(flood.wait(|| {
-            let s = manager.snapshot().stats;
+            let s = manager.handle().snapshot().stats;
             (s.inbound_accepted + s.inbound_refused) as usize
         }));
         flood.join();
-        let stats = manager.snapshot().stats;
+        let stats = manager.handle().snapshot().stats;
         peak.push(stats.peak_inbound as f64);
         manager.stop();
     }
@@ -858,7 +874,7 @@ fn inbound_manager(
 }
 
 fn listen_addr(manager: &ConnManager) -> SocketAddr {
-    match &manager.listen_addrs()[0] {
+    match &manager.handle().listen_addrs()[0] {
         Addr::Ip(sa) => *sa,
         other => unreachable!("a TCP listener has an IP address, not {other}"),
     }
@@ -1013,4 +1029,10 @@ fn flood(target: SocketAddr, n: usize, failed: &AtomicUsize) {
         let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
         while matches!(s.read(&mut buf), Ok(k) if k > 0) {}
     }
+}
+
+/// `base` with the changes `f` makes (the config is non-exhaustive).
+fn with_cfg(mut base: CoreConfig, f: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
+    f(&mut base);
+    base
 }

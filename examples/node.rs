@@ -347,9 +347,13 @@ fn run(opts: Opts) -> io::Result<()> {
     manager.start().map_err(io::Error::other)?;
     let ids: Vec<ConnId> = permanent
         .into_iter()
-        .filter_map(|a| manager.connect(ConnReq::permanent(a)).ok())
+        .filter_map(|a| manager.handle().connect(ConnReq::permanent(a)).ok())
         .collect();
-    let listen = manager.listen_addrs().first().and_then(Addr::socket_addr);
+    let listen = manager
+        .handle()
+        .listen_addrs()
+        .first()
+        .and_then(Addr::socket_addr);
     if let Some(mut target) = listen {
         // Clients reach a wildcard listener through loopback.
         if target.ip().is_unspecified() {
@@ -379,7 +383,7 @@ fn show_frames(manager: &ConnManager, act: &Activity, header: &str, ids: &[ConnI
     for s in 1..=seconds {
         let due = act.start + Duration::from_secs(s);
         thread::sleep(due.saturating_duration_since(Instant::now()));
-        let body = frame(&manager.snapshot(), act, header, ids, seconds);
+        let body = frame(&manager.handle().snapshot(), act, header, ids, seconds);
         // Clear the screen on a terminal; elsewhere keep every frame.
         let sep = if tty { "\x1b[2J\x1b[H" } else { RULE };
         let mut out = io::stdout().lock();
@@ -438,7 +442,7 @@ fn finish(manager: ConnManager, local: Local, act: &Activity) {
         let _ = t.join();
     }
     let elapsed = act.start.elapsed().as_secs_f64();
-    let totals = totals(&manager.snapshot().stats);
+    let totals = totals(&manager.handle().snapshot().stats);
     println!("stopped cleanly after {elapsed:.1}s, all threads joined: {totals}");
 }
 

@@ -31,13 +31,13 @@
 //! let manager = ConnManager::new(config).unwrap();
 //! manager.start().unwrap();
 //!
-//! let id = manager.connect(ConnReq::permanent(peer)).unwrap();
+//! let id = manager.handle().connect(ConnReq::permanent(peer)).unwrap();
 //! let (connected, _conn) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
 //! assert_eq!(connected, Some(id));
 //! # use connmgr::Listener;
 //! # let _ = listener.accept().unwrap();
 //! manager.stop();
-//! assert!(!manager.is_running());
+//! assert!(!manager.handle().is_running());
 //! ```
 
 #![deny(missing_docs)]

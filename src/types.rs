@@ -7,8 +7,29 @@ use std::io;
 /// Identifies a connection request or an inbound connection. Ids are
 /// unique within one manager and never reused; a permanent request keeps
 /// its id across reconnections.
+///
+/// Requests made by callers have odd ids, minted by the manager when the
+/// call is made so that `connect` answers at once; the Core mints the even
+/// ones (automatic requests and inbound connections) itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
+
+impl ConnId {
+    /// The `n`th caller id (`n` from 1): 1, 3, 5, ...
+    pub const fn caller(n: u64) -> ConnId {
+        ConnId(n.saturating_mul(2).saturating_sub(1))
+    }
+
+    /// The `n`th id the Core mints itself (`n` from 1): 2, 4, 6, ...
+    pub const fn own(n: u64) -> ConnId {
+        ConnId(n.saturating_mul(2))
+    }
+
+    /// Whether this is a caller's id.
+    pub const fn is_caller(self) -> bool {
+        self.0 % 2 == 1
+    }
+}
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -29,7 +29,9 @@ fn subnet(text: &str) -> Subnet {
 }
 
 fn connected(rx: &Receiver<Event>, id: ConnId) -> Conn {
-    match expect_event(rx, |e| matches!(e, Event::Connected { .. }) && e.id() == id) {
+    match expect_event(rx, |e| {
+        matches!(e, Event::Connected { .. }) && e.id() == Some(id)
+    }) {
         Event::Connected { conn, .. } => conn,
         _ => unreachable!(),
     }
@@ -37,13 +39,13 @@ fn connected(rx: &Receiver<Event>, id: ConnId) -> Conn {
 
 fn disconnected(rx: &Receiver<Event>, id: ConnId) {
     expect_event(rx, |e| {
-        matches!(e, Event::Disconnected { .. }) && e.id() == id
+        matches!(e, Event::Disconnected { .. }) && e.id() == Some(id)
     });
 }
 
 fn dial_failed(rx: &Receiver<Event>, id: ConnId) -> (DialError, Option<Duration>) {
     match expect_event(rx, |e| {
-        matches!(e, Event::DialFailed { .. }) && e.id() == id
+        matches!(e, Event::DialFailed { .. }) && e.id() == Some(id)
     }) {
         Event::DialFailed {
             error, retry_in, ..
@@ -89,7 +91,7 @@ fn start_manager(
 ) -> (ConnManager, Receiver<Event>) {
     let builder = Config::builder().dialer(net.dialer()).clock(clock.clone());
     let m = ConnManager::new(more(builder).build()).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     (m, rx)
 }
@@ -104,31 +106,38 @@ fn reaching_the_ban_threshold_disconnects_and_bans_the_ip() {
     let _listener = net.listen(peer.clone()).unwrap();
     let (m, rx) = start_manager(&net, &clock, |b| b);
 
-    let id = m.connect(ConnReq::new(peer.clone())).unwrap();
+    let id = m.handle().connect(ConnReq::new(peer.clone())).unwrap();
     let conn = connected(&rx, id);
-    m.misbehaving(id, 50, 0, "odd message").unwrap();
-    m.misbehaving(id, 49, 0, "odd message").unwrap();
-    sync(&m);
-    assert!(m.bans().is_empty(), "{:?}", m.bans());
+    m.handle().misbehaving(id, 50, 0, "odd message").unwrap();
+    m.handle().misbehaving(id, 49, 0, "odd message").unwrap();
+    sync(m.handle());
+    assert!(m.handle().bans().is_empty(), "{:?}", m.handle().bans());
     assert!(!conn.is_closed());
     assert_eq!(
-        m.conn_info(id).map(|c| c.state),
+        m.handle().conn_info(id).map(|c| c.state),
         Some(ConnState::Established)
     );
 
-    m.misbehaving(id, 1, 0, "invalid block").unwrap();
+    m.handle().misbehaving(id, 1, 0, "invalid block").unwrap();
     disconnected(&rx, id);
     assert!(conn.is_closed());
-    assert!(m.conn_info(id).is_none(), "a one-off request finishes");
-    let bans = m.bans();
+    assert!(
+        m.handle().conn_info(id).is_none(),
+        "a one-off request finishes"
+    );
+    let bans = m.handle().bans();
     assert_eq!(bans.len(), 1, "{bans:?}");
     assert_eq!(bans[0].subnet, Subnet::host(peer.ip().unwrap()));
     assert!(bans[0].reason.contains("invalid block"), "{bans:?}");
     // The default ban lasts a day.
     assert_eq!(bans[0].until, clock.now() + 24 * HOUR);
-    assert_eq!(m.snapshot().stats.trimmed, 1, "a ban is a policy close");
+    assert_eq!(
+        m.handle().snapshot().stats.trimmed,
+        1,
+        "a ban is a policy close"
+    );
 
-    let again = m.connect(ConnReq::new(peer)).unwrap();
+    let again = m.handle().connect(ConnReq::new(peer)).unwrap();
     let (err, retry_in) = dial_failed(&rx, again);
     assert_ban_rejection(&err, "invalid block");
     assert_eq!(retry_in, None);
@@ -145,17 +154,17 @@ fn permanent_request_is_rejected_until_the_ban_expires() {
     let _listener = net.listen(peer.clone()).unwrap();
     let (m, rx) = start_manager(&net, &clock, |b| b.ban_duration(Duration::from_secs(60)));
 
-    let id = m.connect(ConnReq::permanent(peer)).unwrap();
+    let id = m.handle().connect(ConnReq::permanent(peer)).unwrap();
     let first = connected(&rx, id);
-    m.misbehaving(id, 100, 0, "flooding").unwrap();
+    m.handle().misbehaving(id, 100, 0, "flooding").unwrap();
     disconnected(&rx, id);
     assert!(first.is_closed());
-    let until = m.bans()[0].until;
+    let until = m.handle().bans()[0].until;
     assert_eq!(until, clock.now() + Duration::from_secs(60));
 
     let mut rejected = 0;
     let _second = loop {
-        let info = wait_info(&m, id, |c| {
+        let info = wait_info(m.handle(), id, |c| {
             c.state != ConnState::Pending && c.next_attempt.is_some()
         });
         let at = info.next_attempt.unwrap();
@@ -164,7 +173,7 @@ fn permanent_request_is_rejected_until_the_ban_expires() {
             clock.advance(at - now);
         }
         let ev = take_events(&rx, 1, |e| {
-            e.id() == id && matches!(e, Event::Connected { .. } | Event::DialFailed { .. })
+            e.id() == Some(id) && matches!(e, Event::Connected { .. } | Event::DialFailed { .. })
         })
         .remove(0);
         match ev {
@@ -185,9 +194,9 @@ fn permanent_request_is_rejected_until_the_ban_expires() {
         assert!(rejected < 20, "never got past the ban");
     };
     assert!(rejected >= 1, "the ban never rejected a retry");
-    assert!(m.bans().is_empty(), "{:?}", m.bans());
+    assert!(m.handle().bans().is_empty(), "{:?}", m.handle().bans());
     assert_eq!(
-        m.conn_info(id).map(|c| c.state),
+        m.handle().conn_info(id).map(|c| c.state),
         Some(ConnState::Established)
     );
     m.stop();
@@ -204,33 +213,33 @@ fn transient_score_decays_with_the_clock() {
     let _la = net.listen(a.clone()).unwrap();
     let _lb = net.listen(b.clone()).unwrap();
     let (m, rx) = start_manager(&net, &clock, |b| b);
-    let id_a = m.connect(ConnReq::new(a.clone())).unwrap();
+    let id_a = m.handle().connect(ConnReq::new(a.clone())).unwrap();
     let conn_a = connected(&rx, id_a);
-    let id_b = m.connect(ConnReq::new(b.clone())).unwrap();
+    let id_b = m.handle().connect(ConnReq::new(b.clone())).unwrap();
     let conn_b = connected(&rx, id_b);
 
-    m.misbehaving(id_a, 0, 60, "slow").unwrap();
-    sync(&m);
+    m.handle().misbehaving(id_a, 0, 60, "slow").unwrap();
+    sync(m.handle());
     clock.advance(Duration::from_secs(60));
-    m.misbehaving(id_a, 0, 60, "slow").unwrap();
-    sync(&m);
-    assert!(m.bans().is_empty(), "{:?}", m.bans());
+    m.handle().misbehaving(id_a, 0, 60, "slow").unwrap();
+    sync(m.handle());
+    assert!(m.handle().bans().is_empty(), "{:?}", m.handle().bans());
     assert!(!conn_a.is_closed());
 
     // Without the minute between them, the same reports reach 120.
-    m.misbehaving(id_b, 0, 60, "slow").unwrap();
-    m.misbehaving(id_b, 0, 60, "slow").unwrap();
+    m.handle().misbehaving(id_b, 0, 60, "slow").unwrap();
+    m.handle().misbehaving(id_b, 0, 60, "slow").unwrap();
     disconnected(&rx, id_b);
     assert!(conn_b.is_closed());
     assert!(!conn_a.is_closed());
-    let banned: Vec<Subnet> = m.bans().iter().map(|e| e.subnet).collect();
+    let banned: Vec<Subnet> = m.handle().bans().iter().map(|e| e.subnet).collect();
     assert_eq!(banned, vec![Subnet::host(b.ip().unwrap())]);
 
     // About 90 plus 15 crosses the threshold.
-    m.misbehaving(id_a, 0, 15, "slow").unwrap();
+    m.handle().misbehaving(id_a, 0, 15, "slow").unwrap();
     disconnected(&rx, id_a);
     assert!(conn_a.is_closed());
-    assert_eq!(m.bans().len(), 2, "{:?}", m.bans());
+    assert_eq!(m.handle().bans().len(), 2, "{:?}", m.handle().bans());
     m.stop();
 }
 
@@ -242,14 +251,14 @@ fn ban_threshold_is_configurable() {
     let peer = addr("203.0.113.12:8333");
     let _listener = net.listen(peer.clone()).unwrap();
     let (m, rx) = start_manager(&net, &clock, |b| b.ban_threshold(30).warn_threshold(10));
-    let id = m.connect(ConnReq::new(peer)).unwrap();
+    let id = m.handle().connect(ConnReq::new(peer)).unwrap();
     let conn = connected(&rx, id);
-    m.misbehaving(id, 29, 0, "minor").unwrap();
-    sync(&m);
-    assert!(!conn.is_closed() && m.bans().is_empty());
-    m.misbehaving(id, 1, 0, "minor").unwrap();
+    m.handle().misbehaving(id, 29, 0, "minor").unwrap();
+    sync(m.handle());
+    assert!(!conn.is_closed() && m.handle().bans().is_empty());
+    m.handle().misbehaving(id, 1, 0, "minor").unwrap();
     disconnected(&rx, id);
-    assert_eq!(m.bans().len(), 1);
+    assert_eq!(m.handle().bans().len(), 1);
     m.stop();
 }
 
@@ -271,18 +280,19 @@ fn dial_in_flight_when_banned_does_not_stay_connected() {
     };
     let config = Config::builder().dialer(dialer).clock(clock).build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
 
-    let id = m.connect(ConnReq::new(peer.clone())).unwrap();
+    let id = m.handle().connect(ConnReq::new(peer.clone())).unwrap();
     started_rx.recv_timeout(DEADLINE).unwrap();
-    m.ban(Subnet::host(peer.ip().unwrap()), HOUR, "banned mid-dial")
+    m.handle()
+        .ban(Subnet::host(peer.ip().unwrap()), HOUR, "banned mid-dial")
         .unwrap();
-    assert!(wait_until(|| m.bans().len() == 1));
+    assert!(wait_until(|| m.handle().bans().len() == 1));
     go_tx.send(()).unwrap();
 
     let ev = take_events(&rx, 1, |e| {
-        e.id() == id && matches!(e, Event::Connected { .. } | Event::DialFailed { .. })
+        e.id() == Some(id) && matches!(e, Event::Connected { .. } | Event::DialFailed { .. })
     })
     .remove(0);
     match ev {
@@ -293,7 +303,7 @@ fn dial_in_flight_when_banned_does_not_stay_connected() {
         }
         _ => unreachable!(),
     }
-    assert_eq!(m.counts().outbound, 0);
+    assert_eq!(m.handle().counts().outbound, 0);
     m.stop();
 }
 
@@ -308,13 +318,15 @@ fn misbehaving_peer_without_an_ip_is_dropped_without_a_ban() {
     let (m, rx) = start_manager(&net, &clock, |b| b.listener(listener));
     let _client = net.connect(&at).unwrap();
     let conn = accepted(&rx);
-    m.misbehaving(conn.id(), 100, 0, "garbage").unwrap();
+    m.handle()
+        .misbehaving(conn.id(), 100, 0, "garbage")
+        .unwrap();
     expect_event(&rx, |e| {
-        matches!(e, Event::InboundClosed { .. }) && e.id() == conn.id()
+        matches!(e, Event::InboundClosed { .. }) && e.id() == Some(conn.id())
     });
     assert!(conn.is_closed());
-    assert!(m.bans().is_empty(), "{:?}", m.bans());
-    assert_eq!(m.counts().inbound, 0);
+    assert!(m.handle().bans().is_empty(), "{:?}", m.handle().bans());
+    assert_eq!(m.handle().counts().inbound, 0);
     m.stop();
 }
 
@@ -335,38 +347,38 @@ fn subnet_ban_closes_connections_inside_and_unban_lifts_it() {
     let (m, rx) = start_manager(&net, &clock, |b| b);
     let mut conns = Vec::new();
     for a in inside.iter().chain([&outside]) {
-        let id = m.connect(ConnReq::new(a.clone())).unwrap();
+        let id = m.handle().connect(ConnReq::new(a.clone())).unwrap();
         conns.push((id, connected(&rx, id)));
     }
 
     let range = subnet("203.0.113.0/24");
-    m.ban(range, HOUR, "spam range").unwrap();
+    m.handle().ban(range, HOUR, "spam range").unwrap();
     let gone = take_events(&rx, 2, |e| matches!(e, Event::Disconnected { .. }));
-    let mut gone: Vec<ConnId> = gone.iter().map(Event::id).collect();
+    let mut gone: Vec<ConnId> = gone.iter().filter_map(Event::id).collect();
     gone.sort();
     assert_eq!(gone, vec![conns[0].0, conns[1].0]);
     assert!(conns[0].1.is_closed() && conns[1].1.is_closed());
     assert!(!conns[2].1.is_closed());
-    assert_eq!(m.counts().outbound, 1);
-    let bans = m.bans();
+    assert_eq!(m.handle().counts().outbound, 1);
+    let bans = m.handle().bans();
     assert_eq!(bans.len(), 1);
     assert_eq!(
         (bans[0].subnet, bans[0].reason.as_str()),
         (range, "spam range")
     );
 
-    let id = m.connect(ConnReq::new(later.clone())).unwrap();
+    let id = m.handle().connect(ConnReq::new(later.clone())).unwrap();
     assert_ban_rejection(&dial_failed(&rx, id).0, "spam range");
 
     // Lifting a different subnet changes nothing; lifting this one works.
-    m.unban(subnet("203.0.113.0/25")).unwrap();
-    sync(&m);
-    assert_eq!(m.bans().len(), 1);
-    m.unban(range).unwrap();
-    assert!(wait_until(|| m.bans().is_empty()));
-    let id = m.connect(ConnReq::new(later)).unwrap();
+    m.handle().unban(subnet("203.0.113.0/25")).unwrap();
+    sync(m.handle());
+    assert_eq!(m.handle().bans().len(), 1);
+    m.handle().unban(range).unwrap();
+    assert!(wait_until(|| m.handle().bans().is_empty()));
+    let id = m.handle().connect(ConnReq::new(later)).unwrap();
     let _back = connected(&rx, id);
-    assert_eq!(m.counts().outbound, 2);
+    assert_eq!(m.handle().counts().outbound, 2);
     m.stop();
 }
 
@@ -382,7 +394,7 @@ fn tcp_manager(clock: &ManualClock) -> (ConnManager, Arc<Mutex<Vec<Conn>>>, Rece
         .on_accept(move |_, conn| keep.lock().push(conn))
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     (m, seen, rx)
 }
@@ -416,27 +428,28 @@ fn assert_closed_by_peer(client: &mut TcpStream) {
 fn banned_inbound_address_is_refused_before_on_accept() {
     let clock = ManualClock::new();
     let (m, seen, _rx) = tcp_manager(&clock);
-    m.ban(Subnet::host(LOOPBACK), HOUR, "local test ban")
+    m.handle()
+        .ban(Subnet::host(LOOPBACK), HOUR, "local test ban")
         .unwrap();
-    assert!(wait_until(|| m.bans().len() == 1));
+    assert!(wait_until(|| m.handle().bans().len() == 1));
 
-    let mut client = tcp_client(&m);
+    let mut client = tcp_client(m.handle());
     assert!(
-        wait_until(|| m.snapshot().stats.inbound_refused == 1),
+        wait_until(|| m.handle().snapshot().stats.inbound_refused == 1),
         "{:?}",
-        m.snapshot().stats
+        m.handle().snapshot().stats
     );
     assert_closed_by_peer(&mut client);
     assert!(seen.lock().is_empty(), "on_accept ran for a banned peer");
-    let stats = m.snapshot().stats;
+    let stats = m.handle().snapshot().stats;
     assert_eq!(stats.inbound_accepted, 0);
-    assert_eq!(m.counts().inbound, 0);
+    assert_eq!(m.handle().counts().inbound, 0);
 
-    m.unban(Subnet::host(LOOPBACK)).unwrap();
-    assert!(wait_until(|| m.bans().is_empty()));
-    let _client = tcp_client(&m);
+    m.handle().unban(Subnet::host(LOOPBACK)).unwrap();
+    assert!(wait_until(|| m.handle().bans().is_empty()));
+    let _client = tcp_client(m.handle());
     assert!(wait_until(|| seen.lock().len() == 1));
-    assert_eq!(m.snapshot().stats.inbound_refused, 1);
+    assert_eq!(m.handle().snapshot().stats.inbound_refused, 1);
     m.stop();
 }
 
@@ -446,21 +459,23 @@ fn banned_inbound_address_is_refused_before_on_accept() {
 fn misbehaving_inbound_peer_is_banned_and_refused_when_it_returns() {
     let clock = ManualClock::new();
     let (m, seen, rx) = tcp_manager(&clock);
-    let mut first = tcp_client(&m);
+    let mut first = tcp_client(m.handle());
     assert!(wait_until(|| seen.lock().len() == 1));
     let id = seen.lock()[0].id();
-    m.misbehaving(id, 100, 0, "bad handshake").unwrap();
+    m.handle().misbehaving(id, 100, 0, "bad handshake").unwrap();
     expect_event(&rx, |e| {
-        matches!(e, Event::InboundClosed { .. }) && e.id() == id
+        matches!(e, Event::InboundClosed { .. }) && e.id() == Some(id)
     });
     assert_closed_by_peer(&mut first);
-    let bans = m.bans();
+    let bans = m.handle().bans();
     assert_eq!(bans.len(), 1, "{bans:?}");
     assert_eq!(bans[0].subnet, Subnet::host(LOOPBACK));
     assert!(bans[0].reason.contains("bad handshake"));
 
-    let mut second = tcp_client(&m);
-    assert!(wait_until(|| m.snapshot().stats.inbound_refused == 1));
+    let mut second = tcp_client(m.handle());
+    assert!(wait_until(
+        || m.handle().snapshot().stats.inbound_refused == 1
+    ));
     assert_closed_by_peer(&mut second);
     assert_eq!(seen.lock().len(), 1);
     m.stop();
@@ -475,26 +490,30 @@ fn ban_expires_with_the_clock() {
     let _listener = net.listen(peer.clone()).unwrap();
     let (m, rx) = start_manager(&net, &clock, |b| b);
     let banned_at = clock.now();
-    m.ban(
-        Subnet::host(peer.ip().unwrap()),
-        Duration::from_secs(10),
-        "short",
-    )
-    .unwrap();
-    assert!(wait_until(|| m.bans().len() == 1));
-    assert_eq!(m.bans()[0].until, banned_at + Duration::from_secs(10));
+    m.handle()
+        .ban(
+            Subnet::host(peer.ip().unwrap()),
+            Duration::from_secs(10),
+            "short",
+        )
+        .unwrap();
+    assert!(wait_until(|| m.handle().bans().len() == 1));
+    assert_eq!(
+        m.handle().bans()[0].until,
+        banned_at + Duration::from_secs(10)
+    );
 
-    let id = m.connect(ConnReq::new(peer.clone())).unwrap();
+    let id = m.handle().connect(ConnReq::new(peer.clone())).unwrap();
     assert_ban_rejection(&dial_failed(&rx, id).0, "short");
     clock.advance(Duration::from_secs(9));
-    let id = m.connect(ConnReq::new(peer.clone())).unwrap();
+    let id = m.handle().connect(ConnReq::new(peer.clone())).unwrap();
     assert_ban_rejection(&dial_failed(&rx, id).0, "short");
 
     clock.advance(Duration::from_secs(2));
-    assert!(m.bans().is_empty(), "{:?}", m.bans());
-    let id = m.connect(ConnReq::new(peer)).unwrap();
+    assert!(m.handle().bans().is_empty(), "{:?}", m.handle().bans());
+    let id = m.handle().connect(ConnReq::new(peer)).unwrap();
     let _conn = connected(&rx, id);
-    assert!(m.bans().is_empty());
+    assert!(m.handle().bans().is_empty());
     m.stop();
 }
 
@@ -541,23 +560,30 @@ fn bans_survive_a_restart_through_the_ban_file() {
 
     let before: Vec<BanEntry> = {
         let (m, _rx) = start_manager(&net, &clock, |b| b.ban_file(&file));
-        m.ban(subnet("203.0.113.0/24"), HOUR, "range").unwrap();
-        m.ban(
-            Subnet::host(host.ip().unwrap()),
-            2 * HOUR,
-            "odd reason: 100% wrong",
-        )
-        .unwrap();
-        assert!(wait_until(|| m.bans().len() == 2));
-        let bans = m.bans();
+        m.handle()
+            .ban(subnet("203.0.113.0/24"), HOUR, "range")
+            .unwrap();
+        m.handle()
+            .ban(
+                Subnet::host(host.ip().unwrap()),
+                2 * HOUR,
+                "odd reason: 100% wrong",
+            )
+            .unwrap();
+        assert!(wait_until(|| m.handle().bans().len() == 2));
+        let bans = m.handle().bans();
         m.stop();
         bans
     };
     assert!(file.exists());
 
     let (m, rx) = start_manager(&net, &clock, |b| b.ban_file(&file));
-    assert!(wait_until(|| m.bans().len() == 2), "{:?}", m.bans());
-    let after = m.bans();
+    assert!(
+        wait_until(|| m.handle().bans().len() == 2),
+        "{:?}",
+        m.handle().bans()
+    );
+    let after = m.handle().bans();
     for (old, new) in before.iter().zip(&after) {
         assert_eq!((old.subnet, &old.reason), (new.subnet, &new.reason));
         assert!(
@@ -566,10 +592,10 @@ fn bans_survive_a_restart_through_the_ban_file() {
         );
     }
     for (peer, reason) in [(&in_range, "range"), (&host, "100% wrong")] {
-        let id = m.connect(ConnReq::new(peer.clone())).unwrap();
+        let id = m.handle().connect(ConnReq::new(peer.clone())).unwrap();
         assert_ban_rejection(&dial_failed(&rx, id).0, reason);
     }
-    let id = m.connect(ConnReq::new(neighbour.clone())).unwrap();
+    let id = m.handle().connect(ConnReq::new(neighbour.clone())).unwrap();
     let _conn = connected(&rx, id);
     m.stop();
 }
@@ -584,23 +610,28 @@ fn lifted_and_expired_bans_are_not_restored() {
     let net = MemoryNetwork::new();
     {
         let (m, _rx) = start_manager(&net, &clock, |b| b.ban_file(&file));
-        m.ban(subnet("203.0.113.0/24"), HOUR, "lifted").unwrap();
-        m.ban(
-            subnet("198.51.100.0/24"),
-            10 * Duration::from_secs(60),
-            "expires",
-        )
-        .unwrap();
-        m.ban(subnet("192.0.2.1"), 2 * HOUR, "stays").unwrap();
-        assert!(wait_until(|| m.bans().len() == 3));
-        m.unban(subnet("203.0.113.0/24")).unwrap();
-        assert!(wait_until(|| m.bans().len() == 2));
+        m.handle()
+            .ban(subnet("203.0.113.0/24"), HOUR, "lifted")
+            .unwrap();
+        m.handle()
+            .ban(
+                subnet("198.51.100.0/24"),
+                10 * Duration::from_secs(60),
+                "expires",
+            )
+            .unwrap();
+        m.handle()
+            .ban(subnet("192.0.2.1"), 2 * HOUR, "stays")
+            .unwrap();
+        assert!(wait_until(|| m.handle().bans().len() == 3));
+        m.handle().unban(subnet("203.0.113.0/24")).unwrap();
+        assert!(wait_until(|| m.handle().bans().len() == 2));
         m.stop();
     }
     clock.advance(Duration::from_secs(11 * 60));
     let (m, _rx) = start_manager(&net, &clock, |b| b.ban_file(&file));
-    sync(&m);
-    let bans = m.bans();
+    sync(m.handle());
+    let bans = m.handle().bans();
     assert_eq!(bans.len(), 1, "{bans:?}");
     assert_eq!(
         (bans[0].subnet, bans[0].reason.as_str()),
@@ -672,7 +703,7 @@ fn fill_inbound(net: &MemoryNetwork, clock: &ManualClock, slots: usize) -> Full 
         full.clients.push(net.connect(&full.at).unwrap());
         full.conns.push(accepted(&full.rx));
     }
-    assert_eq!(full.m.counts().inbound, slots);
+    assert_eq!(full.m.handle().counts().inbound, slots);
     full
 }
 
@@ -702,12 +733,14 @@ fn full_inbound_slots_evict_for_newcomers_but_never_protected_peers() {
     let protected = &full.conns[EVICTION_SLOTS - 1];
     let pinged = &full.conns[EVICTION_SLOTS - 2];
     let useful = &full.conns[EVICTION_SLOTS - 3];
-    m.protect(protected.remote_addr().to_string(), "friend")
+    m.handle()
+        .protect(protected.remote_addr().to_string(), "friend")
         .unwrap();
-    m.report_ping(pinged.id(), Duration::from_millis(5))
+    m.handle()
+        .report_ping(pinged.id(), Duration::from_millis(5))
         .unwrap();
-    m.report_novel_block(useful.id()).unwrap();
-    sync(m);
+    m.handle().report_novel_block(useful.id()).unwrap();
+    sync(m.handle());
 
     let (mut evicted, mut newcomers) = (Vec::new(), Vec::new());
     for round in 1..=4 {
@@ -715,7 +748,7 @@ fn full_inbound_slots_evict_for_newcomers_but_never_protected_peers() {
         let (conn, gone) = admit_with_eviction(&full.rx);
         evicted.push(gone);
         newcomers.push(conn);
-        let snap = m.snapshot();
+        let snap = m.handle().snapshot();
         assert_eq!(snap.stats.evicted, round, "{:?}", snap.stats);
         assert_eq!(snap.counts.inbound, EVICTION_SLOTS);
     }
@@ -726,7 +759,7 @@ fn full_inbound_slots_evict_for_newcomers_but_never_protected_peers() {
     for conn in full.conns.iter().chain(&newcomers) {
         assert_eq!(conn.is_closed(), evicted.contains(&conn.id()), "{conn:?}");
     }
-    let stats = m.snapshot().stats;
+    let stats = m.handle().snapshot().stats;
     assert_eq!(stats.peak_inbound, EVICTION_SLOTS);
     assert_eq!(stats.inbound_refused, 0);
     assert_eq!(stats.inbound_accepted, EVICTION_SLOTS as u64 + 4);
@@ -743,7 +776,7 @@ fn evictions_count_as_policy_closes() {
     full.clients.push(net.connect(&full.at).unwrap());
     let (newcomer, _) = admit_with_eviction(&full.rx);
     full.conns.push(newcomer);
-    let stats = full.m.snapshot().stats;
+    let stats = full.m.handle().snapshot().stats;
     assert_eq!(stats.evicted, 1);
     assert_eq!(
         stats.trimmed, 1,
@@ -761,14 +794,20 @@ fn too_few_slots_for_eviction_refuse_the_newcomer() {
     let net = MemoryNetwork::new();
     let mut full = fill_inbound(&net, &clock, 4);
     let late = net.connect(&full.at).unwrap();
-    assert!(wait_until(|| full.m.snapshot().stats.inbound_refused == 1));
+    assert!(wait_until(|| full
+        .m
+        .handle()
+        .snapshot()
+        .stats
+        .inbound_refused
+        == 1));
     assert!(
         wait_until(|| late.is_closed()),
         "the refused pipe stays open"
     );
-    let stats = full.m.snapshot().stats;
+    let stats = full.m.handle().snapshot().stats;
     assert_eq!(stats.evicted, 0);
-    assert_eq!(full.m.counts().inbound, 4);
+    assert_eq!(full.m.handle().counts().inbound, 4);
     assert!(full.conns.iter().all(|c| !c.is_closed()));
     full.clients.clear();
     full.m.stop();

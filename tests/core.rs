@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use connmgr::core::{Core, CoreConfig, CoreEvent, Effect, Input, Teardown};
-use connmgr::{Addr, Backoff, ConnId, ConnReq, ConnState, DialError, Direction};
+use connmgr::core::{Changes, Core, CoreConfig, CoreEvent, Effect, Input, ReqSpec, Teardown};
+use connmgr::{Addr, Backoff, ConnId, ConnState, DialError, Direction};
 
 /// A 10.x address; the Core never dials anything itself.
 fn addr(n: u32) -> Addr {
@@ -21,7 +21,7 @@ fn secs(s: u64) -> Duration {
 /// One `Effect::Established`, flattened.
 #[derive(Debug)]
 struct Est {
-    req: Option<ConnReq>,
+    req: Option<ReqSpec>,
     id: ConnId,
     serial: u64,
     addr: Addr,
@@ -51,7 +51,7 @@ impl Out {
             match e {
                 Effect::FetchAddress { id } => out.fetch.push(id),
                 Effect::Dial { id, attempt, addr } => out.dial.push((id, attempt, addr)),
-                Effect::CancelDial { id } => out.cancel.push(id),
+                Effect::CancelDial { id, .. } => out.cancel.push(id),
                 Effect::Established {
                     req,
                     id,
@@ -70,12 +70,10 @@ impl Out {
                 Effect::Discard { conn } => out.discard.push(conn),
                 Effect::Close { serial } => out.close.push(serial),
                 Effect::SaveAnchors(addrs) => out.anchors.push(addrs),
-                Effect::Notify(CoreEvent::Disconnected { req }) => {
-                    out.disconnected.push(req.id().expect("request without id"))
+                Effect::Notify(CoreEvent::Disconnected { req }) => out.disconnected.push(req.id),
+                Effect::Notify(CoreEvent::DialFailed { req, retry_in, .. }) => {
+                    out.failed.push((req.id, retry_in))
                 }
-                Effect::Notify(CoreEvent::DialFailed { req, retry_in, .. }) => out
-                    .failed
-                    .push((req.id().expect("request without id"), retry_in)),
                 Effect::Notify(CoreEvent::InboundClosed { id, .. }) => out.inbound_closed.push(id),
                 _ => {}
             }
@@ -119,7 +117,15 @@ struct Harness {
 }
 
 impl Harness {
+    /// A started Core: requests dial as they come.
     fn new(cfg: CoreConfig) -> Harness {
+        let mut h = Harness::unstarted(cfg);
+        h.step(Input::Start);
+        h
+    }
+
+    /// A Core not started yet: requests wait for `Input::Start`.
+    fn unstarted(cfg: CoreConfig) -> Harness {
         Harness {
             core: Core::new(cfg),
             now: Instant::now(),
@@ -128,6 +134,17 @@ impl Harness {
 
     fn step(&mut self, input: Input<u32>) -> Out {
         Out::from_effects(self.core.handle(self.now, input))
+    }
+
+    /// The final state the Core reported for `id` once it finished.
+    fn final_state(&mut self, id: ConnId) -> Option<ConnState> {
+        let mut changes = Changes::default();
+        self.core.take_changes(&mut changes);
+        changes
+            .finished
+            .iter()
+            .find(|f| f.id == id)
+            .map(|f| f.state)
     }
 
     fn advance(&mut self, d: Duration) {
@@ -139,9 +156,9 @@ impl Harness {
     }
 
     /// Submits a request and returns it with the effects.
-    fn connect(&mut self, n: u32, permanent: bool) -> (ConnReq, ConnId, Out) {
+    fn connect(&mut self, n: u32, permanent: bool) -> (ReqSpec, ConnId, Out) {
         let req = self.core.request(addr(n), permanent);
-        let id = req.id().expect("request() assigns an id");
+        let id = req.id;
         let out = self.step(Input::Connect(req.clone()));
         (req, id, out)
     }
@@ -179,11 +196,10 @@ impl Harness {
 }
 
 fn sourced(target: usize) -> CoreConfig {
-    CoreConfig {
-        target_outbound: target,
-        has_address_source: true,
-        ..CoreConfig::default()
-    }
+    with_cfg(CoreConfig::default(), |c| {
+        c.target_outbound = target;
+        c.has_address_source = true;
+    })
 }
 
 /// A permanent request whose dials keep failing waits 5 s, 10 s, 15 s, …
@@ -228,13 +244,12 @@ fn exponential_backoff_with_jitter_stays_in_bounds() {
         let jitter = 0.5;
         let base = secs(2);
         let max = secs(100);
-        let mut h = Harness::new(CoreConfig {
-            backoff: Backoff::Exponential { jitter },
-            retry_duration: base,
-            max_retry_duration: max,
-            rng_seed: seed,
-            ..CoreConfig::default()
-        });
+        let mut h = Harness::new(with_cfg(CoreConfig::default(), |c| {
+            c.backoff = Backoff::Exponential { jitter };
+            c.retry_duration = base;
+            c.max_retry_duration = max;
+            c.rng_seed = seed;
+        }));
         let (_req, id, out) = h.connect(1, true);
         let (_, mut attempt, _) = out.one_dial();
         let mut shortened = 0;
@@ -265,12 +280,11 @@ fn exponential_backoff_with_jitter_stays_in_bounds() {
 /// With jitter 0 the exponential waits double exactly until the cap.
 #[test]
 fn exponential_backoff_without_jitter_doubles_exactly() {
-    let mut h = Harness::new(CoreConfig {
-        backoff: Backoff::Exponential { jitter: 0.0 },
-        retry_duration: secs(1),
-        max_retry_duration: secs(60),
-        ..CoreConfig::default()
-    });
+    let mut h = Harness::new(with_cfg(CoreConfig::default(), |c| {
+        c.backoff = Backoff::Exponential { jitter: 0.0 };
+        c.retry_duration = secs(1);
+        c.max_retry_duration = secs(60);
+    }));
     let (_req, id, out) = h.connect(1, true);
     let (_, mut attempt, _) = out.one_dial();
     let expected = [1u64, 2, 4, 8, 16, 32, 60, 60, 60, 60];
@@ -362,7 +376,7 @@ fn permanent_request_walks_through_states() {
     let e = est.one_established();
     assert_eq!((e.id, e.conn, e.direction), (id, 9, Direction::Outbound));
     assert_eq!(e.addr, addr(1));
-    assert_eq!(e.req.as_ref().and_then(|r| r.id()), Some(id));
+    assert_eq!(e.req.as_ref().map(|r| r.id), Some(id));
     let serial = e.serial;
     assert_eq!(h.core.state(id), Some(ConnState::Established));
 
@@ -393,7 +407,7 @@ fn remove_pending_cancels_and_discards_late_success() {
         "{out:?}"
     );
     assert_eq!(h.core.state(id), None);
-    assert_eq!(req.state(), ConnState::Canceled);
+    assert_eq!(h.final_state(req.id), Some(ConnState::Canceled));
     assert_eq!(h.core.tracked(), 0);
 
     let late = h.succeed(id, attempt, 77);
@@ -421,7 +435,7 @@ fn remove_established_closes_and_never_retries() {
     assert!(out.dial.is_empty() && out.cancel.is_empty(), "{out:?}");
     assert_eq!(h.core.state(id), None);
     assert_eq!(h.core.tracked(), 0);
-    assert_eq!(req.state(), ConnState::Disconnected);
+    assert_eq!(h.final_state(req.id), Some(ConnState::Disconnected));
 
     for _ in 0..10 {
         h.advance(secs(600));
@@ -461,24 +475,23 @@ fn reconnect_established_redials_same_address_at_once() {
 /// made before Start) do not count toward the target.
 #[test]
 fn target_outbound_is_filled_and_kept() {
-    let mut h = Harness::new(sourced(8));
+    let mut h = Harness::unstarted(sourced(8));
 
-    // Permanent requests before Start.
+    // Permanent requests before Start wait for it.
     let (_, p1, o1) = h.connect(100, true);
     let (_, p2, o2) = h.connect(101, true);
     assert!(
-        o1.fetch.is_empty() && o2.fetch.is_empty(),
-        "no fetch before Start"
+        o1.is_empty() && o2.is_empty(),
+        "nothing happens before Start"
     );
-    let pa1 = o1.one_dial().1;
-    let pa2 = o2.one_dial().1;
-    assert!(h.succeed(p1, pa1, 1000).established.len() == 1);
-    assert!(h.succeed(p2, pa2, 1001).established.len() == 1);
-    assert_eq!(h.core.automatic_slots(), 0);
 
     let out = h.step(Input::Start);
     assert_eq!(out.fetch.len(), 8, "{out:?}");
-    assert!(out.dial.is_empty());
+    let dials: Vec<ConnId> = out.dial.iter().map(|d| d.0).collect();
+    assert_eq!(dials, vec![p1, p2], "waiting requests dial first");
+    let (pa1, pa2) = (out.dial[0].1, out.dial[1].1);
+    assert!(h.succeed(p1, pa1, 1000).established.len() == 1);
+    assert!(h.succeed(p2, pa2, 1001).established.len() == 1);
     let mut auto_ids = out.fetch.clone();
     auto_ids.sort();
     auto_ids.dedup();
@@ -497,7 +510,7 @@ fn target_outbound_is_filled_and_kept() {
         let out = h.succeed(id, attempt, i as u32);
         assert!(out.fetch.is_empty());
         let e = out.one_established();
-        assert!(e.req.as_ref().unwrap().is_automatic());
+        assert!(e.req.as_ref().unwrap().automatic);
         assert_eq!(e.addr, addr(i as u32));
     }
     let established = auto_ids
@@ -538,10 +551,9 @@ fn target_outbound_is_filled_and_kept() {
 /// replaced: only explicit requests are dialed.
 #[test]
 fn connect_only_mode_never_fetches() {
-    let mut h = Harness::new(CoreConfig {
-        has_address_source: false,
-        ..CoreConfig::default()
-    });
+    let mut h = Harness::unstarted(with_cfg(CoreConfig::default(), |c| {
+        c.has_address_source = false;
+    }));
     let out = h.step(Input::Start);
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(h.core.automatic_slots(), 0);
@@ -561,7 +573,7 @@ fn connect_only_mode_never_fetches() {
 /// One success resets the count.
 #[test]
 fn failure_throttle_delays_replacements_from_the_25th_failure() {
-    let mut h = Harness::new(sourced(1));
+    let mut h = Harness::unstarted(sourced(1));
     let out = h.step(Input::Start);
     assert_eq!(out.fetch.len(), 1);
     let mut fetch = out.fetch[0];
@@ -625,7 +637,7 @@ fn failure_throttle_delays_replacements_from_the_25th_failure() {
 /// retry duration, not at once.
 #[test]
 fn empty_address_source_refills_after_retry_duration() {
-    let mut h = Harness::new(sourced(2));
+    let mut h = Harness::unstarted(sourced(2));
     let out = h.step(Input::Start);
     assert_eq!(out.fetch.len(), 2);
     let id = out.fetch[0];
@@ -650,10 +662,9 @@ fn empty_address_source_refills_after_retry_duration() {
 /// slot, once; a close with a stale serial is ignored.
 #[test]
 fn inbound_limit_and_slot_release() {
-    let mut h = Harness::new(CoreConfig {
-        max_inbound: 3,
-        ..CoreConfig::default()
-    });
+    let mut h = Harness::new(with_cfg(CoreConfig::default(), |c| {
+        c.max_inbound = 3;
+    }));
     let mut live = Vec::new();
     for conn in 1..=3u32 {
         let out = h.accept(conn, conn);
@@ -705,10 +716,9 @@ fn inbound_limit_and_slot_release() {
 /// its slot.
 #[test]
 fn teardown_of_inbound_id_closes_it() {
-    let mut h = Harness::new(CoreConfig {
-        max_inbound: 2,
-        ..CoreConfig::default()
-    });
+    let mut h = Harness::new(with_cfg(CoreConfig::default(), |c| {
+        c.max_inbound = 2;
+    }));
     let a = h.accept(1, 1);
     let (ida, sa) = (a.one_established().id, a.one_established().serial);
     let b = h.accept(2, 2);
@@ -771,7 +781,7 @@ fn no_leaks_after_removal_and_stop() {
 
     // With a source: Stop releases automatic slots, throttled refills and
     // everything else.
-    let mut h = Harness::new(sourced(4));
+    let mut h = Harness::unstarted(sourced(4));
     let out = h.step(Input::Start);
     let ids = out.fetch.clone();
     assert_eq!(ids.len(), 4);
@@ -873,7 +883,13 @@ fn stop_without_closing_keeps_connections_open() {
     assert!(out.close.is_empty() && out.disconnected.is_empty());
     assert!(out.inbound_closed.is_empty());
     assert_eq!(h.core.tracked(), 0);
-    assert_eq!(req.state(), ConnState::Established);
+    assert_eq!(h.final_state(req.id), Some(ConnState::Established));
     // The user's later close is not acted on.
     assert!(h.step(Input::Closed { id: up, serial }).is_empty());
+}
+
+/// `base` with the changes `f` makes (the config is non-exhaustive).
+fn with_cfg(mut base: CoreConfig, f: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
+    f(&mut base);
+    base
 }

@@ -89,17 +89,18 @@ fn config_strategy() -> impl Strategy<Value = CoreConfig> {
         any::<u64>(),
     )
         .prop_map(
-            |(target, source, max_in, retry, max_retry, backoff, stable, fails, seed)| CoreConfig {
-                target_outbound: target,
-                has_address_source: source,
-                max_inbound: max_in,
-                retry_duration: Duration::from_secs(retry),
-                max_retry_duration: Duration::from_secs(max_retry),
-                backoff,
-                min_stable_duration: Duration::from_secs(stable),
-                max_failed_attempts: fails,
-                rng_seed: seed,
-                ..CoreConfig::default()
+            |(target, source, max_in, retry, max_retry, backoff, stable, fails, seed)| {
+                with_cfg(CoreConfig::default(), |c| {
+                    c.target_outbound = target;
+                    c.has_address_source = source;
+                    c.max_inbound = max_in;
+                    c.retry_duration = Duration::from_secs(retry);
+                    c.max_retry_duration = Duration::from_secs(max_retry);
+                    c.backoff = backoff;
+                    c.min_stable_duration = Duration::from_secs(stable);
+                    c.max_failed_attempts = fails;
+                    c.rng_seed = seed;
+                })
             },
         )
 }
@@ -220,8 +221,8 @@ impl Model {
                             self.inbound_live.insert(*id);
                         }
                         (Direction::Outbound, Some(req)) => {
-                            if req.id() != Some(*id) {
-                                return Err(format!("{id}: request has id {:?}", req.id()));
+                            if req.id != *id {
+                                return Err(format!("{id}: request has id {:?}", req.id));
                             }
                             if self.last.insert(*id, Last::Connected) == Some(Last::Connected) {
                                 return Err(format!("{id}: connected twice without disconnect"));
@@ -241,12 +242,12 @@ impl Model {
                     self.live.retain(|&(_, s)| s != *serial);
                 }
                 Effect::Notify(CoreEvent::Disconnected { req }) => {
-                    let id = req.id().ok_or("Disconnected for a request without id")?;
+                    let id = req.id;
                     if self.last.insert(id, Last::Disconnected) != Some(Last::Connected) {
                         return Err(format!("{id}: Disconnected without a connection before it"));
                     }
                 }
-                Effect::Notify(CoreEvent::DialFailed { req, .. }) if req.id().is_none() => {
+                Effect::Notify(CoreEvent::DialFailed { req, .. }) if req.id.0 == 0 => {
                     return Err("DialFailed for a request without id".into());
                 }
                 Effect::Notify(CoreEvent::InboundClosed { id, .. })
@@ -317,7 +318,7 @@ impl Model {
         match op {
             Op::Connect { permanent, addr: a } => {
                 let req = self.core.request(addr(*a), *permanent);
-                let id = req.id().ok_or("request() gave no id")?;
+                let id = req.id;
                 self.new_id(id)?;
                 self.run(Input::Connect(req), None)?;
             }
@@ -515,4 +516,10 @@ proptest! {
             prop_assert!(false, "final Stop: {}", msg);
         }
     }
+}
+
+/// `base` with the changes `f` makes (the config is non-exhaustive).
+fn with_cfg(mut base: CoreConfig, f: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
+    f(&mut base);
+    base
 }

@@ -62,7 +62,7 @@ fn counter() -> Arc<AtomicUsize> {
 }
 
 fn handle_of(m: &ConnManager) -> Handle {
-    Handle::clone(m)
+    Handle::clone(m.handle())
 }
 
 /// Stops on another thread and panics if that does not return in time.
@@ -245,35 +245,38 @@ fn config_errors_name_the_setting_to_fix() {
 fn start_and_stop_twice_then_everything_is_stopped() {
     let calls = counter();
     let m = ConnManager::new(Config::builder().dialer(instant_dialer(&calls)).build()).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     m.start().unwrap();
-    assert!(m.is_running());
-    assert!(wait_until(|| m.snapshot().running));
-    let id = m.connect(ConnReq::new(mem_addr(1))).unwrap();
+    assert!(m.handle().is_running());
+    assert!(wait_until(|| m.handle().snapshot().running));
+    let id = m.handle().connect(ConnReq::new(mem_addr(1))).unwrap();
     let conn = expect_connected(&rx, id);
-    wait_info(&m, id, |c| c.state == ConnState::Established);
+    wait_info(m.handle(), id, |c| c.state == ConnState::Established);
 
     let other = handle_of(&m);
     m.stop();
     m.stop();
     other.stop();
-    assert!(!m.is_running());
+    assert!(!m.handle().is_running());
     assert!(!other.is_running());
-    assert!(!m.snapshot().running);
+    assert!(!m.handle().snapshot().running);
     assert!(conn.is_closed());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     assert_eq!(m.start(), Err(Error::Stopped));
-    assert_eq!(m.connect(ConnReq::new(mem_addr(2))), Err(Error::Stopped));
+    assert_eq!(
+        m.handle().connect(ConnReq::new(mem_addr(2))),
+        Err(Error::Stopped)
+    );
     assert_eq!(
         other.connect(ConnReq::new(mem_addr(3))),
         Err(Error::Stopped)
     );
-    assert_eq!(m.new_conn_req(), Err(Error::Stopped));
-    assert_eq!(m.disconnect(id), Err(Error::Stopped));
-    assert_eq!(m.reconnect(id), Err(Error::Stopped));
-    assert_eq!(m.remove(id), Err(Error::Stopped));
+    assert_eq!(m.handle().new_conn_req(), Err(Error::Stopped));
+    assert_eq!(m.handle().disconnect(id), Err(Error::Stopped));
+    assert_eq!(m.handle().reconnect(id), Err(Error::Stopped));
+    assert_eq!(m.handle().remove(id), Err(Error::Stopped));
     assert!(Error::Stopped.to_string().contains("create a new one"));
 }
 
@@ -289,11 +292,14 @@ fn stop_before_start_stops_for_good() {
     });
     let m = ConnManager::new(Config::builder().dialer(d).build()).unwrap();
     // Requests before start are accepted and wait for it.
-    m.connect(ConnReq::new(mem_addr(1))).unwrap();
+    m.handle().connect(ConnReq::new(mem_addr(1))).unwrap();
     m.stop();
-    assert!(!m.is_running());
+    assert!(!m.handle().is_running());
     assert_eq!(m.start(), Err(Error::Stopped));
-    assert_eq!(m.connect(ConnReq::new(mem_addr(2))), Err(Error::Stopped));
+    assert_eq!(
+        m.handle().connect(ConnReq::new(mem_addr(2))),
+        Err(Error::Stopped)
+    );
     assert_eq!(Arc::strong_count(&marker), 1, "the config was not dropped");
 }
 
@@ -314,7 +320,7 @@ fn dropping_a_running_manager_stops_it() {
         .build();
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
-    m.connect(ConnReq::permanent(mem_addr(1))).unwrap();
+    m.handle().connect(ConnReq::permanent(mem_addr(1))).unwrap();
     assert!(wait_until(|| held.lock().len() == 1));
     let h = handle_of(&m);
 
@@ -346,16 +352,21 @@ fn connect_only_mode_never_dials_on_its_own() {
         .target_outbound(8)
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
-    let err = m.new_conn_req().unwrap_err();
+    let err = m.handle().new_conn_req().unwrap_err();
     assert_eq!(err, Error::NoAddressSource);
     assert!(err.to_string().contains("address_source"));
 
-    let id = m.connect(ConnReq::new(mem_addr(1))).unwrap();
+    let id = m.handle().connect(ConnReq::new(mem_addr(1))).unwrap();
     let mut events = events_until(&rx, |ev| is_connected(ev, id));
-    assert!(wait_until(|| m.snapshot().stats.outbound_established == 1));
-    let snap = m.snapshot();
+    assert!(wait_until(|| m
+        .handle()
+        .snapshot()
+        .stats
+        .outbound_established
+        == 1));
+    let snap = m.handle().snapshot();
     assert_eq!(snap.stats.dials, 1, "{snap:?}");
     assert_eq!(snap.counts.pending, 0);
     assert_eq!(snap.counts.automatic_outbound, 0);
@@ -367,7 +378,7 @@ fn connect_only_mode_never_dials_on_its_own() {
     // Everything the manager ever reported (stop delivers the rest) is
     // about our request: no automatic request was even attempted.
     events.extend(rx.try_iter());
-    assert!(events.iter().all(|ev| ev.id() == id), "{events:#?}");
+    assert!(events.iter().all(|ev| ev.id() == Some(id)), "{events:#?}");
 }
 
 /// With fresh addresses the manager establishes exactly the target of
@@ -386,17 +397,17 @@ fn outbound_target_is_reached_exactly_and_never_exceeded() {
         .target_outbound(8)
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     assert!(
-        wait_until(|| m.counts().automatic_outbound == 8),
+        wait_until(|| m.handle().counts().automatic_outbound == 8),
         "{:?}",
-        m.snapshot()
+        m.handle().snapshot()
     );
 
     // A later explicit request: once it is through, the automatic ones have
     // had every chance to overshoot.
-    let sentinel = m.connect(ConnReq::new(mem_addr(100))).unwrap();
+    let sentinel = m.handle().connect(ConnReq::new(mem_addr(100))).unwrap();
     let events = events_until(&rx, |ev| is_connected(ev, sentinel));
     let automatic = events
         .iter()
@@ -405,8 +416,13 @@ fn outbound_target_is_reached_exactly_and_never_exceeded() {
     assert_eq!(automatic, 8, "{events:#?}");
     assert_eq!(events.len(), 9, "unexpected events: {events:#?}");
 
-    assert!(wait_until(|| m.snapshot().stats.outbound_established == 9));
-    let snap = m.snapshot();
+    assert!(wait_until(|| m
+        .handle()
+        .snapshot()
+        .stats
+        .outbound_established
+        == 9));
+    let snap = m.handle().snapshot();
     assert_eq!(snap.counts.automatic_outbound, 8, "{snap:?}");
     assert_eq!(snap.counts.outbound, 9);
     assert_eq!(snap.counts.pending, 0);
@@ -433,14 +449,26 @@ fn permanent_requests_come_on_top_of_the_target() {
         .target_outbound(8)
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     let mut permanent = vec![
-        m.connect(ConnReq::permanent(mem_addr(100))).unwrap(),
-        m.connect(ConnReq::permanent(mem_addr(101))).unwrap(),
+        m.handle()
+            .connect(ConnReq::permanent(mem_addr(100)))
+            .unwrap(),
+        m.handle()
+            .connect(ConnReq::permanent(mem_addr(101)))
+            .unwrap(),
     ];
     m.start().unwrap();
-    permanent.push(m.connect(ConnReq::permanent(mem_addr(102))).unwrap());
-    permanent.push(m.connect(ConnReq::permanent(mem_addr(103))).unwrap());
+    permanent.push(
+        m.handle()
+            .connect(ConnReq::permanent(mem_addr(102)))
+            .unwrap(),
+    );
+    permanent.push(
+        m.handle()
+            .connect(ConnReq::permanent(mem_addr(103)))
+            .unwrap(),
+    );
 
     let mut conns = Vec::new();
     while conns.len() < 12 {
@@ -453,11 +481,11 @@ fn permanent_requests_come_on_top_of_the_target() {
         assert!(conns.iter().any(|c| c.id() == *id), "{id} never connected");
     }
     assert!(
-        wait_until(|| m.counts().outbound == 12),
+        wait_until(|| m.handle().counts().outbound == 12),
         "{:?}",
-        m.snapshot()
+        m.handle().snapshot()
     );
-    let snap = m.snapshot();
+    let snap = m.handle().snapshot();
     assert_eq!(snap.counts.automatic_outbound, 8, "{snap:?}");
     assert_eq!(snap.counts.permanent, 4);
     assert_eq!(snap.stats.dials, 12);
@@ -492,11 +520,11 @@ fn permanent_retry_keeps_its_id_and_waits_for_the_clock() {
     });
     let config = Config::builder().dialer(d).clock(clock.clone()).build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
 
     let req = ConnReq::permanent(target);
-    let id = m.connect(req.clone()).unwrap();
+    let id = m.handle().connect(req.clone()).unwrap();
     assert_eq!(req.id(), Some(id));
     let mut failures = 0;
 
@@ -510,12 +538,14 @@ fn permanent_retry_keeps_its_id_and_waits_for_the_clock() {
 
         // Not yet due: a probe dial goes through, ours does not come back.
         clock.advance(Duration::from_secs(wait - 1));
-        let p = m.connect(ConnReq::new(probe.clone())).unwrap();
+        let p = m.handle().connect(ConnReq::new(probe.clone())).unwrap();
         assert_eq!(expect_dial_failed(&rx, p).1, None);
         failures += 1;
-        assert!(wait_until(|| m.snapshot().stats.dial_failures == failures));
+        assert!(wait_until(
+            || m.handle().snapshot().stats.dial_failures == failures
+        ));
         assert_eq!(calls.load(Ordering::SeqCst) as u64, round);
-        assert_eq!(m.snapshot().stats.dials, failures);
+        assert_eq!(m.handle().snapshot().stats.dials, failures);
         assert_eq!(req.state(), ConnState::Failing);
 
         clock.advance(Duration::from_secs(1));
@@ -546,9 +576,9 @@ fn retry_wait_grows_linearly_up_to_the_cap() {
         .max_retry_duration(Duration::from_secs(20))
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
-    let id = m.connect(ConnReq::permanent(mem_addr(1))).unwrap();
+    let id = m.handle().connect(ConnReq::permanent(mem_addr(1))).unwrap();
     let mut seen = Vec::new();
     for _ in 0..5 {
         let (_, retry_in) = expect_dial_failed(&rx, id);
@@ -584,19 +614,19 @@ fn peer_that_drops_at_once_still_backs_off() {
         })
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
-    let id = m.connect(ConnReq::permanent(mem_addr(1))).unwrap();
+    let id = m.handle().connect(ConnReq::permanent(mem_addr(1))).unwrap();
 
     for k in 1..=3u32 {
         assert_eq!(up_rx.recv_timeout(DEADLINE).unwrap(), Some(id));
         expect_event(&rx, |ev| is_disconnected(ev, id));
-        let info = wait_info(&m, id, |c| {
+        let info = wait_info(m.handle(), id, |c| {
             c.state == ConnState::Disconnected && c.retries == k
         });
         let wait = info.next_attempt.expect("a retry is scheduled") - info.since;
         assert_eq!(wait, SECS_5 * k, "wait after drop {k}");
-        assert_eq!(m.snapshot().stats.dials, u64::from(k));
+        assert_eq!(m.handle().snapshot().stats.dials, u64::from(k));
         if k == 3 {
             hold.store(true, Ordering::SeqCst);
         }
@@ -609,7 +639,7 @@ fn peer_that_drops_at_once_still_backs_off() {
     clock.advance(Duration::from_secs(60));
     drop(conn);
     expect_event(&rx, |ev| is_disconnected(ev, id));
-    let info = wait_info(&m, id, |c| c.state == ConnState::Disconnected);
+    let info = wait_info(m.handle(), id, |c| c.state == ConnState::Disconnected);
     assert_eq!(info.retries, 1);
     assert_eq!(info.next_attempt.unwrap() - info.since, SECS_5);
     m.stop();
@@ -637,13 +667,17 @@ fn network_failure_throttles_automatic_dials() {
     // Settled: every failure is in, nothing is pending, so every slot waits
     // on the throttle timer (which only the clock can fire).
     let settled = |m: &ConnManager, min_failures: u64| {
-        let s = m.snapshot();
+        let s = m.handle().snapshot();
         s.stats.dial_failures >= min_failures
             && s.counts.pending == 0
             && s.stats.dials == s.stats.dial_failures
     };
-    assert!(wait_until(|| settled(&m, 25)), "{:?}", m.snapshot());
-    let snap = m.snapshot();
+    assert!(
+        wait_until(|| settled(&m, 25)),
+        "{:?}",
+        m.handle().snapshot()
+    );
+    let snap = m.handle().snapshot();
     assert!(snap.stats.consecutive_failures >= 25, "{snap:?}");
     assert!(
         (25..=25 + 8).contains(&snap.stats.dials),
@@ -656,8 +690,12 @@ fn network_failure_throttles_automatic_dials() {
 
     let before = snap.stats.dials;
     clock.advance(SECS_5);
-    assert!(wait_until(|| settled(&m, before + 8)), "{:?}", m.snapshot());
-    assert_eq!(m.snapshot().stats.dials, before + 8);
+    assert!(
+        wait_until(|| settled(&m, before + 8)),
+        "{:?}",
+        m.handle().snapshot()
+    );
+    assert_eq!(m.handle().snapshot().stats.dials, before + 8);
     m.stop();
 }
 
@@ -675,11 +713,11 @@ fn stop_waits_for_a_failing_dial_in_flight() {
     let m = ConnManager::new(Config::builder().dialer(d).build()).unwrap();
     m.start().unwrap();
     let req = ConnReq::new(mem_addr(1));
-    m.connect(req.clone()).unwrap();
+    m.handle().connect(req.clone()).unwrap();
     let ctx = entered_rx.recv_timeout(DEADLINE).unwrap();
 
-    let done = stop_in_background(&m);
-    assert!(wait_until(|| !m.is_running()));
+    let done = stop_in_background(m.handle());
+    assert!(wait_until(|| !m.handle().is_running()));
     assert!(
         wait_until(|| ctx.is_canceled()),
         "stop did not cancel the dial"
@@ -717,9 +755,9 @@ fn stop_cancels_a_dial_that_honours_cancellation() {
     });
     let m = ConnManager::new(Config::builder().dialer(d).build()).unwrap();
     m.start().unwrap();
-    m.connect(ConnReq::new(mem_addr(1))).unwrap();
+    m.handle().connect(ConnReq::new(mem_addr(1))).unwrap();
     entered_rx.recv_timeout(DEADLINE).unwrap();
-    stop_within(&m);
+    stop_within(m.handle());
     assert!(saw_cancel.load(Ordering::SeqCst));
     drop(release_tx);
 }
@@ -745,24 +783,29 @@ fn removing_a_pending_request_cancels_it_silently() {
     });
     let config = Config::builder().dialer(d).dialer_pool_size(1).build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     let req = ConnReq::new(slow);
-    let id = m.connect(req.clone()).unwrap();
+    let id = m.handle().connect(req.clone()).unwrap();
     entered_rx.recv_timeout(DEADLINE).unwrap();
-    m.remove(id).unwrap();
+    m.handle().remove(id).unwrap();
     assert!(wait_until(|| req.state() == ConnState::Canceled));
-    assert!(wait_until(|| m.conn_info(id).is_none()));
+    assert!(wait_until(|| m.handle().conn_info(id).is_none()));
 
     // One dialer thread: the next dial runs only after the removed one is
     // done and its result is in.
-    let sentinel = m.connect(ConnReq::new(mem_addr(2))).unwrap();
+    let sentinel = m.handle().connect(ConnReq::new(mem_addr(2))).unwrap();
     let events = events_until(&rx, |ev| is_connected(ev, sentinel));
-    assert!(events.iter().all(|ev| ev.id() != id), "{events:#?}");
+    assert!(events.iter().all(|ev| ev.id() != Some(id)), "{events:#?}");
     assert_eq!(req.state(), ConnState::Canceled);
-    assert!(wait_until(|| m.snapshot().stats.outbound_established == 1));
-    assert_eq!(m.snapshot().stats.dial_failures, 0);
-    assert_eq!(m.remove(id), Err(Error::UnknownId(id)));
+    assert!(wait_until(|| m
+        .handle()
+        .snapshot()
+        .stats
+        .outbound_established
+        == 1));
+    assert_eq!(m.handle().snapshot().stats.dial_failures, 0);
+    assert_eq!(m.handle().remove(id), Err(Error::UnknownId(id)));
     m.stop();
 }
 
@@ -787,19 +830,19 @@ fn removed_request_ignores_a_late_success_and_closes_it() {
     });
     let config = Config::builder().dialer(d).dialer_pool_size(1).build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     let req = ConnReq::new(slow);
-    let id = m.connect(req.clone()).unwrap();
+    let id = m.handle().connect(req.clone()).unwrap();
     entered_rx.recv_timeout(DEADLINE).unwrap();
-    m.remove(id).unwrap();
+    m.handle().remove(id).unwrap();
     assert!(wait_until(|| req.state() == ConnState::Canceled));
     release_tx.send(()).unwrap();
     let mut far = far_rx.recv_timeout(DEADLINE).unwrap();
 
-    let sentinel = m.connect(ConnReq::new(mem_addr(2))).unwrap();
+    let sentinel = m.handle().connect(ConnReq::new(mem_addr(2))).unwrap();
     let events = events_until(&rx, |ev| is_connected(ev, sentinel));
-    assert!(events.iter().all(|ev| ev.id() != id), "{events:#?}");
+    assert!(events.iter().all(|ev| ev.id() != Some(id)), "{events:#?}");
     assert_eq!(req.state(), ConnState::Canceled);
 
     far.set_read_timeout(Some(DEADLINE));
@@ -807,8 +850,13 @@ fn removed_request_ignores_a_late_success_and_closes_it() {
         .read(&mut [0u8; 8])
         .expect("the late stream was not closed");
     assert_eq!(n, 0);
-    assert!(wait_until(|| m.snapshot().stats.outbound_established >= 1));
-    assert_eq!(m.snapshot().stats.outbound_established, 1);
+    assert!(wait_until(|| m
+        .handle()
+        .snapshot()
+        .stats
+        .outbound_established
+        >= 1));
+    assert_eq!(m.handle().snapshot().stats.outbound_established, 1);
     m.stop();
 }
 
@@ -817,20 +865,20 @@ fn removed_request_ignores_a_late_success_and_closes_it() {
 fn disconnecting_a_one_off_request_finishes_it() {
     let calls = counter();
     let m = ConnManager::new(Config::builder().dialer(instant_dialer(&calls)).build()).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     let req = ConnReq::new(mem_addr(1));
-    let id = m.connect(req.clone()).unwrap();
+    let id = m.handle().connect(req.clone()).unwrap();
     let conn = expect_connected(&rx, id);
-    wait_info(&m, id, |c| c.state == ConnState::Established);
+    wait_info(m.handle(), id, |c| c.state == ConnState::Established);
 
-    m.disconnect(id).unwrap();
+    m.handle().disconnect(id).unwrap();
     expect_event(&rx, |ev| is_disconnected(ev, id));
-    assert!(wait_until(|| m.conn_info(id).is_none()));
+    assert!(wait_until(|| m.handle().conn_info(id).is_none()));
     assert_eq!(req.state(), ConnState::Disconnected);
     assert!(conn.is_closed());
-    assert_eq!(m.disconnect(id), Err(Error::UnknownId(id)));
-    assert_eq!(m.snapshot().stats.dials, 1);
+    assert_eq!(m.handle().disconnect(id), Err(Error::UnknownId(id)));
+    assert_eq!(m.handle().snapshot().stats.dials, 1);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     m.stop();
 }
@@ -846,17 +894,17 @@ fn disconnecting_a_permanent_request_retries_after_backoff() {
         .clock(clock.clone())
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     let req = ConnReq::permanent(mem_addr(1));
-    let id = m.connect(req.clone()).unwrap();
+    let id = m.handle().connect(req.clone()).unwrap();
     let first = expect_connected(&rx, id);
-    wait_info(&m, id, |c| c.state == ConnState::Established);
+    wait_info(m.handle(), id, |c| c.state == ConnState::Established);
 
-    m.disconnect(id).unwrap();
+    m.handle().disconnect(id).unwrap();
     expect_event(&rx, |ev| is_disconnected(ev, id));
     assert!(first.is_closed());
-    let info = wait_info(&m, id, |c| c.state == ConnState::Disconnected);
+    let info = wait_info(m.handle(), id, |c| c.state == ConnState::Disconnected);
     assert_eq!(info.next_attempt, Some(info.since + SECS_5));
     assert_eq!(req.state(), ConnState::Disconnected);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -888,13 +936,13 @@ fn reconnect_redials_at_once() {
     });
     let config = Config::builder().dialer(d).clock(clock).build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
 
-    let id = m.connect(ConnReq::new(mem_addr(1))).unwrap();
+    let id = m.handle().connect(ConnReq::new(mem_addr(1))).unwrap();
     let first = expect_connected(&rx, id);
-    wait_info(&m, id, |c| c.state == ConnState::Established);
-    m.reconnect(id).unwrap();
+    wait_info(m.handle(), id, |c| c.state == ConnState::Established);
+    m.handle().reconnect(id).unwrap();
     let events = events_until(&rx, |ev| is_connected(ev, id));
     assert!(is_disconnected(&events[0], id), "{events:#?}");
     assert_eq!(events.len(), 2, "{events:#?}");
@@ -902,10 +950,10 @@ fn reconnect_redials_at_once() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     let req = ConnReq::permanent(flaky);
-    let pid = m.connect(req.clone()).unwrap();
+    let pid = m.handle().connect(req.clone()).unwrap();
     assert_eq!(expect_dial_failed(&rx, pid).1, Some(SECS_5));
-    wait_info(&m, pid, |c| c.state == ConnState::Failing);
-    m.reconnect(pid).unwrap();
+    wait_info(m.handle(), pid, |c| c.state == ConnState::Failing);
+    m.handle().reconnect(pid).unwrap();
     let _conn = expect_connected(&rx, pid);
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert!(wait_until(|| req.state() == ConnState::Established));
@@ -923,8 +971,8 @@ fn memory_listener_reports_inbound_connections() {
         .listener(net.listen(here.clone()).unwrap())
         .build();
     let m = ConnManager::new(config).unwrap();
-    assert_eq!(m.listen_addrs(), std::slice::from_ref(&here));
-    let rx = m.events();
+    assert_eq!(m.handle().listen_addrs(), std::slice::from_ref(&here));
+    let rx = m.handle().events();
     m.start().unwrap();
 
     let mut client = net.connect(&here).unwrap();
@@ -934,12 +982,12 @@ fn memory_listener_reports_inbound_connections() {
     };
     let id = conn.id();
     assert_eq!(conn.direction(), Direction::Inbound);
-    let info = wait_info(&m, id, |_| true);
+    let info = wait_info(m.handle(), id, |_| true);
     assert_eq!(info.direction, Direction::Inbound);
     assert_eq!(info.state, ConnState::Established);
     assert_eq!(info.addr.as_ref(), Some(conn.remote_addr()));
-    assert_eq!(m.counts().inbound, 1);
-    assert_eq!(m.reconnect(id), Err(Error::NotOutbound(id)));
+    assert_eq!(m.handle().counts().inbound, 1);
+    assert_eq!(m.handle().reconnect(id), Err(Error::NotOutbound(id)));
 
     std::io::Write::write_all(&mut client, b"ping").unwrap();
     let mut buf = [0u8; 4];
@@ -956,8 +1004,8 @@ fn memory_listener_reports_inbound_connections() {
     }
     client.set_read_timeout(Some(DEADLINE));
     assert_eq!(client.read(&mut buf).unwrap(), 0);
-    assert!(wait_until(|| m.conn_info(id).is_none()));
-    assert_eq!(m.counts().inbound, 0);
+    assert!(wait_until(|| m.handle().conn_info(id).is_none()));
+    assert_eq!(m.handle().counts().inbound, 0);
     m.stop();
 }
 
@@ -973,7 +1021,7 @@ fn inbound_limit_frees_one_slot_per_connection_closed_twice() {
         .max_inbound(2)
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
 
     let accept = |client: &MemoryNetwork| {
@@ -999,9 +1047,9 @@ fn inbound_limit_frees_one_slot_per_connection_closed_twice() {
     let (c3, _conn3) = accept(&net);
     let mut c4 = net.connect(&here).unwrap();
     assert!(
-        wait_until(|| m.snapshot().stats.inbound_refused == 1),
+        wait_until(|| m.handle().snapshot().stats.inbound_refused == 1),
         "{:?}",
-        m.snapshot()
+        m.handle().snapshot()
     );
     c4.set_read_timeout(Some(DEADLINE));
     assert_eq!(
@@ -1015,7 +1063,7 @@ fn inbound_limit_frees_one_slot_per_connection_closed_twice() {
     let err = c3.read(&mut [0u8; 1]).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
 
-    let snap = m.snapshot();
+    let snap = m.handle().snapshot();
     assert_eq!(snap.counts.inbound, 2, "{snap:?}");
     assert_eq!(snap.stats.inbound_accepted, 3);
     assert_eq!(snap.stats.peak_inbound, 2);
@@ -1061,9 +1109,9 @@ fn callbacks_can_call_back_into_the_manager() {
         })
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
-    let a = m.connect(ConnReq::new(first)).unwrap();
+    let a = m.handle().connect(ConnReq::new(first)).unwrap();
 
     let ra: Report = reports.recv_timeout(DEADLINE).expect("callback stuck");
     assert_eq!(ra.id, a);
@@ -1080,8 +1128,8 @@ fn callbacks_can_call_back_into_the_manager() {
 
     expect_event(&rx, |ev| is_disconnected(ev, a));
     expect_event(&rx, |ev| is_disconnected(ev, b));
-    assert!(wait_until(|| m.snapshot().conns.is_empty()));
-    stop_within(&m);
+    assert!(wait_until(|| m.handle().snapshot().conns.is_empty()));
+    stop_within(m.handle());
 }
 
 /// A callback may stop the manager; the test thread's later stop returns
@@ -1098,12 +1146,15 @@ fn stop_from_a_callback_then_from_outside() {
         .build();
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
-    m.connect(ConnReq::new(mem_addr(1))).unwrap();
+    m.handle().connect(ConnReq::new(mem_addr(1))).unwrap();
     let running = rx.recv_timeout(DEADLINE).expect("stop in a callback stuck");
     assert!(!running);
-    stop_within(&m);
-    assert!(!m.is_running());
-    assert_eq!(m.connect(ConnReq::new(mem_addr(2))), Err(Error::Stopped));
+    stop_within(m.handle());
+    assert!(!m.handle().is_running());
+    assert_eq!(
+        m.handle().connect(ConnReq::new(mem_addr(2))),
+        Err(Error::Stopped)
+    );
 }
 
 /// A callback calling stop while the test thread's stop is waiting for that
@@ -1124,11 +1175,11 @@ fn stop_from_a_callback_while_outside_stop_waits() {
         .build();
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
-    m.connect(ConnReq::new(mem_addr(1))).unwrap();
+    m.handle().connect(ConnReq::new(mem_addr(1))).unwrap();
     entered_rx.recv_timeout(DEADLINE).unwrap();
 
-    let outside = stop_in_background(&m);
-    assert!(wait_until(|| !m.is_running()));
+    let outside = stop_in_background(m.handle());
+    assert!(wait_until(|| !m.handle().is_running()));
     go_tx.send(()).unwrap();
     done_rx
         .recv_timeout(DEADLINE)
@@ -1155,16 +1206,16 @@ fn panicking_callback_is_survived() {
         })
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
-    let a = m.connect(ConnReq::new(bad)).unwrap();
+    let a = m.handle().connect(ConnReq::new(bad)).unwrap();
     expect_event(&rx, |ev| is_disconnected(ev, a));
-    let b = m.connect(ConnReq::new(mem_addr(2))).unwrap();
+    let b = m.handle().connect(ConnReq::new(mem_addr(2))).unwrap();
     let conn: Conn = conns
         .recv_timeout(DEADLINE)
         .expect("no event after a panic");
     assert_eq!(conn.id(), b);
-    assert!(m.is_running());
+    assert!(m.handle().is_running());
     m.stop();
 }
 
@@ -1180,17 +1231,22 @@ fn panicking_dialer_is_survived() {
         Ok(stream())
     });
     let m = ConnManager::new(Config::builder().dialer(d).build()).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
-    let a = m.connect(ConnReq::new(bad)).unwrap();
+    let a = m.handle().connect(ConnReq::new(bad)).unwrap();
     match expect_dial_failed(&rx, a) {
         (DialError::Panicked(msg), None) => assert!(msg.contains("on purpose"), "{msg}"),
         other => panic!("unexpected {other:?}"),
     }
-    let b = m.connect(ConnReq::new(mem_addr(2))).unwrap();
+    let b = m.handle().connect(ConnReq::new(mem_addr(2))).unwrap();
     let _conn = expect_connected(&rx, b);
-    assert!(wait_until(|| m.snapshot().stats.outbound_established == 1));
-    assert_eq!(m.snapshot().stats.dial_failures, 1);
+    assert!(wait_until(|| m
+        .handle()
+        .snapshot()
+        .stats
+        .outbound_established
+        == 1));
+    assert_eq!(m.handle().snapshot().stats.dial_failures, 1);
     m.stop();
 }
 
@@ -1214,7 +1270,7 @@ fn panicking_address_source_is_survived() {
         .clock(clock.clone())
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     match expect_event(&rx, |ev| matches!(ev, Event::DialFailed { .. })) {
         Event::DialFailed { req, retry_in, .. } => {
@@ -1249,10 +1305,10 @@ fn events_for_each_request_alternate_connected_disconnected() {
         .clock(ManualClock::new())
         .build();
     let m = ConnManager::new(config).unwrap();
-    let rx = m.events();
+    let rx = m.handle().events();
     m.start().unwrap();
     let ids: Vec<ConnId> = (0..REQUESTS as u32)
-        .map(|n| m.connect(ConnReq::permanent(mem_addr(n))).unwrap())
+        .map(|n| m.handle().connect(ConnReq::permanent(mem_addr(n))).unwrap())
         .collect();
 
     let mut log: std::collections::HashMap<ConnId, Vec<&str>> = Default::default();
@@ -1269,9 +1325,9 @@ fn events_for_each_request_alternate_connected_disconnected() {
                 seen.push("C");
                 let ups = seen.iter().filter(|k| **k == "C").count();
                 if ups < ROUNDS {
-                    m.reconnect(id).unwrap();
+                    m.handle().reconnect(id).unwrap();
                 } else {
-                    m.remove(id).unwrap();
+                    m.handle().remove(id).unwrap();
                 }
                 // The manager closes it; our close right after must not
                 // confuse the next incarnation.
@@ -1288,7 +1344,7 @@ fn events_for_each_request_alternate_connected_disconnected() {
     for id in ids {
         assert_eq!(log.get(&id), Some(&expected), "events of {id}");
     }
-    assert!(wait_until(|| m.snapshot().conns.is_empty()));
+    assert!(wait_until(|| m.handle().snapshot().conns.is_empty()));
     m.stop();
 }
 
@@ -1322,10 +1378,10 @@ fn no_callback_runs_after_stop_returns() {
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
     for n in 0..50 {
-        m.connect(ConnReq::new(mem_addr(n))).unwrap();
+        m.handle().connect(ConnReq::new(mem_addr(n))).unwrap();
     }
     assert!(wait_until(|| started.load(Ordering::SeqCst) >= 1));
-    stop_within(&m);
+    stop_within(m.handle());
     stopped.store(true, Ordering::SeqCst);
     let at_stop = started.load(Ordering::SeqCst);
     assert_eq!(Arc::strong_count(&marker), 1, "callbacks still alive");

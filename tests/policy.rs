@@ -52,14 +52,18 @@ fn automatic_outbound_holds_one_connection_per_netgroup() {
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
     assert!(
-        wait_until(|| m.counts().automatic_outbound == 3),
+        wait_until(|| m.handle().counts().automatic_outbound == 3),
         "{:?}",
-        m.counts()
+        m.handle().counts()
     );
     // The other five slots keep drawing addresses in held groups until
     // they give up for a retry duration; then nothing is pending.
-    assert!(wait_until(|| m.counts().pending == 0), "{:?}", m.counts());
-    let snap = m.snapshot();
+    assert!(
+        wait_until(|| m.handle().counts().pending == 0),
+        "{:?}",
+        m.handle().counts()
+    );
+    let snap = m.handle().snapshot();
     let mut per_group: HashMap<NetGroup, usize> = HashMap::new();
     for c in snap
         .conns
@@ -71,7 +75,7 @@ fn automatic_outbound_holds_one_connection_per_netgroup() {
             .or_default() += 1;
     }
     assert!(per_group.values().all(|&n| n == 1), "{per_group:?}");
-    assert_eq!(m.counts().automatic_outbound, 3);
+    assert_eq!(m.handle().counts().automatic_outbound, 3);
     m.stop();
 }
 
@@ -92,7 +96,7 @@ fn fills_target_of_eight(addrs: Vec<Addr>, diversity: bool) -> bool {
         .build();
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
-    let filled = wait_until(|| m.counts().automatic_outbound == 8);
+    let filled = wait_until(|| m.handle().counts().automatic_outbound == 8);
     m.stop();
     filled
 }
@@ -133,9 +137,9 @@ fn dial_gate_vetoes_addresses() {
         })
         .build();
     let m = ConnManager::new(config).unwrap();
-    let events = m.events();
+    let events = m.handle().events();
     m.start().unwrap();
-    let bad_id = m.connect(ConnReq::new(bad)).unwrap();
+    let bad_id = m.handle().connect(ConnReq::new(bad)).unwrap();
     let ev = expect_event(&events, |e| matches!(e, Event::DialFailed { .. }));
     match ev {
         Event::DialFailed { req, error, .. } => {
@@ -144,9 +148,9 @@ fn dial_gate_vetoes_addresses() {
         }
         other => panic!("{other:?}"),
     }
-    let ok_id = m.connect(ConnReq::new(ok)).unwrap();
+    let ok_id = m.handle().connect(ConnReq::new(ok)).unwrap();
     let ev = expect_event(&events, |e| matches!(e, Event::Connected { .. }));
-    assert_eq!(ev.id(), ok_id);
+    assert_eq!(ev.id(), Some(ok_id));
     m.stop();
 }
 
@@ -184,7 +188,7 @@ fn accept_gate_refuses_before_anyone_sees() {
         0,
         "refused by the panicking rule"
     );
-    assert_eq!(m.snapshot().stats.inbound_accepted, 1);
+    assert_eq!(m.handle().snapshot().stats.inbound_accepted, 1);
     m.stop();
 }
 
@@ -212,7 +216,7 @@ fn anchors_survive_a_restart() {
         .build();
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
-    assert!(wait_until(|| m.counts().automatic_outbound == 3));
+    assert!(wait_until(|| m.handle().counts().automatic_outbound == 3));
     m.stop();
     let saved = std::fs::read_to_string(&path).unwrap();
     assert_eq!(
@@ -231,11 +235,12 @@ fn anchors_survive_a_restart() {
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
     assert!(
-        wait_until(|| m.counts().automatic_outbound == 3),
+        wait_until(|| m.handle().counts().automatic_outbound == 3),
         "{:?}",
-        m.snapshot()
+        m.handle().snapshot()
     );
     let got: Vec<Addr> = m
+        .handle()
         .snapshot()
         .conns
         .iter()
@@ -272,14 +277,14 @@ fn inline_dialing_behaves_like_the_pool() {
         )
         .build();
     let m = ConnManager::new(config).unwrap();
-    let events = m.events();
+    let events = m.handle().events();
     m.start().unwrap();
-    let ok = m.connect(ConnReq::new(up)).unwrap();
+    let ok = m.handle().connect(ConnReq::new(up)).unwrap();
     assert_eq!(
         expect_event(&events, |e| matches!(e, Event::Connected { .. })).id(),
-        ok
+        Some(ok)
     );
-    let refused = m.connect(ConnReq::new(mem_addr(2))).unwrap();
+    let refused = m.handle().connect(ConnReq::new(mem_addr(2))).unwrap();
     match expect_event(&events, |e| matches!(e, Event::DialFailed { .. })) {
         Event::DialFailed { req, error, .. } => {
             assert_eq!(req.id(), Some(refused));
@@ -287,7 +292,7 @@ fn inline_dialing_behaves_like_the_pool() {
         }
         other => panic!("{other:?}"),
     }
-    let panicked = m.connect(ConnReq::new(mem_addr(3))).unwrap();
+    let panicked = m.handle().connect(ConnReq::new(mem_addr(3))).unwrap();
     match expect_event(&events, |e| matches!(e, Event::DialFailed { .. })) {
         Event::DialFailed { req, error, .. } => {
             assert_eq!(req.id(), Some(panicked));

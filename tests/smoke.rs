@@ -25,12 +25,12 @@ fn target_fills_from_source_over_memory_network() {
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
     assert!(
-        wait_until(|| m.counts().automatic_outbound == 5),
+        wait_until(|| m.handle().counts().automatic_outbound == 5),
         "{:?}",
-        m.snapshot()
+        m.handle().snapshot()
     );
     assert_eq!(held.lock().len(), 5);
     m.stop();
-    assert!(!m.snapshot().running);
+    assert!(!m.handle().snapshot().running);
     assert!(held.lock().iter().all(|c| c.is_closed()));
 }

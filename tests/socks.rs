@@ -1004,7 +1004,10 @@ fn manager_reaches_an_echo_peer_through_the_proxy() {
         .build();
     let manager = ConnManager::new(config).unwrap();
     manager.start().unwrap();
-    manager.connect(ConnReq::new(Addr::Ip(peer))).unwrap();
+    manager
+        .handle()
+        .connect(ConnReq::new(Addr::Ip(peer)))
+        .unwrap();
     let mut conn = rx.recv_timeout(DEADLINE).expect("no connection");
     assert_eq!(conn.remote_addr(), &Addr::Ip(peer));
     conn.write_all(b"ping through socks").unwrap();

@@ -124,7 +124,10 @@ fn manager_reaches_an_echo_peer_through_microsocks() {
         .build();
     let manager = ConnManager::new(config).unwrap();
     manager.start().unwrap();
-    manager.connect(ConnReq::new(Addr::Ip(peer))).unwrap();
+    manager
+        .handle()
+        .connect(ConnReq::new(Addr::Ip(peer)))
+        .unwrap();
     let mut conn = rx.recv_timeout(DEADLINE).expect("no connection");
     assert_eq!(
         round_trip(&mut conn, b"hello via microsocks"),

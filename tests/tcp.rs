@@ -103,7 +103,7 @@ fn round_trip_through_manager(listener: std::net::TcpListener) {
 
     let (m, rx) = outbound_manager(TcpDialer::new());
     let target = Addr::Ip(server_addr);
-    let id = m.connect(ConnReq::new(target.clone())).unwrap();
+    let id = m.handle().connect(ConnReq::new(target.clone())).unwrap();
     let (req, mut conn) = rx.recv_timeout(DEADLINE).expect("no connection");
     assert_eq!(req.id(), Some(id));
     assert_eq!(conn.id(), id);
@@ -111,6 +111,7 @@ fn round_trip_through_manager(listener: std::net::TcpListener) {
     assert_eq!(conn.remote_addr(), &target);
     // The snapshot is published after the hand-over, so wait for it.
     assert!(wait_until(|| m
+        .handle()
         .conn_info(id)
         .is_some_and(|c| c.state == ConnState::Established)));
 
@@ -211,9 +212,9 @@ fn tcp_dialer_times_out_on_blackhole() {
 fn manager_reports_timeout_dialing_blackhole() {
     let hole = blackhole();
     let (m, _rx) = outbound_manager(TcpDialer::new().timeout(Duration::from_millis(300)));
-    let events = m.events();
+    let events = m.handle().events();
     let req = ConnReq::new(Addr::Ip(hole.addr));
-    let id = m.connect(req.clone()).unwrap();
+    let id = m.handle().connect(req.clone()).unwrap();
     let ev = expect_event(&events, |ev| matches!(ev, Event::DialFailed { .. }));
     match ev {
         Event::DialFailed {
@@ -228,7 +229,7 @@ fn manager_reports_timeout_dialing_blackhole() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(wait_until(|| req.state() == ConnState::Failing));
-    assert!(wait_until(|| m.snapshot().stats.dial_failures == 1));
+    assert!(wait_until(|| m.handle().snapshot().stats.dial_failures == 1));
     m.stop();
 }
 
@@ -251,27 +252,27 @@ fn remove_cancels_dial_in_flight() {
         .dial_timeout(Duration::from_secs(60))
         .build();
     let m = ConnManager::new(config).unwrap();
-    let events = m.events();
+    let events = m.handle().events();
     m.start().unwrap();
 
     let req = ConnReq::permanent(Addr::Ip(hole.addr));
-    let id = m.connect(req.clone()).unwrap();
+    let id = m.handle().connect(req.clone()).unwrap();
     started_rx
         .recv_timeout(DEADLINE)
         .expect("dial never started");
     // Give the dialer a moment to enter connect (the test holds either way).
     thread::sleep(Duration::from_millis(50));
-    m.remove(id).unwrap();
+    m.handle().remove(id).unwrap();
 
     let ended = ended_rx
         .recv_timeout(DEADLINE)
         .expect("remove did not end the dial");
     assert_eq!(ended, Some(DialError::Canceled));
     assert!(wait_until(|| req.state() == ConnState::Canceled));
-    assert!(wait_until(|| m.conn_info(id).is_none()));
+    assert!(wait_until(|| m.handle().conn_info(id).is_none()));
     // A canceled request is not reported as a failure.
     assert!(
-        events.try_iter().all(|ev| ev.id() != id),
+        events.try_iter().all(|ev| ev.id() != Some(id)),
         "unexpected event"
     );
 
@@ -311,10 +312,10 @@ fn listener_accepts_and_reports_inbound_close() {
         })
         .build();
     let m = ConnManager::new(config).unwrap();
-    let events = m.events();
+    let events = m.handle().events();
     m.start().unwrap();
 
-    let listen = m.listen_addrs().to_vec();
+    let listen = m.handle().listen_addrs().to_vec();
     assert_eq!(listen.len(), 1);
     let server = listen[0].socket_addr().unwrap();
     assert_eq!(server.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -334,9 +335,12 @@ fn listener_accepts_and_reports_inbound_close() {
         .collect();
     let remotes: HashSet<Addr> = accepted.iter().map(|(_, a)| a.clone()).collect();
     assert_eq!(locals, remotes);
-    assert!(wait_until(|| m.counts().inbound == 3));
+    assert!(wait_until(|| m.handle().counts().inbound == 3));
     for (id, _) in &accepted {
-        assert_eq!(m.conn_info(*id).unwrap().direction, Direction::Inbound);
+        assert_eq!(
+            m.handle().conn_info(*id).unwrap().direction,
+            Direction::Inbound
+        );
     }
 
     for c in &mut clients {
@@ -363,14 +367,14 @@ fn listener_accepts_and_reports_inbound_close() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(wait_until(|| m.counts().inbound == 2));
-    assert!(m.conn_info(first_id).is_none());
-    assert_eq!(m.snapshot().stats.inbound_accepted, 3);
+    assert!(wait_until(|| m.handle().counts().inbound == 2));
+    assert!(m.handle().conn_info(first_id).is_none());
+    assert_eq!(m.handle().snapshot().stats.inbound_accepted, 3);
 
     for c in &clients {
         c.shutdown(Shutdown::Both).unwrap();
     }
-    assert!(wait_until(|| m.counts().inbound == 0));
+    assert!(wait_until(|| m.handle().counts().inbound == 0));
     m.stop();
 }
 
@@ -390,7 +394,7 @@ fn concurrent_accepts_respect_max_inbound() {
         .build();
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
-    let server = m.listen_addrs()[0].socket_addr().unwrap();
+    let server = m.handle().listen_addrs()[0].socket_addr().unwrap();
 
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let (report_tx, report_rx) = unbounded::<(SocketAddr, io::Result<usize>)>();
@@ -416,17 +420,17 @@ fn concurrent_accepts_respect_max_inbound() {
     drop(report_tx);
 
     let settled = wait_until(|| {
-        let st = m.snapshot().stats;
+        let st = m.handle().snapshot().stats;
         assert!(st.peak_inbound <= MAX, "{st:?}");
         st.inbound_accepted + st.inbound_refused == CLIENTS as u64
     });
-    assert!(settled, "{:?}", m.snapshot().stats);
-    let stats = m.snapshot().stats;
+    assert!(settled, "{:?}", m.handle().snapshot().stats);
+    let stats = m.handle().snapshot().stats;
     assert_eq!(stats.inbound_accepted, MAX as u64);
     assert_eq!(stats.inbound_refused, (CLIENTS - MAX) as u64);
     assert!(stats.peak_inbound <= MAX);
     assert!(wait_until(|| held.lock().len() == MAX));
-    assert_eq!(m.counts().inbound, MAX);
+    assert_eq!(m.handle().counts().inbound, MAX);
 
     let kept: HashSet<SocketAddr> = held
         .lock()
@@ -462,8 +466,8 @@ fn concurrent_accepts_respect_max_inbound() {
     for t in threads {
         t.join().unwrap();
     }
-    assert!(wait_until(|| m.counts().inbound == 0));
-    assert!(m.snapshot().stats.peak_inbound <= MAX);
+    assert!(wait_until(|| m.handle().counts().inbound == 0));
+    assert!(m.handle().snapshot().stats.peak_inbound <= MAX);
     m.stop();
 }
 

@@ -84,14 +84,16 @@ fn start_busy_manager() -> Running {
         .build();
     let manager = ConnManager::new(config).unwrap();
     manager.start().unwrap();
-    let listen = manager.listen_addrs()[0].socket_addr().unwrap();
+    let listen = manager.handle().listen_addrs()[0].socket_addr().unwrap();
 
     for _ in 0..OUTBOUND {
         manager
+            .handle()
             .connect(ConnReq::new(Addr::Ip(server_addr)))
             .unwrap();
     }
     let refused_id = manager
+        .handle()
         .connect(ConnReq::permanent(Addr::Ip(refused_addr)))
         .unwrap();
     let mut peers = Vec::new();
@@ -108,16 +110,16 @@ fn start_busy_manager() -> Running {
     assert!(
         wait_until(|| held.lock().len() == OUTBOUND + INBOUND),
         "{:?}",
-        manager.snapshot()
+        manager.handle().snapshot()
     );
     // The snapshot is published after the hand-overs, so wait for it.
     assert!(
         wait_until(|| {
-            let c = manager.counts();
+            let c = manager.handle().counts();
             (c.outbound, c.inbound, c.permanent) == (OUTBOUND, INBOUND, 1)
         }),
         "{:?}",
-        manager.counts()
+        manager.handle().counts()
     );
 
     #[cfg(target_os = "linux")]
@@ -175,8 +177,8 @@ fn stop_and_drop_leave_no_threads_and_close_the_listener() {
     // First: an explicit stop.
     let mut run = start_busy_manager();
     run.manager.stop();
-    assert!(!run.manager.is_running());
-    assert!(!run.manager.snapshot().running);
+    assert!(!run.manager.handle().is_running());
+    assert!(!run.manager.handle().snapshot().running);
     assert_all_gone(run.listen, &run.held, &mut run.peers);
     drop(run);
 
@@ -189,7 +191,7 @@ fn stop_and_drop_leave_no_threads_and_close_the_listener() {
         _refused,
         _server,
     } = start_busy_manager();
-    let handle: Handle = (*manager).clone();
+    let handle: Handle = manager.handle().clone();
     drop(manager);
     assert!(!handle.is_running());
     assert_eq!(

@@ -1,22 +1,56 @@
-//! Inbound connections: accepting within the limit, closing, and what the
-//! node reports about them.
+//! The inbound slots: accepting within the limit, eviction when full, and
+//! what the node reports about its peers.
 
 use std::time::Instant;
 
 use log::{debug, info};
+use rand::rngs::SmallRng;
+use rand::RngExt;
 
-use super::{Core, CoreEvent, Effect, InEntry, PeerReport, Teardown, Usefulness, LOG};
+use super::record::{Record, Side};
+use super::{Core, CoreConfig, Effect, PeerReport, Teardown, LOG};
 use crate::addr::Addr;
-use crate::core::info::ConnInfo;
-use crate::policy::eviction::{CandidateNet, EvictionCandidate, EvictionPolicy};
+use crate::policy::eviction::{CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy};
 use crate::types::{ConnId, ConnState, Direction};
+
+/// The inbound limit, the eviction switch and key, and the live count.
+pub(super) struct InboundSlots {
+    max: usize,
+    evict: bool,
+    /// Keys the netgroup hash eviction protects by; drawn from the Core's
+    /// seeded generator so that it is secret yet reproducible.
+    key: EvictionKey,
+    live: usize,
+}
+
+impl InboundSlots {
+    pub(super) fn new(cfg: &CoreConfig, rng: &mut SmallRng) -> Self {
+        InboundSlots {
+            max: cfg.max_inbound,
+            evict: cfg.evict_inbound,
+            key: EvictionKey::from_keys(rng.random(), rng.random()),
+            live: 0,
+        }
+    }
+
+    pub(super) fn live(&self) -> usize {
+        self.live
+    }
+
+    pub(super) fn release(&mut self) {
+        self.live = self.live.saturating_sub(1);
+    }
+
+    fn has_room(&self) -> bool {
+        self.live < self.max
+    }
+}
 
 impl Core {
     pub(super) fn on_report(&mut self, now: Instant, id: ConnId, report: PeerReport) {
-        let Some(e) = self.inbound.get_mut(&id) else {
+        let Some(Side::In(u)) = self.records.get_mut(&id).map(|r| &mut r.side) else {
             return; // only inbound eviction uses reports
         };
-        let u = &mut e.usefulness;
         match report {
             PeerReport::Ping(rtt) => u.min_ping = Some(u.min_ping.map_or(rtt, |p| p.min(rtt))),
             PeerReport::NovelBlock => u.last_block = Some(now),
@@ -37,23 +71,14 @@ impl Core {
             out.push(Effect::Discard { conn });
             return;
         }
-        let id = self.ids.next();
+        let id = self.mint_id();
         self.next_serial += 1;
         let serial = self.next_serial;
-        self.inbound.insert(
-            id,
-            InEntry {
-                addr: remote.clone(),
-                peer: None,
-                score: None,
-                serial,
-                since: now,
-                usefulness: Usefulness::default(),
-                dirty: false,
-            },
-        );
+        self.records
+            .insert(id, Record::inbound(remote.clone(), serial, now));
+        self.inb.live += 1;
         self.stats.inbound_accepted += 1;
-        self.stats.peak_inbound = self.stats.peak_inbound.max(self.inbound.len());
+        self.stats.peak_inbound = self.stats.peak_inbound.max(self.inb.live);
         info!(target: LOG, "accepted {remote} ({id})");
         out.push(Effect::Established {
             req: None,
@@ -64,7 +89,7 @@ impl Core {
             conn,
         });
         self.mark(id);
-        self.track_open(id, now);
+        self.peers_opened(id, now);
     }
 
     /// Why a newcomer from `remote` cannot have a slot, if it cannot.
@@ -78,26 +103,22 @@ impl Core {
         if self.stopped {
             return Some("the manager is stopping".into());
         }
-        if let Some(ban) = self.ban_on(remote.ip(), now) {
+        if let Some(ban) = self.bans.ban_for_addr(remote, now) {
             return Some(format!("banned: {}", ban.reason));
         }
-        if self.inbound.len() < self.cfg.max_inbound {
+        if self.inb.has_room() {
             return None;
         }
-        let full = format!(
-            "{} of {} slots used",
-            self.inbound.len(),
-            self.cfg.max_inbound
-        );
-        if !self.cfg.evict_inbound {
+        let full = format!("{} of {} slots used", self.inb.live, self.inb.max);
+        if !self.inb.evict {
             return Some(full);
         }
         match EvictionPolicy::default().select_to_evict(self.eviction_candidates(), now) {
             Some(victim) => {
-                info!(target: LOG, "evicting inbound {} for {remote}", ConnId(victim));
+                let victim = ConnId(victim);
+                info!(target: LOG, "evicting inbound {victim} for {remote}");
                 self.stats.evicted += 1;
-                self.stats.trimmed += 1;
-                self.close_inbound(ConnId(victim), out);
+                self.close_for_policy(now, victim, out);
                 None
             }
             None => Some(format!("{full}, all protected from eviction")),
@@ -106,17 +127,24 @@ impl Core {
 
     /// Every inbound connection as the eviction rules see it.
     fn eviction_candidates(&self) -> Vec<EvictionCandidate> {
-        self.inbound
+        self.records
             .iter()
-            .map(|(id, e)| {
-                let group = self.eviction_key.keyed_netgroup(&e.addr.netgroup());
+            .filter_map(|(id, r)| match (&r.side, &r.addr) {
+                (Side::In(u), Some(addr)) => Some((id, r, u, addr)),
+                _ => None,
+            })
+            .map(|(id, r, u, addr)| {
+                let group = self.inb.key.keyed_netgroup(&addr.netgroup());
+                let opened = r.opened.unwrap_or(r.since);
                 let mut c =
-                    EvictionCandidate::new(id.0, e.since, group, CandidateNet::from_addr(&e.addr));
-                c.min_ping = e.usefulness.min_ping;
-                c.last_block = e.usefulness.last_block;
-                c.last_tx = e.usefulness.last_tx;
+                    EvictionCandidate::new(id.0, opened, group, CandidateNet::from_addr(addr));
+                c.min_ping = u.min_ping;
+                c.last_block = u.last_block;
+                c.last_tx = u.last_tx;
                 c.relevant_services = true;
-                c.noban = self.is_protected(&e.peer_id());
+                c.noban = r
+                    .peer_id()
+                    .is_some_and(|p| self.peers.is_protected(&p, None));
                 c
             })
             .collect()
@@ -129,47 +157,10 @@ impl Core {
         serial: u64,
         out: &mut Vec<Effect<C>>,
     ) {
-        if matches!(self.inbound.get(&id), Some(e) if e.serial == serial) {
-            self.close_inbound(id, out);
-            return;
-        }
-        let current = matches!(self.outbound.get(&id),
-            Some(e) if e.serial == serial && e.state == ConnState::Established);
+        let current = matches!(self.records.get(&id),
+            Some(r) if r.serial == serial && r.state == ConnState::Established);
         if current {
             self.take_down(now, id, Teardown::Disconnect, out);
         }
-    }
-
-    /// Closes an inbound connection and frees its slot (once: the entry
-    /// leaves the map here).
-    pub(super) fn close_inbound<C>(&mut self, id: ConnId, out: &mut Vec<Effect<C>>) {
-        if self.inbound.contains_key(&id) {
-            self.track_close(id);
-        }
-        if let Some(e) = self.inbound.remove(&id) {
-            self.stats.closed += 1;
-            self.removed.push(id);
-            info!(target: LOG, "inbound {} closed ({id})", e.addr);
-            out.push(Effect::Close { serial: e.serial });
-            out.push(Effect::Notify(CoreEvent::InboundClosed {
-                id,
-                addr: e.addr,
-            }));
-        }
-    }
-}
-
-pub(super) fn in_info(id: ConnId, e: &InEntry) -> ConnInfo {
-    ConnInfo {
-        id,
-        addr: Some(e.addr.clone()),
-        direction: Direction::Inbound,
-        state: ConnState::Established,
-        permanent: false,
-        automatic: false,
-        peer: e.peer.clone(),
-        retries: 0,
-        since: e.since,
-        next_attempt: None,
     }
 }

@@ -1,117 +1,65 @@
-//! The sans-IO state machine that makes every policy decision.
+//! The low-level layer: a sans-IO, deterministic state machine that makes
+//! every connection and peer policy decision.
 //!
 //! [`Core`] is driven by [`Input`]s, each with an explicit `now`, and
-//! answers with [`Effect`]s for the caller to carry out; it holds no thread,
-//! socket or clock. The handler thread is a thin shell around it, and tests
-//! drive it directly with made-up time.
+//! answers with [`Effect`]s for the caller to carry out; what callers may
+//! read changes only through [`Core::take_changes`]. It holds no thread,
+//! lock, atomic, clock, channel, file or unseeded random generator: two
+//! Cores built from one [`CoreConfig`] and fed the same inputs produce the
+//! same effects and changes. The manager's handler thread is a thin shell
+//! around it; tests and simulations drive it directly with made-up time.
 //!
 //! `C` is the connection payload (a stream in the manager, anything in
 //! tests): the Core routes it from a dial or accept result to an
 //! [`Effect::Established`] or [`Effect::Discard`] but never looks inside.
+//!
+//! The Core is made of four parts, each owning its state and settings:
+//! the outbound book (requests, addresses, backoff, diversity, anchors),
+//! the inbound slots (limit and eviction), the peer book (tags,
+//! protection, trimming) and the ban book (bans and ban scores). The root
+//! keeps one record per id and routes inputs between them.
+//!
+//! ```
+//! use std::time::Instant;
+//! use connmgr::core::{Core, CoreConfig, Effect, Input};
+//!
+//! let mut core = Core::new(CoreConfig::default());
+//! let now = Instant::now();
+//! core.handle::<()>(now, Input::Start);
+//! let req = core.request("127.0.0.1:8333".parse().unwrap(), true);
+//! let effects = core.handle::<()>(now, Input::Connect(req));
+//! assert!(matches!(effects.as_slice(), [Effect::Dial { .. }]));
+//! ```
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
-
-use crate::addr::{Addr, NetGroup};
+use crate::addr::Addr;
 use crate::idmap::IdMap;
-use crate::policy::backoff::Backoff;
-use crate::types::DialError;
-use crate::types::{ConnId, ConnState, Direction};
-
-use crate::core::info::Stats;
 use crate::policy::banlist::{BanEntry, BanList, Subnet};
-use crate::policy::banscore::DynamicBanScore;
-use crate::policy::diversity::diversity_group;
-use crate::policy::eviction::EvictionKey;
-use crate::policy::tags::{PeerId, PeerTags};
-use crate::policy::trim::TrimPolicy;
-use crate::runtime::request::{ConnReq, IdGen, ReqView};
-use crate::runtime::snapshot::SnapshotStore;
+use crate::policy::tags::{PeerId, TagInfo};
+use crate::types::{ConnId, ConnState, DialError, Direction};
 
 mod banbook;
+mod changes;
 mod inbound;
 pub(crate) mod info;
 mod outbound;
 mod peerbook;
+mod record;
+mod settings;
 
+use banbook::BanBook;
+use inbound::InboundSlots;
+use outbound::OutboundBook;
+use peerbook::PeerBook;
+use record::Record;
+
+pub use changes::{Changes, Finished, PeerChange};
 pub use peerbook::{DecayingSpec, TagChange};
-
-use inbound::in_info;
-use outbound::{out_info, peer_of, release_group};
+pub use record::default_peer_id;
+pub use settings::CoreConfig;
 
 const LOG: &str = "connmgr";
-
-/// Unusable addresses (banned, or in a netgroup already held) the source
-/// may give one request before the request waits like an empty source.
-const MAX_SOURCE_TRIES: u8 = 8;
-
-/// The policy settings the Core needs (a subset of [`Config`](crate::Config)).
-#[derive(Debug, Clone)]
-pub struct CoreConfig {
-    /// Automatic outbound connections to keep.
-    pub target_outbound: usize,
-    /// Whether an address source exists; without one the Core never makes
-    /// automatic requests (connect-only mode).
-    pub has_address_source: bool,
-    /// Live inbound connections allowed.
-    pub max_inbound: usize,
-    /// The base retry step.
-    pub retry_duration: Duration,
-    /// The longest wait between retries.
-    pub max_retry_duration: Duration,
-    /// How waits grow.
-    pub backoff: Backoff,
-    /// How long a connection must stay up before its retry count resets.
-    pub min_stable_duration: Duration,
-    /// Consecutive automatic failures after which each replacement waits
-    /// `retry_duration`.
-    pub max_failed_attempts: u32,
-    /// Seed for backoff jitter.
-    pub rng_seed: u64,
-    /// At most one automatic outbound connection per routable netgroup.
-    pub diversity: bool,
-    /// How many long-lived outbound addresses a clean stop reports as
-    /// anchors.
-    pub anchor_count: usize,
-    /// Connection watermarks for trimming; `None` never trims.
-    pub trim: Option<TrimPolicy>,
-    /// Ban score at which a misbehaving peer is banned and disconnected.
-    pub ban_threshold: u32,
-    /// Ban score from which misbehaviour is logged as a warning.
-    pub warn_threshold: u32,
-    /// How long a peer that reached the ban threshold stays banned.
-    pub ban_duration: Duration,
-    /// When inbound slots are full, evict a connection (chosen by Bitcoin
-    /// Core's rules) for the newcomer instead of refusing it.
-    pub evict_inbound: bool,
-}
-
-impl Default for CoreConfig {
-    fn default() -> Self {
-        CoreConfig {
-            target_outbound: 8,
-            has_address_source: false,
-            max_inbound: 125,
-            retry_duration: Duration::from_secs(5),
-            max_retry_duration: Duration::from_secs(300),
-            backoff: Backoff::Linear,
-            min_stable_duration: Duration::from_secs(30),
-            max_failed_attempts: 25,
-            rng_seed: 0,
-            diversity: true,
-            anchor_count: 2,
-            trim: None,
-            ban_threshold: 100,
-            warn_threshold: 50,
-            ban_duration: Duration::from_secs(24 * 60 * 60),
-            evict_inbound: false,
-        }
-    }
-}
 
 /// How to take down a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,16 +68,61 @@ pub enum Teardown {
     /// an automatic request is replaced from the address source.
     Disconnect,
     /// Close and dial the same address again at once, permanent or not.
+    /// Outbound only.
     Reconnect,
     /// btcd's `Remove`: cancel or close, never retry.
     Remove,
+}
+
+impl Teardown {
+    /// Whether this teardown applies to a connection opened in `direction`:
+    /// an inbound connection cannot be reconnected.
+    pub fn applies_to(self, direction: Direction) -> bool {
+        !(self == Teardown::Reconnect && direction == Direction::Inbound)
+    }
+}
+
+/// An outbound request as the Core sees it: plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReqSpec {
+    /// Its id: odd for requests made by callers (see [`ConnId`]).
+    pub id: ConnId,
+    /// Where to connect; `None` asks the address source.
+    pub addr: Option<Addr>,
+    /// Retried forever with backoff.
+    pub permanent: bool,
+    /// Made by the Core to fill the outbound target.
+    pub automatic: bool,
+}
+
+impl ReqSpec {
+    /// A request to `addr` under `id`.
+    pub fn new(id: ConnId, addr: Addr, permanent: bool) -> Self {
+        ReqSpec {
+            id,
+            addr: Some(addr),
+            permanent,
+            automatic: false,
+        }
+    }
+
+    /// A one-off request under `id` whose address comes from the source.
+    pub fn from_source(id: ConnId) -> Self {
+        ReqSpec {
+            id,
+            addr: None,
+            permanent: false,
+            automatic: false,
+        }
+    }
 }
 
 /// Something that happened, for the Core to act on.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Input<C> {
-    /// The manager started: fill the outbound target.
+    /// The manager started: dial what waits and fill the outbound target.
     Start,
     /// Addresses to dial first for automatic connections (the anchors saved
     /// at the last clean stop); give them before [`Input::Start`].
@@ -142,10 +135,8 @@ pub enum Input<C> {
         /// What was learned.
         report: PeerReport,
     },
-    /// A request with an id and an address.
-    Connect(ConnReq),
-    /// A request with an id whose address comes from the source.
-    ConnectFromSource(ConnReq),
+    /// A request made by a caller. Before [`Input::Start`] it waits.
+    Connect(ReqSpec),
     /// Take a request down.
     Teardown {
         /// Which request.
@@ -208,11 +199,11 @@ pub enum Input<C> {
         /// Its peer.
         peer: PeerId,
     },
-    /// Register a decaying tag (before [`Input::Start`]).
+    /// Register a decaying tag.
     RegisterDecaying(DecayingSpec),
     /// Trim now if above the low watermark and outside the silence period.
     Trim,
-    /// Bans loaded from disk (before [`Input::Start`]).
+    /// Bans loaded from disk, merged with the bans already made.
     LoadBans(BanList),
     /// A connection misbehaved: raise its ban score.
     Misbehaving {
@@ -245,6 +236,7 @@ pub enum Input<C> {
 
 /// What the node reports about a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PeerReport {
     /// A round-trip time measured with this peer (the lowest one counts).
     Ping(Duration),
@@ -272,15 +264,17 @@ pub enum Effect<C> {
         /// Where to.
         addr: Addr,
     },
-    /// Give up the dial in flight for `id`.
+    /// Give up dial `attempt` of `id`, which is in flight.
     CancelDial {
         /// Which request.
         id: ConnId,
+        /// Which attempt.
+        attempt: u64,
     },
     /// A connection is now established: hand it to the user.
     Established {
         /// The outbound request, or `None` for an inbound connection.
-        req: Option<ConnReq>,
+        req: Option<ReqSpec>,
         /// The request's or inbound connection's id.
         id: ConnId,
         /// This incarnation's serial, echoed back in [`Input::Closed`].
@@ -314,16 +308,17 @@ pub enum Effect<C> {
 /// Events the Core reports (connection hand-overs travel in
 /// [`Effect::Established`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum CoreEvent {
     /// An established outbound connection closed.
     Disconnected {
         /// The request.
-        req: ConnReq,
+        req: ReqSpec,
     },
     /// A dial failed (or the source had no address).
     DialFailed {
         /// The request.
-        req: ConnReq,
+        req: ReqSpec,
         /// Why.
         error: DialError,
         /// When the request will try again, if it will.
@@ -338,148 +333,66 @@ pub enum CoreEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    Retry { id: ConnId, attempt: u64 },
-    Refill,
-}
-
-struct OutEntry {
-    req: ConnReq,
-    addr: Option<Addr>,
-    state: ConnState,
-    retries: u32,
-    attempt: u64,
-    serial: u64,
-    since: Instant,
-    established_at: Option<Instant>,
-    next_attempt: Option<Instant>,
-    /// The peer id set with `set_peer_id`, or the address text cached once
-    /// built; `None` means the address text.
-    peer: Option<PeerId>,
-    /// Misbehaviour score of the current connection.
-    score: Option<Box<DynamicBanScore>>,
-    /// The netgroup this automatic request holds for the diversity rule.
-    holds_group: bool,
-    /// Addresses the source gave that could not be used, for this request.
-    source_tries: u8,
-    dirty: bool,
-}
-
-struct InEntry {
-    addr: Addr,
-    /// The peer id set with `set_peer_id`; otherwise the address text.
-    peer: Option<PeerId>,
-    score: Option<Box<DynamicBanScore>>,
-    serial: u64,
-    since: Instant,
-    usefulness: Usefulness,
-    dirty: bool,
-}
-
-impl OutEntry {
-    fn peer_id(&self) -> Option<PeerId> {
-        self.peer
-            .clone()
-            .or_else(|| self.addr.as_ref().map(peer_of))
-    }
-}
-
-impl InEntry {
-    fn peer_id(&self) -> PeerId {
-        self.peer.clone().unwrap_or_else(|| peer_of(&self.addr))
-    }
-}
-
-/// What the node reported about an inbound peer.
-#[derive(Debug, Clone, Copy, Default)]
-struct Usefulness {
-    min_ping: Option<Duration>,
-    last_block: Option<Instant>,
-    last_tx: Option<Instant>,
-}
-
 /// The connection manager's state machine. See the module docs.
 pub struct Core {
-    cfg: CoreConfig,
-    ids: IdGen,
-    rng: SmallRng,
-    outbound: IdMap<ConnId, OutEntry>,
-    inbound: IdMap<ConnId, InEntry>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
-    auto_live: usize,
-    refills_scheduled: usize,
-    /// Automatic requests holding each routable netgroup.
-    groups: HashMap<NetGroup, usize>,
-    /// Addresses to use before asking the source.
-    anchors: Vec<Addr>,
+    records: IdMap<ConnId, Record>,
+    /// Ids the Core mints itself (automatic requests, inbound) are even.
+    next_own_id: u64,
+    /// Ids [`Core::request`] mints for callers that drive the Core
+    /// directly; the manager mints caller ids itself.
+    next_caller_id: u64,
     next_serial: u64,
-    /// Established outbound connections (kept, not counted, for trimming).
-    established_out: usize,
-    tags: PeerTags,
-    dirty_peers: HashSet<PeerId>,
-    last_trim: Option<Instant>,
-    bans: BanList,
-    bans_dirty: bool,
-    /// The ban list to publish with the next batch, if it changed.
-    bans_published: Option<Vec<BanEntry>>,
-    eviction_key: EvictionKey,
-    stats: Stats,
+    out: OutboundBook,
+    inb: InboundSlots,
+    peers: PeerBook,
+    bans: BanBook,
+    stats: info::Stats,
     dirty: Vec<ConnId>,
-    removed: Vec<ConnId>,
+    finished: Vec<Finished>,
     started: bool,
     stopped: bool,
 }
 
 impl Core {
-    /// A Core with no requests, handing out ids from a fresh counter.
+    /// A Core with no requests. Settings the Core cannot work with are
+    /// clamped rather than refused (the manager's config refuses them
+    /// first): watermarks that do not form a policy turn trimming off.
     pub fn new(cfg: CoreConfig) -> Self {
-        Self::with_ids(cfg, IdGen::default())
-    }
-
-    pub(crate) fn with_ids(cfg: CoreConfig, ids: IdGen) -> Self {
+        let mut rng = outbound::seeded(cfg.rng_seed);
         Core {
-            rng: SmallRng::seed_from_u64(cfg.rng_seed),
-            cfg,
-            ids,
-            outbound: IdMap::default(),
-            inbound: IdMap::default(),
-            timers: BinaryHeap::new(),
-            auto_live: 0,
-            refills_scheduled: 0,
-            groups: HashMap::new(),
-            anchors: Vec::new(),
+            records: IdMap::default(),
+            next_own_id: 0,
+            next_caller_id: 0,
             next_serial: 0,
-            established_out: 0,
-            tags: PeerTags::new(),
-            dirty_peers: HashSet::new(),
-            last_trim: None,
-            bans: BanList::new(),
-            bans_dirty: false,
-            bans_published: None,
-            eviction_key: EvictionKey::random(),
-            stats: Stats::default(),
+            inb: InboundSlots::new(&cfg, &mut rng),
+            peers: PeerBook::new(&cfg),
+            bans: BanBook::new(&cfg),
+            out: OutboundBook::new(&cfg, rng),
+            stats: info::Stats::default(),
             dirty: Vec::new(),
-            removed: Vec::new(),
+            finished: Vec::new(),
             started: false,
             stopped: false,
         }
     }
 
-    /// A fresh id from this Core's counter, for requests built by tests.
-    pub fn next_id(&self) -> ConnId {
-        self.ids.next()
+    /// Builds a request under a fresh caller id, for callers that drive
+    /// the Core directly.
+    pub fn request(&mut self, addr: Addr, permanent: bool) -> ReqSpec {
+        self.next_caller_id += 1;
+        ReqSpec::new(ConnId::caller(self.next_caller_id), addr, permanent)
     }
 
-    /// Builds and numbers a request for [`Input::Connect`].
-    pub fn request(&self, addr: Addr, permanent: bool) -> ConnReq {
-        let req = if permanent {
-            ConnReq::permanent(addr)
-        } else {
-            ConnReq::new(addr)
-        };
-        req.assign_id(self.ids.next());
-        req
+    /// Builds a request whose address comes from the source, under a
+    /// fresh caller id.
+    pub fn request_from_source(&mut self) -> ReqSpec {
+        self.next_caller_id += 1;
+        ReqSpec::from_source(ConnId::caller(self.next_caller_id))
+    }
+
+    fn mint_id(&mut self) -> ConnId {
+        self.next_own_id += 1;
+        ConnId::own(self.next_own_id)
     }
 
     /// Handles one input, returning the effects.
@@ -493,11 +406,10 @@ impl Core {
     /// when `out` has room).
     pub fn handle_into<C>(&mut self, now: Instant, input: Input<C>, out: &mut Vec<Effect<C>>) {
         match input {
-            Input::Start => self.started = true,
-            Input::Anchors(addrs) => self.anchors = addrs.into_iter().rev().collect(),
+            Input::Start => self.on_start(now, out),
+            Input::Anchors(addrs) => self.out.set_anchors(addrs),
             Input::Report { id, report } => self.on_report(now, id, report),
-            Input::Connect(req) => self.on_connect(now, req, out),
-            Input::ConnectFromSource(req) => self.on_connect_from_source(now, req, out),
+            Input::Connect(spec) => self.on_connect(now, spec, out),
             Input::Teardown { id, mode } => self.on_teardown(now, id, mode, out),
             Input::AddressFound { id, addr } => self.on_address(now, id, addr, out),
             Input::DialSucceeded { id, attempt, conn } => {
@@ -512,9 +424,9 @@ impl Core {
             Input::Stop { close_established } => self.on_stop(close_established, out),
             Input::Tag { peer, change } => self.on_tag(now, peer, change),
             Input::SetPeer { id, peer } => self.on_set_peer(now, id, peer),
-            Input::RegisterDecaying(spec) => self.on_register_decaying(now, spec),
+            Input::RegisterDecaying(spec) => self.peers.register_decaying(spec, now),
             Input::Trim => self.maybe_trim(now, true, out),
-            Input::LoadBans(list) => self.on_load_bans(now, list),
+            Input::LoadBans(list) => self.bans.load(list, now),
             Input::Misbehaving {
                 id,
                 persistent,
@@ -526,166 +438,235 @@ impl Core {
                 duration,
                 reason,
             } => self.ban(now, subnet, duration, reason, out),
-            Input::Unban(subnet) => self.unban(&subnet),
+            Input::Unban(subnet) => self.bans.unban(&subnet),
         }
         self.fill(now, out);
         self.maybe_trim(now, false, out);
-        self.save_bans_if_changed(now, out);
+        if let Some(list) = self.bans.take_save(now) {
+            out.push(Effect::SaveBans(list));
+        }
     }
 
     /// When the Core next needs an [`Input::Tick`], if ever.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
-        [timer, self.tags.next_decay_deadline(), self.next_trim()]
+        let trim = self.peers.next_trim(self.connection_count());
+        [self.out.next_deadline(), self.peers.next_decay(), trim]
             .into_iter()
             .flatten()
             .min()
     }
 
+    /// Moves everything that changed since the last call into `changes`
+    /// (cleared first): the entries to publish, the requests that
+    /// finished, changed peers, bans and totals.
+    pub fn take_changes(&mut self, changes: &mut Changes) {
+        changes.clear();
+        for id in self.dirty.drain(..) {
+            if let Some(r) = self.records.get_mut(&id) {
+                r.dirty = false;
+                changes.conns.push(r.info(id));
+            }
+        }
+        changes.finished.append(&mut self.finished);
+        self.peers.take_changes(changes);
+        changes.bans = self.bans.take_published();
+        changes.stats = self.stats;
+    }
+
     /// Requests and inbound connections the Core still tracks.
     pub fn tracked(&self) -> usize {
-        self.outbound.len() + self.inbound.len()
+        self.records.len()
     }
 
     /// Timers still queued (including ones that will turn out stale).
     pub fn queued_timers(&self) -> usize {
-        self.timers.len()
+        self.out.queued_timers()
     }
 
     /// Live automatic requests, in any state, plus refills waiting on the
     /// failure throttle.
     pub fn automatic_slots(&self) -> usize {
-        self.auto_live + self.refills_scheduled
+        self.out.automatic_slots()
     }
 
     /// Live inbound connections.
     pub fn inbound_count(&self) -> usize {
-        self.inbound.len()
+        self.inb.live()
     }
 
-    /// The state of request `id`, if the Core still tracks it.
+    /// Established connections, both directions.
+    pub fn connection_count(&self) -> usize {
+        self.out.established() + self.inb.live()
+    }
+
+    /// The state of request or connection `id`, if the Core tracks it.
     pub fn state(&self, id: ConnId) -> Option<ConnState> {
-        self.outbound.get(&id).map(|e| e.state)
+        self.records.get(&id).map(|r| r.state)
+    }
+
+    /// The entry of `id` as the Core would publish it.
+    pub fn conn_info(&self, id: ConnId) -> Option<info::ConnInfo> {
+        self.records.get(&id).map(|r| r.info(id))
+    }
+
+    /// Every tracked id, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.records.keys().copied()
     }
 
     /// Running totals.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> info::Stats {
         self.stats
     }
 
-    /// Writes every change since the last call into `store` and into the
-    /// requests' own published views.
-    pub(crate) fn publish(&mut self, store: &mut SnapshotStore) {
-        for id in std::mem::take(&mut self.dirty) {
-            if let Some(e) = self.outbound.get_mut(&id) {
-                e.dirty = false;
-                e.req.publish(ReqView {
-                    state: e.state,
-                    retries: e.retries,
-                });
-                store.upsert(out_info(id, e));
-            } else if let Some(e) = self.inbound.get_mut(&id) {
-                e.dirty = false;
-                store.upsert(in_info(id, e));
-            }
+    /// Whether `peer` is protected under `tag`, or under any tag.
+    pub fn is_protected(&self, peer: &PeerId, tag: Option<&str>) -> bool {
+        self.peers.is_protected(peer, tag)
+    }
+
+    /// What the tag store holds about `peer`.
+    pub fn tag_info(&self, peer: &PeerId) -> Option<TagInfo> {
+        self.peers.tag_info(peer)
+    }
+
+    /// Peers the tag store holds data for.
+    pub fn tagged_peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The bans in force at `now`.
+    pub fn bans(&self, now: Instant) -> Vec<BanEntry> {
+        self.bans.list(now)
+    }
+
+    /// Whether a registered decaying tag has this name.
+    pub fn has_decaying(&self, name: &str) -> bool {
+        self.peers.has_decaying(name)
+    }
+
+    /// The entry a caller's request shows until the Core has handled it.
+    pub fn pending_info(spec: &ReqSpec, now: Instant) -> info::ConnInfo {
+        Record::outbound(spec.addr.clone(), spec.permanent, spec.automatic, now).info(spec.id)
+    }
+
+    fn on_start<C>(&mut self, now: Instant, out: &mut Vec<Effect<C>>) {
+        if self.started || self.stopped {
+            return;
         }
-        for id in self.removed.drain(..) {
-            store.remove(id);
+        self.started = true;
+        // Requests made before the start waited for it.
+        let mut waiting: Vec<ConnId> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.state == ConnState::Pending && r.out().is_some_and(|o| !o.dialing))
+            .map(|(id, _)| *id)
+            .collect();
+        waiting.sort_unstable();
+        for id in waiting {
+            self.begin(now, id, out);
         }
-        self.publish_peers(store);
-        if let Some(bans) = self.bans_published.take() {
-            store.bans = bans;
-        }
-        store.stats = self.stats;
     }
 
     fn on_stop<C>(&mut self, close_established: bool, out: &mut Vec<Effect<C>>) {
+        if self.stopped {
+            return;
+        }
         self.stopped = true;
-        out.push(Effect::SaveAnchors(self.anchor_candidates()));
-        let ids: Vec<ConnId> = self.outbound.keys().copied().collect();
+        out.push(Effect::SaveAnchors(
+            self.out.anchor_candidates(&self.records),
+        ));
+        let mut ids: Vec<ConnId> = self.records.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
-            let Some(e) = self.outbound.get(&id) else {
+            let Some(r) = self.records.get(&id) else {
                 continue;
             };
-            match e.state {
-                ConnState::Established if close_established => {
-                    out.push(Effect::Close { serial: e.serial });
-                    out.push(Effect::Notify(CoreEvent::Disconnected {
-                        req: e.req.clone(),
-                    }));
-                    self.stats.closed += 1;
-                    self.finish(id, ConnState::Disconnected);
-                }
-                // Handed over for good: the user keeps the open connection.
-                ConnState::Established => self.finish(id, ConnState::Established),
-                ConnState::Pending => {
-                    out.push(Effect::CancelDial { id });
-                    self.finish(id, ConnState::Canceled);
-                }
-                _ => self.finish(id, ConnState::Canceled),
-            }
-        }
-        for (id, e) in self.inbound.drain() {
-            self.removed.push(id);
-            if close_established {
+            let (live, serial, direction) = (r.is_live(), r.serial, r.direction());
+            if live && close_established {
                 self.stats.closed += 1;
-                out.push(Effect::Close { serial: e.serial });
-                out.push(Effect::Notify(CoreEvent::InboundClosed {
-                    id,
-                    addr: e.addr,
-                }));
+                out.push(Effect::Close { serial });
+                out.push(Effect::Notify(self.closed_event(id)));
+                self.finish(id, ConnState::Disconnected);
+            } else if live {
+                // Handed over for good: the user keeps the open connection.
+                self.finish(id, ConnState::Established);
+            } else {
+                if let Some((attempt, true)) = r.out().map(|o| (o.attempt, o.dialing)) {
+                    out.push(Effect::CancelDial { id, attempt });
+                }
+                debug_assert_eq!(direction, Direction::Outbound);
+                self.finish(id, ConnState::Canceled);
             }
         }
-        self.timers.clear();
-        self.refills_scheduled = 0;
-        self.established_out = 0;
+        self.out.clear_timers();
     }
 
-    /// The addresses of the longest-lived established automatic outbound
-    /// connections, oldest first.
-    fn anchor_candidates(&self) -> Vec<Addr> {
-        let mut live: Vec<(Instant, &Addr)> = self
-            .outbound
-            .values()
-            .filter(|e| e.state == ConnState::Established && e.req.is_automatic())
-            .filter_map(|e| Some((e.established_at?, e.addr.as_ref()?)))
-            .collect();
-        live.sort();
-        live.into_iter()
-            .take(self.cfg.anchor_count)
-            .map(|(_, a)| a.clone())
-            .collect()
+    /// The event that reports closing live record `id`.
+    fn closed_event(&self, id: ConnId) -> CoreEvent {
+        let r = &self.records[&id];
+        match r.direction() {
+            Direction::Outbound => CoreEvent::Disconnected { req: self.spec(id) },
+            Direction::Inbound => CoreEvent::InboundClosed {
+                id,
+                addr: r.addr.clone().unwrap_or_else(unreachable_addr),
+            },
+        }
     }
 
-    /// Forgets a request, publishing its final state at once.
+    /// The request behind outbound record `id`, as plain data.
+    fn spec(&self, id: ConnId) -> ReqSpec {
+        let r = self.records.get(&id);
+        ReqSpec {
+            id,
+            addr: r.and_then(|r| r.addr.clone()),
+            permanent: r.is_some_and(Record::is_permanent),
+            automatic: r.is_some_and(Record::is_automatic),
+        }
+    }
+
+    /// Forgets a record, releasing what it held in every part.
     fn finish(&mut self, id: ConnId, state: ConnState) {
-        let Some(e) = self.outbound.remove(&id) else {
+        let Some(r) = self.records.remove(&id) else {
             return;
         };
-        if e.req.is_automatic() {
-            self.auto_live -= 1;
+        if r.is_live() {
+            self.peers.closed(id, &r);
+            match r.direction() {
+                Direction::Outbound => self.out.connection_closed(),
+                Direction::Inbound => self.inb.release(),
+            }
         }
-        if let (true, Some(group)) = (e.holds_group, e.addr.as_ref().and_then(diversity_group)) {
-            release_group(&mut self.groups, &group);
+        if let Some(o) = r.out() {
+            self.out.request_gone(o, r.addr.as_ref());
         }
-        e.req.publish(ReqView {
-            state,
-            retries: e.retries,
-        });
-        self.removed.push(id);
+        let retries = r.out().map_or(0, |o| o.retries);
+        self.finished.push(Finished { id, state, retries });
     }
 
+    /// Queues `id`'s entry for the next change set.
     fn mark(&mut self, id: ConnId) {
-        let flag = match self.outbound.get_mut(&id) {
-            Some(e) => &mut e.dirty,
-            None => match self.inbound.get_mut(&id) {
-                Some(e) => &mut e.dirty,
-                None => return,
-            },
-        };
-        if !*flag {
-            *flag = true;
-            self.dirty.push(id);
+        if let Some(r) = self.records.get_mut(&id) {
+            if !r.dirty {
+                r.dirty = true;
+                self.dirty.push(id);
+            }
         }
+    }
+}
+
+/// Inbound records always have an address; this stands in if one did not.
+fn unreachable_addr() -> Addr {
+    Addr::from(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// `now + d`, or the latest instant this platform can represent on the
+/// way there: a huge setting never overflows time arithmetic.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    let mut d = d;
+    loop {
+        if let Some(at) = now.checked_add(d) {
+            return at;
+        }
+        d /= 2;
     }
 }

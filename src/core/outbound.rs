@@ -1,91 +1,229 @@
-//! Outbound requests: filling the target, addresses, dials, retries and
-//! teardown.
+//! The outbound book: filling the target, addresses, dials, retries with
+//! backoff, the netgroup diversity rule, anchors and teardown.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 
-use super::{Core, CoreEvent, Effect, OutEntry, Teardown, Timer, LOG, MAX_SOURCE_TRIES};
+use super::record::{OutPart, Record};
+use super::{later, Core, CoreConfig, CoreEvent, Effect, ReqSpec, Teardown, LOG};
 use crate::addr::{Addr, NetGroup};
-use crate::core::info::ConnInfo;
+use crate::idmap::IdMap;
+use crate::policy::backoff::Backoff;
 use crate::policy::diversity::diversity_group;
-use crate::policy::tags::PeerId;
-use crate::runtime::request::ConnReq;
-use crate::types::DialError;
-use crate::types::{ConnId, ConnState, Direction};
+use crate::types::{ConnId, ConnState, DialError, Direction};
+
+/// Unusable addresses (banned, or in a netgroup already held) the source
+/// may give one request before the request waits like an empty source.
+const MAX_SOURCE_TRIES: u8 = 8;
+
+/// The Core's random generator, from its seed.
+pub(super) fn seeded(seed: u64) -> SmallRng {
+    SmallRng::seed_from_u64(seed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Retry { id: ConnId, attempt: u64 },
+    Refill,
+}
+
+/// Outbound state that is not per request: targets, timers, netgroups
+/// held, anchors, and the settings that govern them.
+pub(super) struct OutboundBook {
+    target: usize,
+    has_source: bool,
+    retry: Duration,
+    max_retry: Duration,
+    backoff: Backoff,
+    min_stable: Duration,
+    max_failed: u32,
+    diversity: bool,
+    anchor_count: usize,
+    rng: SmallRng,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// Live automatic requests, in any state.
+    auto_live: usize,
+    /// Refills waiting on the failure throttle.
+    refills: usize,
+    /// Automatic requests holding each routable netgroup.
+    groups: HashMap<NetGroup, usize>,
+    /// Addresses to use before asking the source, last first.
+    anchors: Vec<Addr>,
+    /// Established outbound connections.
+    established: usize,
+}
+
+impl OutboundBook {
+    pub(super) fn new(cfg: &CoreConfig, rng: SmallRng) -> Self {
+        OutboundBook {
+            target: cfg.target_outbound,
+            has_source: cfg.has_address_source,
+            retry: cfg.retry_duration,
+            max_retry: cfg.max_retry_duration.max(cfg.retry_duration),
+            backoff: cfg.backoff,
+            min_stable: cfg.min_stable_duration,
+            max_failed: cfg.max_failed_attempts.max(1),
+            diversity: cfg.diversity,
+            anchor_count: cfg.anchor_count,
+            rng,
+            timers: BinaryHeap::new(),
+            auto_live: 0,
+            refills: 0,
+            groups: HashMap::new(),
+            anchors: Vec::new(),
+            established: 0,
+        }
+    }
+
+    pub(super) fn set_anchors(&mut self, addrs: Vec<Addr>) {
+        self.anchors = addrs.into_iter().rev().collect();
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    pub(super) fn queued_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    pub(super) fn automatic_slots(&self) -> usize {
+        self.auto_live + self.refills
+    }
+
+    pub(super) fn established(&self) -> usize {
+        self.established
+    }
+
+    pub(super) fn connection_closed(&mut self) {
+        self.established = self.established.saturating_sub(1);
+    }
+
+    pub(super) fn clear_timers(&mut self) {
+        self.timers.clear();
+        self.refills = 0;
+    }
+
+    /// Whether another automatic request is wanted now.
+    fn wants_automatic(&self) -> bool {
+        self.has_source && self.auto_live + self.refills < self.target
+    }
+
+    /// Releases what a finished request held.
+    pub(super) fn request_gone(&mut self, o: &OutPart, addr: Option<&Addr>) {
+        if o.automatic {
+            self.auto_live = self.auto_live.saturating_sub(1);
+        }
+        if let (true, Some(group)) = (o.holds_group, addr.and_then(diversity_group)) {
+            if let Some(n) = self.groups.get_mut(&group) {
+                *n -= 1;
+                if *n == 0 {
+                    self.groups.remove(&group);
+                }
+            }
+        }
+    }
+
+    /// Whether the diversity rule keeps an automatic request from `addr`.
+    fn group_taken(&self, addr: &Addr) -> bool {
+        self.diversity && diversity_group(addr).is_some_and(|g| self.groups.contains_key(&g))
+    }
+
+    /// Takes `addr`'s netgroup for an automatic request; whether it did.
+    fn hold_group(&mut self, addr: &Addr) -> bool {
+        match diversity_group(addr) {
+            Some(group) if self.diversity => {
+                *self.groups.entry(group).or_default() += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn push_timer(&mut self, at: Instant, timer: Timer) {
+        self.timers.push(Reverse((at, timer)));
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        match self.timers.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.timers.pop().map(|Reverse((_, t))| t),
+            _ => None,
+        }
+    }
+
+    fn schedule_refill(&mut self, now: Instant) {
+        self.refills += 1;
+        self.push_timer(later(now, self.retry), Timer::Refill);
+    }
+
+    /// The wait before retry number `retries`.
+    fn delay(&mut self, retries: u32) -> Duration {
+        self.backoff
+            .delay(retries, self.retry, self.max_retry, &mut self.rng)
+    }
+
+    /// The addresses of the longest-lived established automatic outbound
+    /// connections, oldest first.
+    pub(super) fn anchor_candidates(&self, records: &IdMap<ConnId, Record>) -> Vec<Addr> {
+        let mut live: Vec<(Instant, ConnId, &Addr)> = records
+            .iter()
+            .filter(|(_, r)| r.is_live() && r.is_automatic())
+            .filter_map(|(id, r)| Some((r.opened?, *id, r.addr.as_ref()?)))
+            .collect();
+        live.sort();
+        live.into_iter()
+            .take(self.anchor_count)
+            .map(|(_, _, a)| a.clone())
+            .collect()
+    }
+}
 
 impl Core {
-    pub(super) fn on_connect<C>(&mut self, now: Instant, req: ConnReq, out: &mut Vec<Effect<C>>) {
+    pub(super) fn on_connect<C>(&mut self, now: Instant, spec: ReqSpec, out: &mut Vec<Effect<C>>) {
         if self.stopped {
             return;
         }
-        let id = req.assigned_id();
-        let addr = req.addr().cloned();
-        self.insert_out(now, id, req, addr);
-        self.dial(now, id, out);
-    }
-
-    pub(super) fn on_connect_from_source<C>(
-        &mut self,
-        now: Instant,
-        req: ConnReq,
-        out: &mut Vec<Effect<C>>,
-    ) {
-        if self.stopped {
+        if !spec.id.is_caller() || self.records.contains_key(&spec.id) {
+            debug!(target: LOG, "request {} ignored: id not a fresh caller id", spec.id);
             return;
         }
-        let id = req.assigned_id();
-        self.insert_out(now, id, req, None);
-        out.push(Effect::FetchAddress { id });
-    }
-
-    pub(super) fn insert_out(
-        &mut self,
-        now: Instant,
-        id: ConnId,
-        req: ConnReq,
-        addr: Option<Addr>,
-    ) {
-        if req.is_automatic() {
-            self.auto_live += 1;
-        }
-        let entry = OutEntry {
-            req,
-            peer: None,
-            addr,
-            state: ConnState::Pending,
-            retries: 0,
-            attempt: 0,
-            serial: 0,
-            since: now,
-            established_at: None,
-            next_attempt: None,
-            score: None,
-            holds_group: false,
-            source_tries: 0,
-            dirty: false,
-        };
-        self.outbound.insert(id, entry);
+        let id = spec.id;
+        self.records
+            .insert(id, Record::outbound(spec.addr, spec.permanent, false, now));
         self.mark(id);
+        if self.started {
+            self.begin(now, id, out);
+        }
+    }
+
+    /// Starts a pending request: dial its address, or ask the source.
+    pub(super) fn begin<C>(&mut self, now: Instant, id: ConnId, out: &mut Vec<Effect<C>>) {
+        match self.records.get(&id) {
+            Some(r) if r.addr.is_some() => self.dial(now, id, out),
+            Some(_) => out.push(Effect::FetchAddress { id }),
+            None => {}
+        }
     }
 
     /// Tops up automatic requests to the target.
     pub(super) fn fill<C>(&mut self, now: Instant, out: &mut Vec<Effect<C>>) {
-        if !self.started || self.stopped || !self.cfg.has_address_source {
+        if !self.started || self.stopped {
             return;
         }
-        while self.auto_live + self.refills_scheduled < self.cfg.target_outbound {
-            let req = ConnReq::from_source(true);
-            req.assign_id(self.ids.next());
-            match self.anchors.pop() {
-                Some(anchor) => {
-                    let id = req.assigned_id();
-                    self.insert_out(now, id, req, None);
-                    self.on_address(now, id, Some(anchor), out);
-                }
-                None => self.on_connect_from_source(now, req, out),
+        while self.out.wants_automatic() {
+            let id = self.mint_id();
+            self.records
+                .insert(id, Record::outbound(None, false, true, now));
+            self.out.auto_live += 1;
+            self.mark(id);
+            match self.out.anchors.pop() {
+                Some(anchor) => self.on_address(now, id, Some(anchor), out),
+                None => out.push(Effect::FetchAddress { id }),
             }
         }
     }
@@ -97,13 +235,16 @@ impl Core {
         addr: Option<Addr>,
         out: &mut Vec<Effect<C>>,
     ) {
-        let Some(e) = self.outbound.get(&id) else {
+        let Some(r) = self.records.get(&id) else {
             return; // removed while the source was asked
         };
-        if e.addr.is_some() || e.state != ConnState::Pending {
+        let Some(o) = r.out() else {
+            return;
+        };
+        if r.addr.is_some() || r.state != ConnState::Pending {
             return;
         }
-        let (automatic, tries) = (e.req.is_automatic(), e.source_tries);
+        let (automatic, tries) = (o.automatic, o.source_tries);
         let Some(addr) = addr else {
             return self.no_address(now, id, out);
         };
@@ -111,8 +252,8 @@ impl Core {
             None => self.take_address(now, id, addr, out),
             Some(why) if tries < MAX_SOURCE_TRIES => {
                 debug!(target: LOG, "skipping {addr} for {id}: {why}");
-                if let Some(e) = self.outbound.get_mut(&id) {
-                    e.source_tries += 1;
+                if let Some(o) = self.records.get_mut(&id).and_then(Record::out_mut) {
+                    o.source_tries += 1;
                 }
                 out.push(Effect::FetchAddress { id });
             }
@@ -126,86 +267,81 @@ impl Core {
     /// The source had nothing usable: finish the request and, for an
     /// automatic one, ask again only after the retry duration so that an
     /// empty source is not asked in a busy loop.
-    pub(super) fn no_address<C>(&mut self, now: Instant, id: ConnId, out: &mut Vec<Effect<C>>) {
-        let Some(req) = self.outbound.get(&id).map(|e| e.req.clone()) else {
-            return;
-        };
+    fn no_address<C>(&mut self, now: Instant, id: ConnId, out: &mut Vec<Effect<C>>) {
+        let req = self.spec(id);
         debug!(target: LOG, "address source has no usable address for {id}");
         self.finish(id, ConnState::Failing);
         out.push(Effect::Notify(CoreEvent::DialFailed {
-            req: req.clone(),
             error: DialError::Other("the address source has no usable address".into()),
             retry_in: None,
+            req: req.clone(),
         }));
-        if req.is_automatic() {
-            self.schedule_refill(now);
+        if req.automatic {
+            self.out.schedule_refill(now);
         }
     }
 
     /// Why an address from the source cannot be used now, if it cannot.
-    pub(super) fn unusable(
-        &self,
-        addr: &Addr,
-        automatic: bool,
-        now: Instant,
-    ) -> Option<&'static str> {
-        if self.ban_on(addr.ip(), now).is_some() {
+    fn unusable(&self, addr: &Addr, automatic: bool, now: Instant) -> Option<&'static str> {
+        if self.bans.ban_for_addr(addr, now).is_some() {
             return Some("it is banned");
         }
-        if automatic && self.cfg.diversity {
-            let group = diversity_group(addr)?;
-            if self.groups.contains_key(&group) {
-                return Some("its netgroup already has an automatic connection");
-            }
+        if automatic && self.out.group_taken(addr) {
+            return Some("its netgroup already has an automatic connection");
         }
         None
     }
 
-    pub(super) fn take_address<C>(
-        &mut self,
-        now: Instant,
-        id: ConnId,
-        addr: Addr,
-        out: &mut Vec<Effect<C>>,
-    ) {
-        let Some(e) = self.outbound.get_mut(&id) else {
-            return;
-        };
-        if e.req.is_automatic() && self.cfg.diversity {
-            if let Some(group) = diversity_group(&addr) {
-                *self.groups.entry(group).or_default() += 1;
-                e.holds_group = true;
+    fn take_address<C>(&mut self, now: Instant, id: ConnId, addr: Addr, out: &mut Vec<Effect<C>>) {
+        let automatic = self.records.get(&id).is_some_and(Record::is_automatic);
+        let holds = automatic && self.out.hold_group(&addr);
+        if let Some(r) = self.records.get_mut(&id) {
+            if let Some(o) = r.out_mut() {
+                o.holds_group = holds;
             }
+            r.addr = Some(addr);
         }
-        e.req.set_addr(addr.clone());
-        e.addr = Some(addr);
         self.dial(now, id, out);
     }
 
+    /// Dials `id`'s address as a new attempt, unless it is banned.
     pub(super) fn dial<C>(&mut self, now: Instant, id: ConnId, out: &mut Vec<Effect<C>>) {
-        let Some(e) = self.outbound.get_mut(&id) else {
+        let Some(r) = self.records.get_mut(&id) else {
             return;
         };
-        let Some(addr) = e.addr.clone() else {
+        let Some(addr) = r.addr.clone() else {
             return;
         };
-        e.attempt += 1;
-        e.score = None;
+        let Some(o) = r.out_mut() else {
+            return;
+        };
+        o.attempt += 1;
+        o.next_attempt = None;
+        let attempt = o.attempt;
+        r.score = None;
+        r.state = ConnState::Pending;
+        r.since = now;
+        self.mark(id);
         if let Some(ban) = self.bans.ban_for_addr(&addr, now) {
-            let (attempt, why) = (e.attempt, format!("{addr} is banned: {}", ban.reason));
-            e.state = ConnState::Pending;
+            let why = format!("{addr} is banned: {}", ban.reason);
+            self.set_dialing(id, true);
             return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
         }
-        e.state = ConnState::Pending;
-        e.since = now;
-        e.next_attempt = None;
+        self.set_dialing(id, true);
         self.stats.dials += 1;
-        out.push(Effect::Dial {
-            id,
-            attempt: e.attempt,
-            addr,
-        });
-        self.mark(id);
+        out.push(Effect::Dial { id, attempt, addr });
+    }
+
+    fn set_dialing(&mut self, id: ConnId, on: bool) {
+        if let Some(o) = self.records.get_mut(&id).and_then(Record::out_mut) {
+            o.dialing = on;
+        }
+    }
+
+    /// Whether `attempt` is the dial of `id` now in flight.
+    fn is_current_dial(&self, id: ConnId, attempt: u64) -> bool {
+        matches!(self.records.get(&id), Some(r) if r.state == ConnState::Pending
+            && r.out().is_some_and(|o| o.dialing && o.attempt == attempt))
     }
 
     pub(super) fn on_dial_succeeded<C>(
@@ -216,11 +352,8 @@ impl Core {
         conn: C,
         out: &mut Vec<Effect<C>>,
     ) {
-        let entry = self
-            .outbound
-            .get_mut(&id)
-            .filter(|e| e.state == ConnState::Pending && e.attempt == attempt);
-        let Some((e, addr)) = entry.and_then(|e| e.addr.clone().map(|a| (e, a))) else {
+        let addr = self.records.get(&id).and_then(|r| r.addr.clone());
+        let (true, Some(addr)) = (self.is_current_dial(id, attempt), addr) else {
             debug!(target: LOG, "closing late connection for {id} (attempt {attempt})");
             out.push(Effect::Discard { conn });
             return;
@@ -232,17 +365,20 @@ impl Core {
             return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
         }
         self.next_serial += 1;
-        e.state = ConnState::Established;
-        e.serial = self.next_serial;
-        e.since = now;
-        e.established_at = Some(now);
+        let serial = self.next_serial;
+        if let Some(r) = self.records.get_mut(&id) {
+            r.state = ConnState::Established;
+            r.serial = serial;
+            r.since = now;
+            r.opened = Some(now);
+        }
+        self.set_dialing(id, false);
         self.stats.outbound_established += 1;
         self.stats.consecutive_failures = 0;
-        self.established_out += 1;
-        let serial = e.serial;
+        self.out.established += 1;
         info!(target: LOG, "connected to {addr} ({id})");
         out.push(Effect::Established {
-            req: Some(e.req.clone()),
+            req: Some(self.spec(id)),
             id,
             serial,
             addr,
@@ -250,7 +386,7 @@ impl Core {
             conn,
         });
         self.mark(id);
-        self.track_open(id, now);
+        self.peers_opened(id, now);
     }
 
     pub(super) fn on_dial_failed<C>(
@@ -261,94 +397,78 @@ impl Core {
         error: DialError,
         out: &mut Vec<Effect<C>>,
     ) {
-        let Some(e) = self.outbound.get_mut(&id) else {
-            return;
-        };
-        if e.state != ConnState::Pending || e.attempt != attempt {
+        if !self.is_current_dial(id, attempt) {
             return;
         }
+        self.set_dialing(id, false);
         self.stats.dial_failures += 1;
-        let req = e.req.clone();
-        debug!(target: LOG, "dial {id} to {:?} failed: {error}", e.addr);
-        if req.is_permanent() {
-            let delay = self.schedule_retry(now, id, ConnState::Failing, false);
+        let req = self.spec(id);
+        debug!(target: LOG, "dial {id} to {:?} failed: {error}", req.addr);
+        if req.permanent {
+            let retry_in = self.schedule_retry(now, id, ConnState::Failing, false);
             out.push(Effect::Notify(CoreEvent::DialFailed {
                 req,
                 error,
-                retry_in: delay,
+                retry_in,
             }));
             return;
         }
         self.finish(id, ConnState::Failing);
+        let automatic = req.automatic;
         out.push(Effect::Notify(CoreEvent::DialFailed {
-            req: req.clone(),
+            req,
             error,
             retry_in: None,
         }));
-        if req.is_automatic() {
+        if automatic {
             self.stats.consecutive_failures = self.stats.consecutive_failures.saturating_add(1);
-            if self.stats.consecutive_failures >= self.cfg.max_failed_attempts {
-                self.schedule_refill(now);
+            if self.stats.consecutive_failures >= self.out.max_failed {
+                self.out.schedule_refill(now);
             }
         }
     }
 
     /// Puts a permanent request in `state` and queues its next attempt;
-    /// returns the wait.
-    pub(super) fn schedule_retry(
+    /// returns the wait. A connection that was up at least the stable
+    /// duration resets the retry count first.
+    fn schedule_retry(
         &mut self,
         now: Instant,
         id: ConnId,
         state: ConnState,
         was_up: bool,
     ) -> Option<Duration> {
-        let e = self.outbound.get_mut(&id)?;
-        let stable = e
-            .established_at
-            .is_some_and(|at| now.saturating_duration_since(at) >= self.cfg.min_stable_duration);
-        if was_up && stable {
-            e.retries = 0;
+        let min_stable = self.out.min_stable;
+        let r = self.records.get_mut(&id)?;
+        let stable = was_up && r.was_stable(min_stable, now);
+        let o = r.out_mut()?;
+        if stable {
+            o.retries = 0;
         }
-        e.retries = e.retries.saturating_add(1);
-        let delay = self.cfg.backoff.delay(
-            e.retries,
-            self.cfg.retry_duration,
-            self.cfg.max_retry_duration,
-            &mut self.rng,
-        );
-        e.state = state;
-        e.since = now;
-        e.next_attempt = Some(now + delay);
-        self.timers.push(Reverse((
-            now + delay,
-            Timer::Retry {
-                id,
-                attempt: e.attempt,
-            },
-        )));
+        o.retries = o.retries.saturating_add(1);
+        let (retries, attempt) = (o.retries, o.attempt);
+        let delay = self.out.delay(retries);
+        let at = later(now, delay);
+        let r = self.records.get_mut(&id)?;
+        r.state = state;
+        r.since = now;
+        if let Some(o) = r.out_mut() {
+            o.next_attempt = Some(at);
+        }
+        self.out.push_timer(at, Timer::Retry { id, attempt });
         self.mark(id);
         Some(delay)
     }
 
-    pub(super) fn schedule_refill(&mut self, now: Instant) {
-        self.refills_scheduled += 1;
-        self.timers
-            .push(Reverse((now + self.cfg.retry_duration, Timer::Refill)));
-    }
-
     pub(super) fn on_tick<C>(&mut self, now: Instant, out: &mut Vec<Effect<C>>) {
         self.decay_tags(now);
-        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some(timer) = self.out.pop_due(now) {
             match timer {
-                Timer::Refill => self.refills_scheduled = self.refills_scheduled.saturating_sub(1),
+                Timer::Refill => self.out.refills = self.out.refills.saturating_sub(1),
                 Timer::Retry { id, attempt } => {
-                    let due = matches!(self.outbound.get(&id),
-                        Some(e) if e.attempt == attempt
-                            && matches!(e.state, ConnState::Failing | ConnState::Disconnected));
+                    let due = matches!(self.records.get(&id),
+                        Some(r) if matches!(r.state, ConnState::Failing | ConnState::Disconnected)
+                            && r.out().is_some_and(|o| o.attempt == attempt));
                     if due {
                         self.dial(now, id, out);
                     }
@@ -364,23 +484,24 @@ impl Core {
         mode: Teardown,
         out: &mut Vec<Effect<C>>,
     ) {
-        if self.inbound.contains_key(&id) {
-            if mode != Teardown::Reconnect {
-                self.close_inbound(id, out);
-            }
-            return;
-        }
-        let Some(e) = self.outbound.get(&id) else {
+        let Some(r) = self.records.get(&id) else {
             debug!(target: LOG, "{mode:?} for unknown request {id} ignored");
             return;
         };
-        match e.state {
+        if !mode.applies_to(r.direction()) {
+            debug!(target: LOG, "{mode:?} of inbound {id} ignored");
+            return;
+        }
+        let dialing = r.out().filter(|o| o.dialing).map(|o| o.attempt);
+        match r.state {
             ConnState::Established => self.take_down(now, id, mode, out),
             ConnState::Pending if mode == Teardown::Reconnect => {
                 debug!(target: LOG, "reconnect of {id} ignored: already connecting");
             }
             ConnState::Pending => {
-                out.push(Effect::CancelDial { id });
+                if let Some(attempt) = dialing {
+                    out.push(Effect::CancelDial { id, attempt });
+                }
                 self.finish(id, ConnState::Canceled);
             }
             ConnState::Failing | ConnState::Disconnected if mode == Teardown::Reconnect => {
@@ -392,7 +513,8 @@ impl Core {
         }
     }
 
-    /// Closes an established outbound connection and decides what follows.
+    /// Closes an established connection (either direction) and decides
+    /// what follows.
     pub(super) fn take_down<C>(
         &mut self,
         now: Instant,
@@ -400,61 +522,45 @@ impl Core {
         mode: Teardown,
         out: &mut Vec<Effect<C>>,
     ) {
-        let Some((req, serial)) = self.outbound.get(&id).map(|e| (e.req.clone(), e.serial)) else {
+        let Some(r) = self.records.get(&id).filter(|r| r.is_live()) else {
             return;
         };
-        self.track_close(id);
-        out.push(Effect::Close { serial });
+        let (serial, direction, permanent) = (r.serial, r.direction(), r.is_permanent());
         self.stats.closed += 1;
-        self.established_out -= 1;
-        info!(target: LOG, "disconnected from {req}");
-        out.push(Effect::Notify(CoreEvent::Disconnected { req: req.clone() }));
+        out.push(Effect::Close { serial });
+        out.push(Effect::Notify(self.closed_event(id)));
+        if direction == Direction::Inbound {
+            info!(target: LOG, "inbound {id} closed");
+            return self.finish(id, ConnState::Disconnected);
+        }
+        info!(target: LOG, "disconnected from {id}");
+        self.peers_closed(id);
+        self.out.connection_closed();
         match mode {
-            Teardown::Remove => self.finish(id, ConnState::Disconnected),
-            Teardown::Disconnect if req.is_permanent() => {
+            Teardown::Disconnect if permanent => {
                 self.schedule_retry(now, id, ConnState::Disconnected, true);
             }
-            Teardown::Disconnect => self.finish(id, ConnState::Disconnected),
+            Teardown::Remove | Teardown::Disconnect => self.finish_closed(id),
             Teardown::Reconnect => {
-                let min = self.cfg.min_stable_duration;
-                if let Some(e) = self.outbound.get_mut(&id) {
-                    if e.established_at
-                        .is_some_and(|at| now.saturating_duration_since(at) >= min)
-                    {
-                        e.retries = 0;
+                let min = self.out.min_stable;
+                if let Some(r) = self.records.get_mut(&id) {
+                    let stable = r.was_stable(min, now);
+                    r.state = ConnState::Disconnected;
+                    if let (true, Some(o)) = (stable, r.out_mut()) {
+                        o.retries = 0;
                     }
                 }
                 self.dial(now, id, out);
             }
         }
     }
-}
 
-/// The default identity of the peer at `addr`: its address text.
-pub(super) fn peer_of(addr: &Addr) -> PeerId {
-    PeerId::from(addr.to_string())
-}
-
-pub(super) fn release_group(groups: &mut HashMap<NetGroup, usize>, group: &NetGroup) {
-    if let Some(n) = groups.get_mut(group) {
-        *n -= 1;
-        if *n == 0 {
-            groups.remove(group);
+    /// Finishes an outbound record whose connection was already counted
+    /// as closed.
+    fn finish_closed(&mut self, id: ConnId) {
+        if let Some(r) = self.records.get_mut(&id) {
+            r.state = ConnState::Disconnected;
         }
-    }
-}
-
-pub(super) fn out_info(id: ConnId, e: &OutEntry) -> ConnInfo {
-    ConnInfo {
-        id,
-        addr: e.addr.clone(),
-        direction: Direction::Outbound,
-        state: e.state,
-        permanent: e.req.is_permanent(),
-        automatic: e.req.is_automatic(),
-        peer: e.peer.clone(),
-        retries: e.retries,
-        since: e.since,
-        next_attempt: e.next_attempt,
+        self.finish(id, ConnState::Disconnected);
     }
 }

@@ -1,23 +1,27 @@
-//! Peers: tags, protection and trimming, on top of the connections the
-//! rest of the Core tracks.
+//! The peer book: tags, decaying tags, protection and trimming, on top of
+//! the connections the rest of the Core tracks.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use log::info;
+use log::{info, warn};
 
-use super::{Core, Effect, Teardown, LOG};
-use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagInfo};
-use crate::policy::trim::TrimCandidate;
-use crate::runtime::snapshot::SnapshotStore;
-use crate::types::{ConnId, ConnState};
+use super::changes::{Changes, PeerChange};
+use super::record::Record;
+use super::{Core, CoreConfig, Effect, Teardown, LOG};
+use crate::guard::guarded;
+use crate::policy::tags::{BumpFn, DecayFn, PeerId, PeerTags, TagInfo};
+use crate::policy::trim::{TrimCandidate, TrimPolicy};
+use crate::types::{ConnId, Direction};
 
 /// A change to one peer's tags, carried from a caller to the Core.
 pub enum TagChange {
     /// Set a tag.
     Set(String, i64),
-    /// Remove a tag.
+    /// Remove a tag (and the peer's value of a decaying tag of that name).
     Remove(String),
-    /// Update a tag (missing tags start at 0).
+    /// Update a tag (missing tags start at 0). A panicking function leaves
+    /// the tag as it was.
     Update(String, Box<dyn FnOnce(i64) -> i64 + Send>),
     /// Add protection under a tag.
     Protect(String),
@@ -54,32 +58,117 @@ pub struct DecayingSpec {
     pub bump: BumpFn,
 }
 
-impl Core {
-    pub(super) fn on_register_decaying(&mut self, now: Instant, spec: DecayingSpec) {
+/// Tags and protection per peer, the peers changed since the last change
+/// set, and the trimming policy with its last run.
+pub(super) struct PeerBook {
+    tags: PeerTags,
+    dirty: HashSet<PeerId>,
+    decaying_changed: bool,
+    trim: Option<TrimPolicy>,
+    last_trim: Option<Instant>,
+}
+
+impl PeerBook {
+    pub(super) fn new(cfg: &CoreConfig) -> Self {
+        PeerBook {
+            tags: PeerTags::new(),
+            dirty: HashSet::new(),
+            decaying_changed: false,
+            trim: cfg.trim_policy().ok().flatten(),
+            last_trim: None,
+        }
+    }
+
+    pub(super) fn register_decaying(&mut self, spec: DecayingSpec, now: Instant) {
         let DecayingSpec {
             name,
             interval,
             decay,
             bump,
         } = spec;
-        if let Err(e) = self
+        match self
             .tags
             .register_decaying(&name, interval, decay, bump, now)
         {
-            log::warn!(target: LOG, "decaying tag {name} not registered: {e}");
+            Ok(()) => self.decaying_changed = true,
+            Err(e) => warn!(target: LOG, "decaying tag {name} not registered: {e}"),
         }
     }
 
+    pub(super) fn has_decaying(&self, name: &str) -> bool {
+        self.tags.has_decaying(name)
+    }
+
+    pub(super) fn is_protected(&self, peer: &PeerId, tag: Option<&str>) -> bool {
+        self.tags.is_protected(peer, tag)
+    }
+
+    pub(super) fn tag_info(&self, peer: &PeerId) -> Option<TagInfo> {
+        self.tags.tag_info(peer)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.tags.len()
+    }
+
+    pub(super) fn next_decay(&self) -> Option<Instant> {
+        self.tags.next_decay_deadline()
+    }
+
+    /// When a trim held off by the silence period becomes due, if the
+    /// count is still above the high watermark.
+    pub(super) fn next_trim(&self, count: usize) -> Option<Instant> {
+        let policy = self.trim?;
+        if count <= policy.high_watermark {
+            return None;
+        }
+        Some(super::later(self.last_trim?, policy.silence))
+    }
+
+    /// Records that the connection `key` of a record closed.
+    pub(super) fn closed(&mut self, id: ConnId, r: &Record) {
+        if self.tags.is_empty() {
+            return;
+        }
+        if let Some(peer) = r.peer_id().filter(|p| self.tags.contains(p)) {
+            self.tags.disconnected(&peer, id.0);
+            self.dirty.insert(peer);
+        }
+    }
+
+    pub(super) fn take_changes(&mut self, changes: &mut Changes) {
+        for peer in self.dirty.drain() {
+            changes.peers.push(PeerChange {
+                info: self.tags.tag_info(&peer),
+                protections: self.tags.protections(&peer),
+                peer,
+            });
+        }
+        if std::mem::take(&mut self.decaying_changed) {
+            changes.decaying = Some(self.tags.decaying_names());
+        }
+    }
+}
+
+impl Core {
     pub(super) fn on_tag(&mut self, now: Instant, peer: PeerId, change: TagChange) {
-        let known = self.tags.contains(&peer);
-        let tags = &mut self.tags;
+        let known = self.peers.tags.contains(&peer);
+        let tags = &mut self.peers.tags;
         match change {
             TagChange::Set(name, value) => tags.tag(&peer, &name, value, now),
             TagChange::Remove(name) => {
                 tags.untag(&peer, &name);
+                if tags.has_decaying(&name) {
+                    let _ = tags.remove_decaying(&peer, &name);
+                }
             }
             TagChange::Update(name, f) => {
-                tags.upsert_tag(&peer, &name, f, now);
+                tags.upsert_tag(
+                    &peer,
+                    &name,
+                    |v| guarded("tag update", || f(v)).unwrap_or(v),
+                    now,
+                );
             }
             TagChange::Protect(tag) => tags.protect(&peer, &tag),
             TagChange::Unprotect(tag) => {
@@ -87,157 +176,110 @@ impl Core {
             }
             TagChange::Bump(name, delta) => {
                 if let Err(e) = tags.bump_decaying(&peer, &name, delta, now) {
-                    log::warn!(target: LOG, "cannot bump {name} for {peer}: {e}");
+                    warn!(target: LOG, "cannot bump {name} for {peer}: {e}");
                 }
             }
         }
-        if !known && self.tags.contains(&peer) {
+        if !known && self.peers.tags.contains(&peer) {
             self.attach_connections(&peer);
         }
-        self.dirty_peers.insert(peer);
+        self.peers.dirty.insert(peer);
     }
 
     /// Gives connection `id` a new peer identity (for example the node id
     /// learned in a handshake), moving its connection to that peer.
     pub(super) fn on_set_peer(&mut self, now: Instant, id: ConnId, peer: PeerId) {
-        let Some(opened) = self.live_since(id) else {
-            // Not connected yet: only remember the name.
-            if let Some(e) = self.outbound.get_mut(&id) {
-                e.peer = Some(peer);
-            }
+        let Some(r) = self.records.get(&id) else {
             return;
         };
-        self.track_close(id);
-        if let Some(e) = self.outbound.get_mut(&id) {
-            e.peer = Some(peer.clone());
-        } else if let Some(e) = self.inbound.get_mut(&id) {
-            e.peer = Some(peer.clone());
+        if !r.is_live() {
+            // Not connected yet: only remember the name.
+            if let Some(r) = self.records.get_mut(&id) {
+                r.peer = Some(peer);
+            }
+            return;
         }
-        self.track_open(id, opened.min(now));
+        let opened = r.opened.unwrap_or(r.since).min(now);
+        self.peers_closed(id);
+        if let Some(r) = self.records.get_mut(&id) {
+            r.peer = Some(peer);
+        }
+        self.peers_opened(id, opened);
         self.mark(id);
-    }
-
-    /// When `id`'s established connection opened.
-    fn live_since(&self, id: ConnId) -> Option<Instant> {
-        if let Some(e) = self.outbound.get(&id) {
-            return (e.state == ConnState::Established)
-                .then(|| e.established_at.unwrap_or(e.since));
-        }
-        self.inbound.get(&id).map(|e| e.since)
-    }
-
-    /// The peer behind connection `id`.
-    fn peer_of_conn(&self, id: ConnId) -> Option<PeerId> {
-        match self.outbound.get(&id) {
-            Some(e) => e.peer_id(),
-            None => self.inbound.get(&id).map(|e| e.peer_id()),
-        }
     }
 
     /// Records that connection `id` opened, for peers the tag store knows.
     /// Untagged peers cost nothing here: the store learns of their
     /// connections only when they are first tagged.
-    pub(super) fn track_open(&mut self, id: ConnId, opened: Instant) {
-        if self.tags.is_empty() {
+    pub(super) fn peers_opened(&mut self, id: ConnId, opened: Instant) {
+        if self.peers.tags.is_empty() {
             return;
         }
-        let Some(peer) = self.peer_of_conn(id) else {
+        let Some(r) = self.records.get_mut(&id) else {
             return;
         };
-        self.cache_peer(id, &peer);
-        if self.tags.contains(&peer) {
-            self.tags.connected(&peer, id.0, opened);
-            self.dirty_peers.insert(peer);
-        }
-    }
-
-    /// Keeps a connection's peer id once built, so that closing it and
-    /// trimming do not format its address again.
-    fn cache_peer(&mut self, id: ConnId, peer: &PeerId) {
-        if let Some(e) = self.outbound.get_mut(&id) {
-            e.peer.get_or_insert_with(|| peer.clone());
-        } else if let Some(e) = self.inbound.get_mut(&id) {
-            e.peer.get_or_insert_with(|| peer.clone());
-        }
-    }
-
-    /// Records that connection `id` is closing (call before it leaves the
-    /// maps).
-    pub(super) fn track_close(&mut self, id: ConnId) {
-        if self.tags.is_empty() {
+        let Some(peer) = r.peer_id() else {
             return;
+        };
+        // Keep the id once built, so closing and trimming do not format
+        // the address again.
+        r.peer.get_or_insert_with(|| peer.clone());
+        if self.peers.tags.contains(&peer) {
+            self.peers.tags.connected(&peer, id.0, opened);
+            self.peers.dirty.insert(peer);
         }
-        if let Some(peer) = self.peer_of_conn(id).filter(|p| self.tags.contains(p)) {
-            self.tags.disconnected(&peer, id.0);
-            self.dirty_peers.insert(peer);
+    }
+
+    /// Records that live connection `id` is closing (call while it is
+    /// still tracked).
+    pub(super) fn peers_closed(&mut self, id: ConnId) {
+        if let Some(r) = self.records.get(&id) {
+            self.peers.closed(id, r);
         }
     }
 
     /// Tells the tag store about every live connection of `peer`, when the
     /// store first hears of it.
     fn attach_connections(&mut self, peer: &PeerId) {
-        let out = self
-            .outbound
+        let live: Vec<(u64, Instant)> = self
+            .records
             .iter()
-            .filter(|(_, e)| e.state == ConnState::Established);
-        let out = out.filter(|(_, e)| e.peer_id().as_ref() == Some(peer));
-        let out = out.map(|(id, e)| (id.0, e.established_at.unwrap_or(e.since)));
-        let inb = self.inbound.iter().filter(|(_, e)| &e.peer_id() == peer);
-        let live: Vec<(u64, Instant)> = out.chain(inb.map(|(id, e)| (id.0, e.since))).collect();
+            .filter(|(_, r)| r.is_live() && r.peer_id().as_ref() == Some(peer))
+            .map(|(id, r)| (id.0, r.opened.unwrap_or(r.since)))
+            .collect();
         for (key, opened) in live {
-            self.tags.connected(peer, key, opened);
+            self.peers.tags.connected(peer, key, opened);
         }
     }
 
     /// Runs decaying tags that are due.
     pub(super) fn decay_tags(&mut self, now: Instant) {
-        if self.tags.next_decay_deadline().is_some_and(|at| at <= now) {
-            self.tags.tick(now);
-            let peers: Vec<PeerId> = self.tags.peer_ids().cloned().collect();
-            self.dirty_peers.extend(peers);
+        if self.peers.next_decay().is_some_and(|at| at <= now) {
+            self.peers.tags.tick(now);
+            let changed: Vec<PeerId> = self.peers.tags.peer_ids().cloned().collect();
+            self.peers.dirty.extend(changed);
         }
-    }
-
-    /// Whether `peer` is protected by any tag.
-    pub(super) fn is_protected(&self, peer: &PeerId) -> bool {
-        self.tags.is_protected(peer, None)
-    }
-
-    /// When a trim held off by the silence period becomes due, if the
-    /// count is still above the high watermark.
-    pub(super) fn next_trim(&self) -> Option<Instant> {
-        let policy = self.cfg.trim?;
-        if self.connection_count() <= policy.high_watermark {
-            return None;
-        }
-        Some(self.last_trim? + policy.silence)
-    }
-
-    /// Established connections, both directions.
-    pub(super) fn connection_count(&self) -> usize {
-        self.established_out + self.inbound.len()
     }
 
     /// Trims down to the low watermark when above the high one (or, when
     /// `explicit`, above the low one), at most once per silence period.
-    /// One handler thread runs this, so trims never race each other.
+    /// One Core runs this, so trims never race each other.
     pub(super) fn maybe_trim<C>(&mut self, now: Instant, explicit: bool, out: &mut Vec<Effect<C>>) {
-        let Some(policy) = self.cfg.trim else {
+        let Some(policy) = self.peers.trim else {
             return;
         };
         let count = self.connection_count();
+        let last = self.peers.last_trim;
         let due = if explicit {
             count > policy.low_watermark
-                && self
-                    .last_trim
-                    .is_none_or(|at| now.saturating_duration_since(at) >= policy.silence)
+                && last.is_none_or(|at| now.saturating_duration_since(at) >= policy.silence)
         } else {
-            policy.should_trim(count, self.last_trim, now)
+            policy.should_trim(count, last, now)
         };
         if !due {
             return;
         }
-        self.last_trim = Some(now);
+        self.peers.last_trim = Some(now);
         self.stats.trims += 1;
         let victims = policy.select(&self.trim_candidates(), now);
         info!(target: LOG, "trimming {} of {count} connections", victims.len());
@@ -251,49 +293,29 @@ impl Core {
     fn trim_candidates(&self) -> Vec<TrimCandidate> {
         // Peer ids matter only once some peer is tagged or protected;
         // until then every candidate shares one empty id (no allocation).
-        let named = !self.tags.is_empty() || self.tags.has_protections();
+        let named = !self.peers.tags.is_empty() || self.peers.tags.has_protections();
         let anonymous = PeerId::from("");
-        let name = |id: &dyn Fn() -> Option<PeerId>| {
-            if named {
-                id()
+        let mut all = Vec::with_capacity(self.connection_count());
+        for (id, r) in self.records.iter().filter(|(_, r)| r.is_live()) {
+            let peer = if named {
+                r.peer_id()
             } else {
                 Some(anonymous.clone())
-            }
-        };
-        let mut all = Vec::with_capacity(self.connection_count());
-        for (id, e) in &self.outbound {
-            if e.state != ConnState::Established {
+            };
+            let Some(peer) = peer else {
                 continue;
-            }
-            if let Some(p) = name(&|| e.peer_id()) {
-                let opened = e.established_at.unwrap_or(e.since);
-                all.push(self.candidate(*id, false, opened, e.req.is_permanent(), p));
-            }
-        }
-        for (id, e) in &self.inbound {
-            if let Some(p) = name(&|| Some(e.peer_id())) {
-                all.push(self.candidate(*id, true, e.since, false, p));
-            }
+            };
+            let protected = r.is_permanent() || self.peers.is_protected(&peer, None);
+            all.push(TrimCandidate {
+                key: id.0,
+                inbound: r.direction() == Direction::Inbound,
+                opened: r.opened.unwrap_or(r.since),
+                protected,
+                value: self.peers.tags.value(&peer),
+                peer,
+            });
         }
         all
-    }
-
-    fn candidate(
-        &self,
-        id: ConnId,
-        inbound: bool,
-        opened: Instant,
-        permanent: bool,
-        peer: PeerId,
-    ) -> TrimCandidate {
-        TrimCandidate {
-            key: id.0,
-            inbound,
-            opened,
-            protected: permanent || self.is_protected(&peer),
-            value: self.tags.value(&peer),
-            peer,
-        }
     }
 
     /// Closes a connection chosen by a policy (trim, eviction, ban): an
@@ -304,19 +326,9 @@ impl Core {
         id: ConnId,
         out: &mut Vec<Effect<C>>,
     ) {
-        self.stats.trimmed += 1;
-        if self.inbound.contains_key(&id) {
-            self.close_inbound(id, out);
-        } else {
+        if self.records.get(&id).is_some_and(Record::is_live) {
+            self.stats.trimmed += 1;
             self.take_down(now, id, Teardown::Disconnect, out);
-        }
-    }
-
-    /// Publishes the tag info of every peer that changed.
-    pub(super) fn publish_peers(&mut self, store: &mut SnapshotStore) {
-        for peer in self.dirty_peers.drain() {
-            let info: Option<TagInfo> = self.tags.tag_info(&peer);
-            store.set_peer(peer, info);
         }
     }
 }

@@ -111,6 +111,7 @@ impl From<Error> for Failure {
                 ConnmgrStatus::InvalidArgument
             }
             Error::Spawn(_) => ConnmgrStatus::Io,
+            Error::OnHandlerThread => ConnmgrStatus::InvalidArgument,
         };
         Failure::new(status, err.to_string())
     }

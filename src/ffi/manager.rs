@@ -255,7 +255,7 @@ pub unsafe extern "C" fn connmgr_manager_is_running(
         let m = unsafe { manager_arg(mgr) }?;
         let out = out_arg(running, "running")?;
         // SAFETY: `running` is not NULL and writable (caller's promise).
-        unsafe { out.as_ptr().write(m.is_running()) };
+        unsafe { out.as_ptr().write(m.handle().is_running()) };
         Ok(())
     })
 }
@@ -280,7 +280,7 @@ pub unsafe extern "C" fn connmgr_listen_addr(
     guard("connmgr_listen_addr", || {
         // SAFETY: the caller promises `mgr` is NULL or live.
         let m = unsafe { manager_arg(mgr) }?;
-        let addrs = m.listen_addrs();
+        let addrs = m.handle().listen_addrs();
         let addr = addrs.get(index).ok_or_else(|| {
             Failure::invalid(format!(
                 "listener index {index} is out of range: the manager has {} listener(s)",
@@ -324,7 +324,7 @@ pub unsafe extern "C" fn connmgr_connect(
         } else {
             ConnReq::new(addr)
         };
-        let new_id = m.connect(req)?;
+        let new_id = m.handle().connect(req)?;
         // SAFETY: `id` is not NULL and writable (caller's promise).
         unsafe { out.as_ptr().write(new_id.0) };
         Ok(())
@@ -347,7 +347,7 @@ pub unsafe extern "C" fn connmgr_new_conn_req(
         // SAFETY: the caller promises `mgr` is NULL or live.
         let m = unsafe { manager_arg(mgr) }?;
         let out = out_arg(id, "id")?;
-        let new_id = m.new_conn_req()?;
+        let new_id = m.handle().new_conn_req()?;
         // SAFETY: `id` is not NULL and writable (caller's promise).
         unsafe { out.as_ptr().write(new_id.0) };
         Ok(())
@@ -367,7 +367,7 @@ pub unsafe extern "C" fn connmgr_disconnect(mgr: *const ConnmgrManager, id: u64)
     guard("connmgr_disconnect", || {
         // SAFETY: the caller promises `mgr` is NULL or live.
         let m = unsafe { manager_arg(mgr) }?;
-        m.disconnect(ConnId(id))?;
+        m.handle().disconnect(ConnId(id))?;
         Ok(())
     })
 }
@@ -384,7 +384,7 @@ pub unsafe extern "C" fn connmgr_reconnect(mgr: *const ConnmgrManager, id: u64) 
     guard("connmgr_reconnect", || {
         // SAFETY: the caller promises `mgr` is NULL or live.
         let m = unsafe { manager_arg(mgr) }?;
-        m.reconnect(ConnId(id))?;
+        m.handle().reconnect(ConnId(id))?;
         Ok(())
     })
 }
@@ -401,7 +401,7 @@ pub unsafe extern "C" fn connmgr_remove(mgr: *const ConnmgrManager, id: u64) -> 
     guard("connmgr_remove", || {
         // SAFETY: the caller promises `mgr` is NULL or live.
         let m = unsafe { manager_arg(mgr) }?;
-        m.remove(ConnId(id))?;
+        m.handle().remove(ConnId(id))?;
         Ok(())
     })
 }
@@ -430,7 +430,8 @@ pub unsafe extern "C" fn connmgr_ban(
         let subnet = subnet_arg(unsafe { str_arg(subnet, "subnet") }?)?;
         // SAFETY: as above.
         let reason = unsafe { str_arg(reason, "reason") }?;
-        m.ban(subnet, Duration::from_millis(duration_ms), reason)?;
+        m.handle()
+            .ban(subnet, Duration::from_millis(duration_ms), reason)?;
         Ok(())
     })
 }
@@ -451,7 +452,7 @@ pub unsafe extern "C" fn connmgr_unban(
         let m = unsafe { manager_arg(mgr) }?;
         // SAFETY: the caller promises a C string or NULL.
         let subnet = subnet_arg(unsafe { str_arg(subnet, "subnet") }?)?;
-        m.unban(subnet)?;
+        m.handle().unban(subnet)?;
         Ok(())
     })
 }
@@ -478,7 +479,8 @@ pub unsafe extern "C" fn connmgr_misbehaving(
         let m = unsafe { manager_arg(mgr) }?;
         // SAFETY: the caller promises a C string or NULL.
         let reason = unsafe { str_arg(reason, "reason") }?;
-        m.misbehaving(ConnId(id), persistent, transient, reason)?;
+        m.handle()
+            .misbehaving(ConnId(id), persistent, transient, reason)?;
         Ok(())
     })
 }
@@ -505,7 +507,7 @@ pub unsafe extern "C" fn connmgr_tag(
         let peer = unsafe { str_arg(peer, "peer") }?;
         // SAFETY: as above.
         let name = unsafe { str_arg(name, "name") }?;
-        m.tag(peer, name, value)?;
+        m.handle().tag(peer, name, value)?;
         Ok(())
     })
 }
@@ -529,7 +531,7 @@ pub unsafe extern "C" fn connmgr_untag(
         let peer = unsafe { str_arg(peer, "peer") }?;
         // SAFETY: as above.
         let name = unsafe { str_arg(name, "name") }?;
-        m.untag(peer, name)?;
+        m.handle().untag(peer, name)?;
         Ok(())
     })
 }
@@ -554,7 +556,7 @@ pub unsafe extern "C" fn connmgr_protect(
         let peer = unsafe { str_arg(peer, "peer") }?;
         // SAFETY: as above.
         let tag = unsafe { str_arg(tag, "tag") }?;
-        m.protect(peer, tag)?;
+        m.handle().protect(peer, tag)?;
         Ok(())
     })
 }
@@ -581,7 +583,7 @@ pub unsafe extern "C" fn connmgr_unprotect(
         // SAFETY: as above.
         let tag = unsafe { str_arg(tag, "tag") }?;
         let out = out_arg(still_protected, "still_protected")?;
-        let still = m.unprotect(peer, tag)?;
+        let still = m.handle().unprotect(peer, tag)?;
         // SAFETY: `still_protected` is not NULL and writable.
         unsafe { out.as_ptr().write(still) };
         Ok(())
@@ -600,7 +602,7 @@ pub unsafe extern "C" fn connmgr_trim(mgr: *const ConnmgrManager) -> ConnmgrStat
     guard("connmgr_trim", || {
         // SAFETY: the caller promises `mgr` is NULL or live.
         let m = unsafe { manager_arg(mgr) }?;
-        m.trim()?;
+        m.handle().trim()?;
         Ok(())
     })
 }
@@ -634,7 +636,7 @@ pub unsafe extern "C" fn connmgr_snapshot(
         let m = unsafe { manager_arg(mgr) }?;
         let counts_out = out_arg(counts, "counts")?;
         let written_out = out_arg(written, "written")?;
-        let snap = m.snapshot();
+        let snap = m.handle().snapshot();
         let needed = snap.conns.len();
         // SAFETY: both are not NULL and writable (caller's promise).
         unsafe {

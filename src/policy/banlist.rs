@@ -9,14 +9,11 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::addr::Addr;
@@ -275,6 +272,18 @@ pub struct BanEntry {
     pub reason: String,
 }
 
+impl BanEntry {
+    /// Whether the ban is in force at `now`.
+    pub fn in_force(&self, now: Instant) -> bool {
+        in_force(self.until, now)
+    }
+}
+
+/// The one expiry rule: a ban holds while `now` is before its end.
+fn in_force(until: Instant, now: Instant) -> bool {
+    now < until
+}
+
 /// Expiry and reason of one ban, stored under its subnet.
 #[derive(Clone, Debug)]
 struct Ban {
@@ -285,7 +294,7 @@ struct Ban {
 impl Ban {
     /// Whether the ban is in force at `now`.
     fn active(&self, now: Instant) -> bool {
-        now < self.until
+        in_force(self.until, now)
     }
 
     /// Applies a new ban of the same subnet: the later expiry wins, along
@@ -428,18 +437,11 @@ impl BanList {
         self.len() == 0
     }
 
-    /// Writes the bans in force at `now` to `path`, replacing the file
-    /// atomically: readers and crashes see either the old or the new file.
-    ///
-    /// `wall_now` is the wall-clock time matching `now`; expiries are stored
-    /// as Unix seconds, rounded up so that a saved ban is never shorter.
-    /// Expired bans are left out.
-    pub fn save(
-        &self,
-        path: impl AsRef<Path>,
-        now: Instant,
-        wall_now: SystemTime,
-    ) -> io::Result<()> {
+    /// The ban file text for the bans in force at `now`: a header, then
+    /// one line per ban with its expiry in Unix seconds (rounded up, so a
+    /// saved ban is never shorter) and its percent-encoded reason.
+    /// `wall_now` is the wall-clock time matching `now`.
+    pub fn to_file_text(&self, now: Instant, wall_now: SystemTime) -> io::Result<String> {
         let wall = since_epoch(wall_now).ok_or_else(clock_error)?;
         let mut text = format!(
             "{BAN_FILE_HEADER}\n# <subnet> <expiry, Unix seconds> <reason, percent-encoded>\n"
@@ -449,43 +451,24 @@ impl BanList {
             let reason = percent_encode(&entry.reason);
             text.push_str(&format!("{} {expiry} {reason}\n", entry.subnet));
         }
-        write_atomically(path.as_ref(), text.as_bytes())
+        Ok(text)
     }
 
-    /// Reads a ban list written by [`save`](Self::save).
-    ///
-    /// `now` and `wall_now` are matching readings of the two clocks; stored
-    /// expiries are converted to instants relative to them, and bans that
-    /// have expired are skipped. A missing (or empty) file gives an empty
-    /// list.
-    pub fn load(
-        path: impl AsRef<Path>,
-        now: Instant,
-        wall_now: SystemTime,
-    ) -> Result<BanList, BanFileError> {
-        let mut list = BanList::new();
-        list.merge_from_file(path, now, wall_now)?;
-        Ok(list)
-    }
-
-    /// Adds the bans stored in `path` to this list (extending existing ones
-    /// as [`ban`](Self::ban) does) and returns how many unexpired bans the
-    /// file held.
-    ///
-    /// The whole file is checked before anything is added, so on error this
-    /// list is left exactly as it was.
-    pub fn merge_from_file(
+    /// Adds the bans in ban file text `bytes` to this list (extending
+    /// existing ones as [`ban`](Self::ban) does) and returns how many
+    /// unexpired bans it held. The whole text is checked before anything
+    /// is added, so on error this list is left exactly as it was.
+    pub fn merge_file_text(
         &mut self,
-        path: impl AsRef<Path>,
+        bytes: &[u8],
         now: Instant,
         wall_now: SystemTime,
     ) -> Result<usize, BanFileError> {
-        let path = path.as_ref();
-        let wall = since_epoch(wall_now).ok_or_else(|| BanFileError::Io {
-            path: path.to_path_buf(),
-            source: clock_error(),
+        let wall = since_epoch(wall_now).ok_or_else(|| BanFileError::Corrupt {
+            line: 0,
+            reason: clock_error().to_string(),
         })?;
-        let entries = parse_ban_file(&read_limited(path)?, now, wall)?;
+        let entries = parse_ban_file(bytes, now, wall)?;
         let count = entries.len();
         for e in entries {
             self.ban(e.subnet, e.until, e.reason);
@@ -547,7 +530,7 @@ impl StdError for BanFileError {
 }
 
 /// The error for a wall-clock time before the Unix epoch.
-fn clock_error() -> io::Error {
+pub(crate) fn clock_error() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         "the wall-clock time is before 1970, so ban expiry times cannot be converted",
@@ -579,30 +562,6 @@ fn expiry_instant(secs: u64, now: Instant, wall: Duration) -> Result<Option<Inst
         Some(until) => Ok(Some(until)),
         None => Err(format!("the expiry time {secs} is too far in the future")),
     }
-}
-
-/// Reads the whole file, treating a missing file as empty.
-fn read_limited(path: &Path) -> Result<Vec<u8>, BanFileError> {
-    let io_err = |source| BanFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(e)),
-    };
-    let mut bytes = Vec::new();
-    // Reading one byte past the limit tells "at the limit" from "over it".
-    file.take(MAX_BAN_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_BAN_FILE_BYTES {
-        return Err(BanFileError::TooLarge {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(bytes)
 }
 
 /// Parses a whole ban file, returning the unexpired bans or the first error.
@@ -749,64 +708,14 @@ fn hex_value(digit: u8) -> u8 {
     }
 }
 
-/// Counter making temporary file names unique within the process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `contents` to a temporary file next to `path`, flushes it to disk
-/// and renames it over `path`, so the file is never seen half-written.
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("ban list path {} has no file name", path.display()),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(temp_name(name));
-    let result = write_synced(&tmp, contents).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        // Best effort: the original error matters more than cleanup failing.
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir);
-    Ok(())
-}
-
-/// A hidden temporary name derived from the target's file name.
-fn temp_name(name: &std::ffi::OsStr) -> OsString {
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut tmp = OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!(".tmp-{}-{n}", std::process::id()));
-    tmp
-}
-
-/// Creates `path` (which must not exist), writes `contents` and fsyncs it.
-fn write_synced(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
-/// Flushes the directory entry of a rename so that it survives a crash.
-/// Best effort: some platforms and file systems cannot sync directories, and
-/// the file content is already safe.
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
+    use std::fs;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
     use std::net::SocketAddr;
 
     fn ip(s: &str) -> IpAddr {

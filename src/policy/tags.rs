@@ -28,6 +28,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::guard::guarded;
+
 /// The identity of a peer: a cheap to clone, string-like key.
 ///
 /// The manager uses the peer's address text by default, but any stable
@@ -170,8 +172,9 @@ impl DecayFn {
         })
     }
 
+    /// Runs the function; a panic keeps the value as it was.
     fn apply(&self, value: i64, last_bump: Instant, at: Instant) -> (i64, bool) {
-        (self.0)(value, last_bump, at)
+        guarded("decay function", || (self.0)(value, last_bump, at)).unwrap_or((value, false))
     }
 }
 
@@ -215,8 +218,9 @@ impl BumpFn {
         BumpFn::new(|_, delta| delta)
     }
 
+    /// Runs the function; a panic keeps the value as it was.
     fn apply(&self, current: i64, delta: i64) -> i64 {
-        (self.0)(current, delta)
+        guarded("bump function", || (self.0)(current, delta)).unwrap_or(current)
     }
 }
 
@@ -560,6 +564,29 @@ impl PeerTags {
             return false;
         }
         true
+    }
+
+    /// The tags `peer` is protected under, sorted.
+    pub fn protections(&self, peer: &PeerId) -> Vec<String> {
+        let mut tags: Vec<String> = self
+            .protected
+            .get(peer)
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        tags.sort_unstable();
+        tags
+    }
+
+    /// Whether a decaying tag named `name` is registered.
+    pub fn has_decaying(&self, name: &str) -> bool {
+        self.decaying.contains_key(name)
+    }
+
+    /// The names of the registered decaying tags, sorted.
+    pub fn decaying_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.decaying.keys().cloned().collect();
+        names.sort_unstable();
+        names
     }
 
     /// Whether `peer` is protected under `tag`, or under any tag if `tag`

@@ -127,3 +127,46 @@ impl Clock for ManualClock {
         rx
     }
 }
+
+// The ban score's convenience API reads the clock, so it lives here, out
+// of the pure policy layer.
+impl crate::policy::banscore::DynamicBanScore {
+    /// The score now; see [`score_at`](Self::score_at).
+    pub fn score(&self) -> u32 {
+        self.score_at(coarse_now())
+    }
+
+    /// Adds to both parts now; see [`increase_at`](Self::increase_at).
+    pub fn increase(&mut self, persistent: u32, transient: u32) -> u32 {
+        self.increase_at(persistent, transient, coarse_now())
+    }
+}
+
+/// The current instant, good to a few milliseconds: scores work in whole
+/// seconds, and the kernel's coarse monotonic clock costs a fraction of a
+/// precise read. It is mapped onto `Instant` through one precise reading
+/// taken at first use, so it mixes freely with `Instant::now()`.
+#[cfg(target_os = "linux")]
+fn coarse_now() -> Instant {
+    static BASE: std::sync::OnceLock<(Instant, Duration)> = std::sync::OnceLock::new();
+    let (at, coarse_at) = *BASE.get_or_init(|| (Instant::now(), coarse_clock()));
+    at + coarse_clock().saturating_sub(coarse_at)
+}
+
+/// Elsewhere the precise clock is the only portable one.
+#[cfg(not(target_os = "linux"))]
+fn coarse_now() -> Instant {
+    Instant::now()
+}
+
+#[cfg(target_os = "linux")]
+fn coarse_clock() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own; the coarse
+    // monotonic clock exists on every Linux since 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}

@@ -11,7 +11,7 @@ use crate::core::CoreConfig;
 use crate::core::DecayingSpec;
 use crate::policy::backoff::Backoff;
 use crate::policy::tags::{BumpFn, DecayFn};
-use crate::policy::trim::{TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SILENCE};
+use crate::policy::trim::TrimPolicyError;
 use crate::runtime::clock::{Clock, SystemClock};
 use crate::runtime::conn::Conn;
 use crate::runtime::event::Event;
@@ -41,9 +41,6 @@ pub struct Config {
     pub(crate) dial_gate: Option<Gate>,
     pub(crate) accept_gate: Option<Gate>,
     pub(crate) anchors_file: Option<PathBuf>,
-    pub(crate) watermarks: Option<(usize, usize)>,
-    pub(crate) trim_grace: Duration,
-    pub(crate) trim_silence: Duration,
     pub(crate) decaying: Vec<DecayingSpec>,
     pub(crate) ban_file: Option<PathBuf>,
     pub(crate) inline_dial: bool,
@@ -63,7 +60,11 @@ impl Config {
                 source: None,
                 listeners: Vec::new(),
                 listen_addrs: Vec::new(),
-                core: CoreConfig::default(),
+                core: CoreConfig {
+                    // Secret per manager: the eviction key derives from it.
+                    rng_seed: rand::random(),
+                    ..CoreConfig::default()
+                },
                 dial_timeout: Duration::from_secs(10),
                 pool_size: 8,
                 queue_size: 1024,
@@ -73,9 +74,6 @@ impl Config {
                 dial_gate: None,
                 accept_gate: None,
                 anchors_file: None,
-                watermarks: None,
-                trim_grace: DEFAULT_GRACE,
-                trim_silence: DEFAULT_SILENCE,
                 decaying: Vec::new(),
                 ban_file: None,
                 inline_dial: false,
@@ -118,21 +116,8 @@ impl Config {
         if c.ban_threshold == 0 {
             return Err(ConfigError::ZeroBanThreshold);
         }
-        self.trim_policy()?;
+        c.trim_policy().map_err(ConfigError::Watermarks)?;
         self.check_decaying()
-    }
-
-    /// The trimming policy the watermarks describe, if any.
-    pub(crate) fn trim_policy(&self) -> Result<Option<TrimPolicy>, ConfigError> {
-        let Some((low, high)) = self.watermarks else {
-            return Ok(None);
-        };
-        let policy = TrimPolicy::new(low, high).map_err(ConfigError::Watermarks)?;
-        Ok(Some(
-            policy
-                .with_grace(self.trim_grace)
-                .with_silence(self.trim_silence),
-        ))
     }
 
     fn check_decaying(&self) -> Result<(), ConfigError> {
@@ -188,6 +173,7 @@ impl ConfigBuilder {
     /// manager is connect-only: it dials only what it is asked to.
     pub fn address_source(mut self, source: impl AddressSource) -> Self {
         self.config.source = Some(Arc::new(source));
+        self.config.core.has_address_source = true;
         self
     }
 
@@ -285,7 +271,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// Seed for the backoff jitter (default 0), for reproducible runs.
+    /// Seed of the Core's random generator: backoff jitter and the secret
+    /// key of inbound eviction's netgroup protection. Default: drawn at
+    /// random for each config; set one only for reproducible runs, since a
+    /// known seed lets an attacker predict which netgroups are protected.
     pub fn rng_seed(mut self, seed: u64) -> Self {
         self.config.core.rng_seed = seed;
         self
@@ -377,19 +366,19 @@ impl ConfigBuilder {
     /// keep `high` above the outbound target plus the inbound you expect,
     /// or automatic connections will be trimmed and refilled in turn.
     pub fn watermarks(mut self, low: usize, high: usize) -> Self {
-        self.config.watermarks = Some((low, high));
+        self.config.core.watermarks = Some((low, high));
         self
     }
 
     /// How long a new connection is safe from trimming (default 1 min).
     pub fn trim_grace(mut self, d: Duration) -> Self {
-        self.config.trim_grace = d;
+        self.config.core.trim_grace = d;
         self
     }
 
     /// The least time between two trims (default 10 s).
     pub fn trim_silence(mut self, d: Duration) -> Self {
-        self.config.trim_silence = d;
+        self.config.core.trim_silence = d;
         self
     }
 
@@ -504,6 +493,8 @@ pub enum ConfigError {
     ZeroBanThreshold,
     /// The ban file exists but cannot be read or is corrupt.
     BanFile(String),
+    /// The operating system refused to start the handler thread.
+    Spawn(String),
     /// A listen address could not be bound.
     Listen {
         /// The address.
@@ -553,6 +544,10 @@ impl fmt::Display for ConfigError {
             ConfigError::BanFile(why) => write!(
                 f,
                 "{why}; fix or remove the ban file, or point ban_file elsewhere"
+            ),
+            ConfigError::Spawn(why) => write!(
+                f,
+                "cannot start the handler thread: {why}; free threads or memory and try again"
             ),
             ConfigError::Listen { addr, reason } => write!(
                 f,

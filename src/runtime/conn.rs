@@ -9,7 +9,7 @@ use crossbeam_channel::Sender;
 
 use crate::addr::Addr;
 use crate::core::Input;
-use crate::runtime::handler::Request;
+use crate::runtime::handler::Msg;
 use crate::transport::stream::{Closer, Stream};
 use crate::types::{ConnId, Direction};
 
@@ -22,7 +22,7 @@ pub(crate) struct ConnShared {
     direction: Direction,
     closed: AtomicBool,
     closer: Closer,
-    notify: Sender<Request>,
+    notify: Sender<Msg>,
 }
 
 impl ConnShared {
@@ -32,7 +32,7 @@ impl ConnShared {
         remote: Addr,
         direction: Direction,
         closer: Closer,
-        notify: Sender<Request>,
+        notify: Sender<Msg>,
     ) -> Arc<Self> {
         Arc::new(ConnShared {
             id,
@@ -57,7 +57,7 @@ impl ConnShared {
         if !self.closed.swap(true, Ordering::AcqRel) {
             self.closer.close();
             // After stop the handler is gone; nothing is left to tell.
-            let _ = self.notify.send(Request::Input(Input::Closed {
+            let _ = self.notify.send(Msg::Input(Input::Closed {
                 id: self.id,
                 serial: self.serial,
             }));

@@ -1,6 +1,7 @@
 //! Events the manager reports to the user.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::addr::Addr;
@@ -13,6 +14,7 @@ use crate::types::DialError;
 /// on the notifier thread: to the matching callback if one is set,
 /// otherwise to [`Config`](crate::Config)'s `on_event` callback, otherwise
 /// to the [`events`](crate::Handle::events) receiver.
+#[non_exhaustive]
 pub enum Event {
     /// An outbound request connected; the connection is now the user's.
     Connected {
@@ -48,15 +50,24 @@ pub enum Event {
         /// When a permanent request will try again.
         retry_in: Option<Duration>,
     },
+    /// The ban file or the anchors file could not be written; the manager
+    /// goes on and tries again at the next change.
+    SaveFailed {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        error: String,
+    },
 }
 
 impl Event {
-    /// The id the event is about.
-    pub fn id(&self) -> ConnId {
+    /// The id the event is about, if it is about a connection.
+    pub fn id(&self) -> Option<ConnId> {
         match self {
-            Event::Connected { conn, .. } | Event::Accepted { conn } => conn.id(),
-            Event::Disconnected { req } | Event::DialFailed { req, .. } => req.assigned_id(),
-            Event::InboundClosed { id, .. } => *id,
+            Event::Connected { conn, .. } | Event::Accepted { conn } => Some(conn.id()),
+            Event::Disconnected { req } | Event::DialFailed { req, .. } => req.id(),
+            Event::InboundClosed { id, .. } => Some(*id),
+            Event::SaveFailed { .. } => None,
         }
     }
 
@@ -68,6 +79,7 @@ impl Event {
             Event::Accepted { .. } => "accepted",
             Event::InboundClosed { .. } => "inbound-closed",
             Event::DialFailed { .. } => "dial-failed",
+            Event::SaveFailed { .. } => "save-failed",
         }
     }
 }
@@ -98,6 +110,11 @@ impl fmt::Debug for Event {
                 .field("req", req)
                 .field("error", error)
                 .field("retry_in", retry_in)
+                .finish(),
+            Event::SaveFailed { path, error } => f
+                .debug_struct("SaveFailed")
+                .field("path", path)
+                .field("error", error)
                 .finish(),
         }
     }

@@ -1,9 +1,10 @@
-//! The connection-handler thread: the thin shell around [`Core`]. It turns
-//! channel messages into Core inputs, carries out the Core's effects, and
-//! publishes the state of each batch.
+//! The connection-handler thread: the thin shell around the
+//! [`Core`](crate::core::Core). It turns channel messages into Core
+//! inputs, carries out the Core's effects, and publishes the Core's
+//! changes once per batch.
 
-use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,19 +13,20 @@ use log::{debug, warn};
 use parking_lot::Mutex;
 
 use crate::addr::Addr;
-use crate::core::{Core, CoreEvent, DecayingSpec, Effect, Input};
-use crate::idmap::IdMap;
-use crate::policy::banlist::BanList;
+use crate::core::{Changes, Core, CoreEvent, Effect, Input, ReqSpec};
+use crate::idmap::{IdHasher, IdMap};
+use crate::policy::tags::PeerId;
 use crate::runtime::accept::discard;
 use crate::runtime::clock::Clock;
 use crate::runtime::conn::{Conn, ConnShared};
 use crate::runtime::event::Event;
-use crate::runtime::persist::save_anchors;
+use crate::runtime::persist::SaveJob;
 use crate::runtime::pool::{self, DialMsg, Job, WorkerCtx};
+use crate::runtime::request::{ConnReq, ReqView};
 use crate::runtime::snapshot::SnapshotStore;
 use crate::transport::dial::CancelToken;
 use crate::transport::stream::{Closer, Stream};
-use crate::types::ConnId;
+use crate::types::{ConnId, ConnState};
 
 const LOG: &str = "connmgr";
 
@@ -34,16 +36,31 @@ const BATCH: usize = 4096;
 /// Polls before sleeping: half spin hints, half yields.
 const SPIN_ROUNDS: u32 = 64;
 
-/// What callers (and closing connections) ask of the handler: Core inputs,
-/// in the order they were sent, or to stop.
-pub(crate) enum Request {
+pub(crate) type Stream0 = Box<dyn Stream>;
+
+/// What callers (and closing connections) ask of the handler, in the
+/// order they were sent.
+pub(crate) enum Msg {
+    /// A Core input.
     Input(Input<Stream0>),
+    /// A caller's request, with the handle the caller keeps.
+    Connect(ConnReq, ReqSpec),
+    /// Apply `input` (if any) and answer, once the batch is published,
+    /// whether `ask` is protected (false when nobody is asked).
+    Barrier {
+        input: Option<Input<Stream0>>,
+        ask: Option<PeerId>,
+        reply: Sender<bool>,
+    },
+    /// The other threads run: start dialing, anchors first.
+    Start(Vec<Addr>),
+    /// Shut down.
     Stop,
 }
 
 /// A connection a listener thread accepted.
 pub(crate) struct Accepted {
-    pub(crate) stream: Box<dyn Stream>,
+    pub(crate) stream: Stream0,
     pub(crate) remote: Addr,
 }
 
@@ -51,8 +68,8 @@ pub(crate) struct Accepted {
 pub(crate) struct HandlerParts {
     pub(crate) core: Core,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) requests: Receiver<Request>,
-    pub(crate) request_tx: Sender<Request>,
+    pub(crate) requests: Receiver<Msg>,
+    pub(crate) request_tx: Sender<Msg>,
     pub(crate) results: Receiver<DialMsg>,
     /// Kept so `results` never reads as disconnected (which would spin
     /// the select) when the pool is empty of senders.
@@ -64,89 +81,102 @@ pub(crate) struct HandlerParts {
     pub(crate) events: Sender<Vec<Event>>,
     pub(crate) store: Arc<Mutex<SnapshotStore>>,
     pub(crate) close_on_stop: bool,
-    /// Where a clean stop saves the anchors, if anywhere.
-    pub(crate) anchors_file: Option<PathBuf>,
-    /// Anchors read at start, to dial first.
-    pub(crate) anchors: Vec<Addr>,
     /// Set when dials and the address source run on this thread.
     pub(crate) inline: Option<Arc<WorkerCtx>>,
-    /// Decaying tags to register before starting.
-    pub(crate) decaying: Vec<DecayingSpec>,
-    /// Where the ban list is saved, if anywhere.
-    pub(crate) ban_file: Option<PathBuf>,
-    /// Bans loaded from that file.
-    pub(crate) loaded_bans: BanList,
+    /// Where saves go, if anything is persisted.
+    pub(crate) persist: Option<PersistTx>,
 }
 
-pub(crate) type Stream0 = Box<dyn Stream>;
+/// The persistence thread's queue, and which files it keeps.
+pub(crate) struct PersistTx {
+    pub(crate) tx: Sender<SaveJob>,
+    pub(crate) bans: bool,
+    pub(crate) anchors: bool,
+}
 
 /// What woke the handler.
 enum Wake {
-    Request(Option<Request>),
+    Request(Option<Msg>),
     Result(Option<DialMsg>),
     Accepted(Option<Accepted>),
     Timer,
 }
 
-struct Handler {
+type DialKey = (ConnId, u64);
+
+/// The handler's state; made by the manager, which primes the Core
+/// through it before the thread starts.
+pub(crate) struct Handler {
     parts: HandlerParts,
     /// Jobs the bounded queue had no room for, oldest first.
     backlog: VecDeque<Job>,
-    /// Cancel tokens of dials in flight, with their attempt numbers.
-    dials: IdMap<ConnId, (u64, CancelToken)>,
+    /// Cancel tokens of dials in flight, by request and attempt.
+    dials: HashMap<DialKey, CancelToken, BuildHasherDefault<IdHasher>>,
     /// What closes each established connection, by serial.
     live: IdMap<u64, Arc<ConnShared>>,
+    /// The handles of requests a user holds, by id.
+    reqs: IdMap<ConnId, ConnReq>,
     effects: Vec<Effect<Stream0>>,
+    changes: Changes,
     /// Answers of dials made on this thread, not yet fed to the Core.
     inline_results: VecDeque<DialMsg>,
     /// The token of inline dials, which finish before anyone could cancel.
     never_canceled: CancelToken,
     /// Events of the current batch, sent after it is published.
     outbox: Vec<Event>,
+    /// Answers to send after the batch is published.
+    replies: Vec<(Sender<bool>, bool)>,
     /// The time of the current batch, read once when first needed.
     now: Option<Instant>,
     timer: Option<(Instant, Receiver<Instant>)>,
     stopping: bool,
 }
 
-/// Runs the handler until a [`Request::Stop`] (or until every request
-/// sender is gone), then shuts the Core down.
-pub(crate) fn run(parts: HandlerParts) {
-    let mut h = Handler {
-        parts,
-        backlog: VecDeque::new(),
-        dials: IdMap::default(),
-        live: IdMap::default(),
-        effects: Vec::new(),
-        inline_results: VecDeque::new(),
-        never_canceled: CancelToken::new(),
-        outbox: Vec::new(),
-        now: None,
-        timer: None,
-        stopping: false,
-    };
-    for spec in std::mem::take(&mut h.parts.decaying) {
-        h.step(Input::RegisterDecaying(spec));
-    }
-    let bans = std::mem::take(&mut h.parts.loaded_bans);
-    h.step(Input::LoadBans(bans));
-    let anchors = std::mem::take(&mut h.parts.anchors);
-    h.step(Input::Anchors(anchors));
-    h.step(Input::Start);
-    h.publish(true);
-    while !h.stopping {
-        h.now = None;
-        if !h.poll_briefly() {
-            h.wait_and_handle();
-        }
-        h.drain();
-        h.flush_jobs();
-        h.publish(true);
-    }
-    h.shut_down();
-}
-
 impl Handler {
+    pub(crate) fn new(parts: HandlerParts) -> Self {
+        Handler {
+            parts,
+            backlog: VecDeque::new(),
+            dials: HashMap::default(),
+            live: IdMap::default(),
+            reqs: IdMap::default(),
+            effects: Vec::new(),
+            changes: Changes::default(),
+            inline_results: VecDeque::new(),
+            never_canceled: CancelToken::new(),
+            outbox: Vec::new(),
+            replies: Vec::new(),
+            now: None,
+            timer: None,
+            stopping: false,
+        }
+    }
+
+    /// Feeds inputs before the thread runs, and publishes their changes,
+    /// so callers see their effect as soon as the manager exists.
+    pub(crate) fn prime(&mut self, inputs: impl IntoIterator<Item = Input<Stream0>>) {
+        for input in inputs {
+            self.step(input);
+        }
+        self.publish(false);
+        self.now = None;
+    }
+
+    /// Runs until a [`Msg::Stop`] (or until every request sender is
+    /// gone), then shuts the Core down.
+    pub(crate) fn run(mut self) {
+        while !self.stopping {
+            self.now = None;
+            if !self.poll_briefly() {
+                self.wait_and_handle();
+            }
+            self.drain();
+            self.flush_jobs();
+            self.publish(true);
+        }
+        self.shut_down();
+    }
+
     /// Blocks until one message or the timer arrives, and handles it.
     fn wait_and_handle(&mut self) {
         let timer = self.timer_channel();
@@ -158,7 +188,7 @@ impl Handler {
             recv(timer) -> _ => Wake::Timer,
         };
         match wake {
-            Wake::Request(Some(req)) => self.on_request(req),
+            Wake::Request(Some(msg)) => self.on_msg(msg),
             // Every handle is gone: nobody can ask for anything any more.
             Wake::Request(None) => self.stopping = true,
             Wake::Result(Some(msg)) => self.on_result(msg),
@@ -183,8 +213,8 @@ impl Handler {
     /// Takes at most one message from each channel; whether any came.
     fn try_one_each(&mut self) -> bool {
         let mut any = false;
-        if let Ok(req) = self.parts.requests.try_recv() {
-            self.on_request(req);
+        if let Ok(msg) = self.parts.requests.try_recv() {
+            self.on_msg(msg);
             any = true;
         }
         if let Ok(msg) = self.parts.results.try_recv() {
@@ -235,10 +265,25 @@ impl Handler {
         }
     }
 
-    fn on_request(&mut self, req: Request) {
-        match req {
-            Request::Input(input) => self.step(input),
-            Request::Stop => self.stopping = true,
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Input(input) => self.step(input),
+            Msg::Connect(req, spec) => {
+                self.reqs.insert(spec.id, req);
+                self.step(Input::Connect(spec));
+            }
+            Msg::Barrier { input, ask, reply } => {
+                if let Some(input) = input {
+                    self.step(input);
+                }
+                let answer = ask.is_some_and(|p| self.parts.core.is_protected(&p, None));
+                self.replies.push((reply, answer));
+            }
+            Msg::Start(anchors) => {
+                self.step(Input::Anchors(anchors));
+                self.step(Input::Start);
+            }
+            Msg::Stop => self.stopping = true,
         }
     }
 
@@ -256,9 +301,7 @@ impl Handler {
                 attempt,
                 result,
             } => {
-                if matches!(self.dials.get(&id), Some((a, _)) if *a == attempt) {
-                    self.dials.remove(&id);
-                }
+                self.dials.remove(&(id, attempt));
                 match result {
                     Ok(conn) => Input::DialSucceeded { id, attempt, conn },
                     Err(error) => Input::DialFailed { id, attempt, error },
@@ -274,7 +317,6 @@ impl Handler {
         });
     }
 
-    /// Feeds one input to the Core and carries out its effects.
     /// Feeds one input to the Core, then the results of any dials it made
     /// on this thread, until nothing is left.
     fn step(&mut self, input: Input<Stream0>) {
@@ -305,29 +347,9 @@ impl Handler {
                 }
                 None => self.queue(Job::Fetch { id }),
             },
-            Effect::Dial { id, attempt, addr } => match &self.parts.inline {
-                Some(ctx) => {
-                    let result = pool::dial(ctx, &addr, self.never_canceled.clone());
-                    let msg = DialMsg::Done {
-                        id,
-                        attempt,
-                        result,
-                    };
-                    self.inline_results.push_back(msg);
-                }
-                None => {
-                    let token = CancelToken::new();
-                    self.dials.insert(id, (attempt, token.clone()));
-                    self.queue(Job::Dial {
-                        id,
-                        attempt,
-                        addr,
-                        token,
-                    });
-                }
-            },
-            Effect::CancelDial { id } => {
-                if let Some((_, token)) = self.dials.remove(&id) {
+            Effect::Dial { id, attempt, addr } => self.dial(id, attempt, addr),
+            Effect::CancelDial { id, attempt } => {
+                if let Some(token) = self.dials.remove(&(id, attempt)) {
                     token.cancel();
                 }
             }
@@ -338,60 +360,126 @@ impl Handler {
                 addr,
                 direction,
                 conn,
-            } => {
-                let closer = conn.closer().unwrap_or_else(|e| {
-                    warn!(target: LOG, "cannot get a closer for {id}: {e}; the manager cannot close it");
-                    Closer::noop()
-                });
-                let shared = ConnShared::new(
-                    id,
-                    serial,
-                    addr,
-                    direction,
-                    closer,
-                    self.parts.request_tx.clone(),
-                );
-                self.live.insert(serial, Arc::clone(&shared));
-                let conn = Conn::new(conn, shared);
-                let event = match req {
-                    Some(req) => Event::Connected { req, conn },
-                    None => Event::Accepted { conn },
-                };
-                self.emit(event);
-            }
+            } => self.hand_over(req, id, serial, addr, direction, conn),
             Effect::Discard { conn } => discard(conn),
-            Effect::SaveAnchors(addrs) => self.save_anchors(&addrs),
-            Effect::SaveBans(list) => self.save_bans(&list),
+            Effect::SaveAnchors(addrs) => self.save(|p| p.anchors, || SaveJob::Anchors(addrs)),
+            Effect::SaveBans(list) => {
+                let (now, wall) = (self.parts.clock.now(), self.parts.clock.wall());
+                self.save(|p| p.bans, || SaveJob::Bans { list, now, wall });
+            }
             Effect::Close { serial } => {
                 if let Some(shared) = self.live.remove(&serial) {
                     shared.close_by_manager();
                 }
             }
-            Effect::Notify(ev) => self.emit(match ev {
-                CoreEvent::Disconnected { req } => Event::Disconnected { req },
-                CoreEvent::DialFailed {
-                    req,
-                    error,
-                    retry_in,
-                } => Event::DialFailed {
-                    req,
-                    error,
-                    retry_in,
-                },
-                CoreEvent::InboundClosed { id, addr } => Event::InboundClosed { id, addr },
-            }),
+            Effect::Notify(ev) => {
+                let event = match ev {
+                    CoreEvent::Disconnected { req } => Event::Disconnected {
+                        req: self.req_for(&req),
+                    },
+                    CoreEvent::DialFailed {
+                        req,
+                        error,
+                        retry_in,
+                    } => Event::DialFailed {
+                        req: self.req_for(&req),
+                        error,
+                        retry_in,
+                    },
+                    CoreEvent::InboundClosed { id, addr } => Event::InboundClosed { id, addr },
+                };
+                self.outbox.push(event);
+            }
         }
     }
 
-    /// Holds an event until the batch's state is published, so a callback
-    /// never sees a connection that `snapshot()` and `req.state()` do not.
-    fn emit(&mut self, event: Event) {
+    fn dial(&mut self, id: ConnId, attempt: u64, addr: Addr) {
+        match &self.parts.inline {
+            Some(ctx) => {
+                let result = pool::dial(ctx, &addr, self.never_canceled.clone());
+                let msg = DialMsg::Done {
+                    id,
+                    attempt,
+                    result,
+                };
+                self.inline_results.push_back(msg);
+            }
+            None => {
+                let token = CancelToken::new();
+                self.dials.insert((id, attempt), token.clone());
+                self.queue(Job::Dial {
+                    id,
+                    attempt,
+                    addr,
+                    token,
+                });
+            }
+        }
+    }
+
+    /// Wraps an established stream in a [`Conn`] and queues its event.
+    fn hand_over(
+        &mut self,
+        req: Option<ReqSpec>,
+        id: ConnId,
+        serial: u64,
+        addr: Addr,
+        direction: crate::types::Direction,
+        conn: Stream0,
+    ) {
+        let closer = conn.closer().unwrap_or_else(|e| {
+            warn!(target: LOG, "cannot get a closer for {id}: {e}; the manager cannot close it");
+            Closer::noop()
+        });
+        let shared = ConnShared::new(
+            id,
+            serial,
+            addr,
+            direction,
+            closer,
+            self.parts.request_tx.clone(),
+        );
+        self.live.insert(serial, Arc::clone(&shared));
+        let conn = Conn::new(conn, shared);
+        let event = match req {
+            Some(spec) => Event::Connected {
+                req: self.req_for(&spec),
+                conn,
+            },
+            None => Event::Accepted { conn },
+        };
         self.outbox.push(event);
+    }
+
+    /// The user's handle for request `spec`, made now if the user never
+    /// held one (automatic requests, and those made before this shell).
+    fn req_for(&mut self, spec: &ReqSpec) -> ConnReq {
+        let req = self
+            .reqs
+            .entry(spec.id)
+            .or_insert_with(|| ConnReq::from_spec(spec));
+        if let Some(addr) = &spec.addr {
+            req.set_addr(addr.clone());
+        }
+        req.clone()
+    }
+
+    /// Queues a file write, if that file is kept.
+    fn save(&self, kept: impl Fn(&PersistTx) -> bool, job: impl FnOnce() -> SaveJob) {
+        if let Some(p) = self.parts.persist.as_ref().filter(|p| kept(p)) {
+            // The writer outlives the handler, so this fails only if it died.
+            if p.tx.send(job()).is_err() {
+                warn!(target: LOG, "persistence thread gone; a save was dropped");
+            }
+        }
     }
 
     /// Sends the batch's events as one message: one notifier wake-up per
     /// batch, not per event.
     fn send_events(&mut self) {
+        for (reply, answer) in self.replies.drain(..) {
+            let _ = reply.send(answer);
+        }
         if self.outbox.is_empty() {
             return;
         }
@@ -425,32 +513,39 @@ impl Handler {
         }
     }
 
-    /// Publishes the batch's state, then releases its events.
+    /// Publishes the Core's changes of this batch, then releases its
+    /// events and answers.
     fn publish(&mut self, running: bool) {
+        self.parts.core.take_changes(&mut self.changes);
         {
             let mut store = self.parts.store.lock();
-            self.parts.core.publish(&mut store);
+            store.apply(&self.changes);
             store.running = running;
         }
+        self.update_requests();
         self.send_events();
     }
 
-    fn save_bans(&self, list: &BanList) {
-        let Some(path) = &self.parts.ban_file else {
-            return;
-        };
-        let clock = &self.parts.clock;
-        if let Err(e) = list.save(path, clock.now(), clock.wall()) {
-            warn!(target: LOG, "cannot save bans to {}: {e}", path.display());
+    /// Writes the changes into the handles users hold.
+    fn update_requests(&mut self) {
+        for info in &self.changes.conns {
+            if let Some(req) = self.reqs.get(&info.id) {
+                req.publish(ReqView {
+                    state: info.state,
+                    retries: info.retries,
+                });
+                if let Some(addr) = &info.addr {
+                    req.set_addr(addr.clone());
+                }
+            }
         }
-    }
-
-    fn save_anchors(&self, addrs: &[Addr]) {
-        let Some(path) = &self.parts.anchors_file else {
-            return;
-        };
-        if let Err(e) = save_anchors(path, addrs) {
-            warn!(target: LOG, "cannot save anchors to {}: {e}", path.display());
+        for f in &self.changes.finished {
+            if let Some(req) = self.reqs.remove(&f.id) {
+                req.publish(ReqView {
+                    state: f.state,
+                    retries: f.retries,
+                });
+            }
         }
     }
 
@@ -460,7 +555,7 @@ impl Handler {
         self.step(Input::Stop {
             close_established: close,
         });
-        for (_, (_, token)) in self.dials.drain() {
+        for (_, token) in self.dials.drain() {
             token.cancel();
         }
         // Jobs that never reached a worker are dropped unstarted.
@@ -469,5 +564,28 @@ impl Handler {
         // manager lets go.
         self.live.clear();
         self.publish(false);
+        self.refuse_the_rest();
+    }
+
+    /// Answers every message that came too late: requests end canceled
+    /// and leave the snapshot. Taken under the store's lock, which callers
+    /// hold while sending a request, so nothing can slip in after it.
+    fn refuse_the_rest(&mut self) {
+        let mut store = self.parts.store.lock();
+        store.accepting = false;
+        while let Ok(msg) = self.parts.requests.try_recv() {
+            match msg {
+                Msg::Connect(req, spec) => {
+                    store.remove(spec.id);
+                    req.publish(ReqView {
+                        state: ConnState::Canceled,
+                        retries: 0,
+                    });
+                }
+                Msg::Barrier { reply, .. } => drop(reply),
+                Msg::Input(Input::Accepted { conn, .. }) => discard(conn),
+                _ => {}
+            }
+        }
     }
 }

@@ -2,9 +2,8 @@
 //! cheap, cloneable way to ask things of it, from any thread and from
 //! callbacks.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 
@@ -14,21 +13,22 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::addr::Addr;
 use crate::core::info::{ConnInfo, Counts};
-use crate::core::{Core, Input, PeerReport, Teardown};
+use crate::core::{Core, Input, PeerReport, ReqSpec, Teardown};
 use crate::policy::banlist::BanList;
+use crate::policy::tags::PeerId;
 use crate::runtime::accept::{spawn_acceptor, AcceptorHandle};
 use crate::runtime::clock::Clock;
 use crate::runtime::config::{Config, ConfigError};
 use crate::runtime::event::Event;
-use crate::runtime::handler::{self, Accepted, HandlerParts, Request, Stream0};
+use crate::runtime::handler::{Accepted, Handler, HandlerParts, Msg, PersistTx, Stream0};
 use crate::runtime::notifier::{self, Callbacks, EventSink};
-use crate::runtime::persist::take_anchors;
-use crate::runtime::pool::{spawn_pool, DialMsg, WorkerCtx};
-use crate::runtime::request::{ConnReq, IdGen};
+use crate::runtime::persist::{spawn_writer, take_anchors, Files, SaveJob};
+use crate::runtime::pool::{spawn_pool, DialMsg, Job, WorkerCtx};
+use crate::runtime::request::ConnReq;
 use crate::runtime::snapshot::{Snapshot, SnapshotStore};
 use crate::transport::listener::Listener;
 use crate::transport::tcp::TcpListener;
-use crate::types::{ConnId, ConnState, Direction};
+use crate::types::ConnId;
 
 const LOG: &str = "connmgr";
 
@@ -54,6 +54,10 @@ pub enum Error {
     Spawn(String),
     /// No decaying tag of this name was registered in the config.
     UnknownTag(String),
+    /// The call waits for the handler thread, and was made from code
+    /// running on it (an inline dialer or address source, or a tag
+    /// function); make it from another thread.
+    OnHandlerThread,
 }
 
 impl fmt::Display for Error {
@@ -76,6 +80,10 @@ impl fmt::Display for Error {
                 "no address source configured: set ConfigBuilder::address_source, or use connect with an address",
             ),
             Error::Spawn(why) => write!(f, "cannot start a manager thread: {why}"),
+            Error::OnHandlerThread => f.write_str(
+                "this call waits for the handler thread and was made on it (from an inline \
+                 dialer, address source or tag function): make it from another thread",
+            ),
             Error::UnknownTag(name) => write!(
                 f,
                 "no decaying tag named {name:?}; register it with ConfigBuilder::decaying_tag"
@@ -88,8 +96,9 @@ impl std::error::Error for Error {}
 
 /// What a handle shares with the manager and its threads.
 pub(super) struct Shared {
-    pub(super) requests: Sender<Request>,
-    pub(super) ids: IdGen,
+    pub(super) requests: Sender<Msg>,
+    /// Mints caller ids (the Core mints its own).
+    pub(super) caller_ids: AtomicU64,
     pub(super) store: Arc<Mutex<SnapshotStore>>,
     pub(super) phase: AtomicU8,
     pub(super) has_source: bool,
@@ -97,8 +106,7 @@ pub(super) struct Shared {
     pub(super) events_rx: Receiver<Event>,
     pub(super) events_enabled: Arc<AtomicBool>,
     pub(super) listen_addrs: Vec<Addr>,
-    /// Names of the registered decaying tags.
-    pub(super) decaying: HashSet<String>,
+    pub(super) handler_thread: ThreadId,
     pub(super) lifecycle: Mutex<Lifecycle>,
     /// Threads the manager started, so that `stop` called on one of them
     /// does not wait for itself.
@@ -110,7 +118,11 @@ pub(super) struct Shared {
 }
 
 pub(super) enum Lifecycle {
-    Ready(Box<Parts>),
+    /// Made, not started: the handler runs; the rest waits here.
+    Ready {
+        handler: JoinHandle<()>,
+        parts: Box<Parts>,
+    },
     Running(Threads),
     Stopped,
 }
@@ -118,16 +130,22 @@ pub(super) enum Lifecycle {
 /// What `start` turns into threads.
 pub(super) struct Parts {
     config: Config,
-    loaded_bans: BanList,
     listeners: Vec<Box<dyn Listener>>,
-    requests: Receiver<Request>,
     events_tx: Sender<Event>,
+    notify_tx: Sender<Vec<Event>>,
+    notify_rx: Receiver<Vec<Event>>,
+    jobs_rx: Receiver<Job>,
+    results_tx: Sender<DialMsg>,
+    accepted_tx: Sender<Accepted>,
+    persist_rx: Option<Receiver<SaveJob>>,
+    ctx: Arc<WorkerCtx>,
 }
 
 pub(super) struct Threads {
     handler: JoinHandle<()>,
     pool: Vec<JoinHandle<()>>,
-    notifier: JoinHandle<()>,
+    notifier: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
     acceptors: Vec<AcceptorHandle>,
 }
 
@@ -140,16 +158,28 @@ pub struct Handle {
 }
 
 /// The connection manager. Create it with [`ConnManager::new`], then
-/// [`start`](Self::start) it; every [`Handle`] method is available on it
-/// directly. Dropping it stops it.
+/// [`start`](Self::start) it; [`handle`](Self::handle) gives the
+/// [`Handle`] through which everything else is asked. Dropping it stops
+/// it.
+///
+/// ```
+/// use connmgr::{Config, ConnManager, MemoryNetwork};
+///
+/// let net = MemoryNetwork::new();
+/// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+/// manager.start().unwrap();
+/// assert!(manager.handle().is_running());
+/// manager.stop();
+/// assert!(!manager.handle().is_running());
+/// ```
 pub struct ConnManager {
     handle: Handle,
 }
 
 impl ConnManager {
-    /// Checks `config`, binds its listen addresses, and prepares the
-    /// manager. Nothing runs until [`start`](Self::start); requests made
-    /// before then wait for it.
+    /// Checks `config`, binds its listen addresses, loads the ban file,
+    /// and starts the handler thread, which holds requests made before
+    /// [`start`](Self::start) until then.
     pub fn new(mut config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut listeners = std::mem::take(&mut config.listeners);
@@ -164,59 +194,142 @@ impl ConnManager {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
-        config.core.has_address_source = config.source.is_some();
-        config.core.trim = config.trim_policy()?;
         let loaded_bans = load_bans(&config)?;
         let (requests_tx, requests) = crossbeam_channel::unbounded();
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.queue_size);
+        let (results_tx, results_rx) = crossbeam_channel::unbounded::<DialMsg>();
+        let (accepted_tx, accepted_rx) = crossbeam_channel::bounded::<Accepted>(1024);
+        let (notify_tx, notify_rx) = crossbeam_channel::unbounded();
+        let persisted = config.ban_file.is_some() || config.anchors_file.is_some();
+        let (persist_tx, persist_rx) = match persisted {
+            true => {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
+        let dialer = config.dialer.clone().ok_or(ConfigError::NoDialer)?;
+        let ctx = WorkerCtx::new(
+            dialer,
+            config.dial_gate.clone(),
+            config.source.clone(),
+            config.dial_timeout,
+            results_tx.clone(),
+        );
+        let store = Arc::new(Mutex::new(SnapshotStore::default()));
+        let mut handler = Handler::new(HandlerParts {
+            core: Core::new(config.core.clone()),
+            clock: Arc::clone(&config.clock),
+            requests,
+            request_tx: requests_tx.clone(),
+            results: results_rx,
+            _results_tx: results_tx.clone(),
+            accepted: accepted_rx,
+            _accepted_tx: accepted_tx.clone(),
+            jobs: jobs_tx,
+            events: notify_tx.clone(),
+            store: Arc::clone(&store),
+            close_on_stop: config.close_on_stop,
+            inline: config.inline_dial.then(|| Arc::clone(&ctx)),
+            persist: persist_tx.map(|tx| PersistTx {
+                tx,
+                bans: config.ban_file.is_some(),
+                anchors: config.anchors_file.is_some(),
+            }),
+        });
+        let decaying = std::mem::take(&mut config.decaying);
+        handler.prime(
+            decaying
+                .into_iter()
+                .map(Input::RegisterDecaying)
+                .chain([Input::LoadBans(loaded_bans)]),
+        );
+        let handler = thread::Builder::new()
+            .name("connmgr-handler".into())
+            .spawn(move || handler.run())
+            .map_err(|e| ConfigError::Spawn(e.to_string()))?;
         let shared = Arc::new(Shared {
             requests: requests_tx,
-            ids: IdGen::default(),
-            store: Arc::new(Mutex::new(SnapshotStore::default())),
+            caller_ids: AtomicU64::new(0),
+            store,
             phase: AtomicU8::new(NEW),
-            has_source: config.source.is_some(),
+            has_source: config.core.has_address_source,
             clock: Arc::clone(&config.clock),
             events_rx,
             events_enabled: Arc::new(AtomicBool::new(false)),
             listen_addrs,
-            decaying: config.decaying.iter().map(|d| d.name.clone()).collect(),
+            handler_thread: handler.thread().id(),
             lifecycle: Mutex::new(Lifecycle::Stopped),
-            own_threads: Mutex::new(Vec::new()),
+            own_threads: Mutex::new(vec![handler.thread().id()]),
             abandon: Arc::new(AtomicBool::new(false)),
             stop_done: Mutex::new(false),
             stop_cv: Condvar::new(),
         });
-        *shared.lifecycle.lock() = Lifecycle::Ready(Box::new(Parts {
-            config,
-            loaded_bans,
-            listeners,
-            requests,
-            events_tx,
-        }));
+        *shared.lifecycle.lock() = Lifecycle::Ready {
+            handler,
+            parts: Box::new(Parts {
+                config,
+                listeners,
+                events_tx,
+                notify_tx,
+                notify_rx,
+                jobs_rx,
+                results_tx,
+                accepted_tx,
+                persist_rx,
+                ctx,
+            }),
+        };
         Ok(ConnManager {
             handle: Handle { shared },
         })
     }
 
-    /// Starts the handler, dialer, notifier and listener threads and fills
-    /// the outbound target. Starting a running manager does nothing;
-    /// starting a stopped one is [`Error::Stopped`].
+    /// The handle through which requests, policy calls and snapshots go;
+    /// clone it freely.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Starts the dialer, notifier, persistence and listener threads,
+    /// then lets the handler dial what waits and fill the outbound target.
+    /// Starting a running manager does nothing; starting a stopped one is
+    /// [`Error::Stopped`].
     pub fn start(&self) -> Result<(), Error> {
         let shared = &self.handle.shared;
         let mut lifecycle = shared.lifecycle.lock();
-        let parts = match std::mem::replace(&mut *lifecycle, Lifecycle::Stopped) {
-            Lifecycle::Ready(parts) => parts,
+        let (handler, parts) = match std::mem::replace(&mut *lifecycle, Lifecycle::Stopped) {
+            Lifecycle::Ready { handler, parts } => (handler, parts),
             Lifecycle::Running(threads) => {
                 *lifecycle = Lifecycle::Running(threads);
                 return Ok(());
             }
             Lifecycle::Stopped => return Err(Error::Stopped),
         };
-        let threads = self
-            .spawn_threads(*parts)
-            .map_err(|e| Error::Spawn(e.to_string()))?;
+        let anchors = parts
+            .config
+            .anchors_file
+            .as_deref()
+            .map(take_anchors)
+            .unwrap_or_default();
+        let mut threads = Threads {
+            handler,
+            pool: Vec::new(),
+            notifier: None,
+            writer: None,
+            acceptors: Vec::new(),
+        };
+        if let Err(e) = self.spawn_threads(&mut threads, *parts) {
+            // Join what did start.
+            *lifecycle = Lifecycle::Running(threads);
+            drop(lifecycle);
+            self.stop();
+            return Err(Error::Spawn(e.to_string()));
+        }
         shared.own_threads.lock().extend(threads.ids());
         *lifecycle = Lifecycle::Running(threads);
+        let _ = shared.requests.send(Msg::Start(anchors));
         // A stop that began meanwhile wins; it will join these threads.
         let _ = shared
             .phase
@@ -225,82 +338,52 @@ impl ConnManager {
         Ok(())
     }
 
-    fn spawn_threads(&self, parts: Parts) -> std::io::Result<Threads> {
+    /// Spawns the threads into `threads`; on failure those already running
+    /// stay there for `stop` to join.
+    fn spawn_threads(&self, threads: &mut Threads, parts: Parts) -> std::io::Result<()> {
         let Parts {
             config,
-            loaded_bans,
             listeners,
-            requests,
             events_tx,
+            notify_tx,
+            notify_rx,
+            jobs_rx,
+            results_tx,
+            accepted_tx,
+            persist_rx,
+            ctx,
         } = parts;
-        let shared = &self.handle.shared;
-        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.queue_size);
-        let (results_tx, results_rx) = crossbeam_channel::unbounded::<DialMsg>();
-        let (accepted_tx, accepted_rx) = crossbeam_channel::bounded::<Accepted>(1024);
-        let (notify_tx, notify_rx) = crossbeam_channel::unbounded();
-
-        let notifier = spawn_notifier(self.handle.clone(), notify_rx, config.callbacks, events_tx)?;
-        let dialer = config
-            .dialer
-            .ok_or_else(|| std::io::Error::other(ConfigError::NoDialer.to_string()))?;
-        let ctx = WorkerCtx::new(
-            dialer,
-            config.dial_gate,
-            config.source,
-            config.dial_timeout,
-            results_tx.clone(),
-        );
+        drop(results_tx);
+        let handle = self.handle.clone();
+        let notifier = spawn_notifier(handle, notify_rx, config.callbacks, events_tx)?;
+        threads.notifier = Some(notifier);
+        if let Some(rx) = persist_rx {
+            let files = Files {
+                bans: config.ban_file,
+                anchors: config.anchors_file,
+            };
+            threads.writer = Some(spawn_writer(rx, files, notify_tx)?);
+        }
         // Inline dialing needs no pool.
         let pool_size = if config.inline_dial {
             0
         } else {
             config.pool_size
         };
-        let pool = spawn_pool(pool_size, jobs_rx, &ctx)?;
-        let core = Core::with_ids(config.core, shared.ids.clone());
-        let parts = HandlerParts {
-            core,
-            clock: config.clock,
-            requests,
-            request_tx: shared.requests.clone(),
-            results: results_rx,
-            _results_tx: results_tx,
-            accepted: accepted_rx,
-            _accepted_tx: accepted_tx.clone(),
-            jobs: jobs_tx,
-            events: notify_tx,
-            store: Arc::clone(&shared.store),
-            close_on_stop: config.close_on_stop,
-            anchors: config
-                .anchors_file
-                .as_deref()
-                .map(take_anchors)
-                .unwrap_or_default(),
-            anchors_file: config.anchors_file,
-            decaying: config.decaying,
-            ban_file: config.ban_file,
-            loaded_bans,
-            inline: config.inline_dial.then_some(ctx),
-        };
-        let handler = thread::Builder::new()
-            .name("connmgr-handler".into())
-            .spawn(move || handler::run(parts))?;
-        let acceptors = listeners
-            .into_iter()
-            .map(|l| spawn_acceptor(l, accepted_tx.clone(), config.accept_gate.clone()))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Threads {
-            handler,
-            pool,
-            notifier,
-            acceptors,
-        })
+        spawn_pool(pool_size, jobs_rx, &ctx, &mut threads.pool)?;
+        for l in listeners {
+            let gate = config.accept_gate.clone();
+            let acceptor = spawn_acceptor(l, accepted_tx.clone(), gate)?;
+            threads.acceptors.push(acceptor);
+        }
+        Ok(())
     }
 
     /// Stops the manager: closes listeners, cancels pending dials and
     /// timers, closes established connections (unless `close_on_stop` is
     /// off), delivers the remaining events and joins every thread it
-    /// started. Calling it again does nothing.
+    /// started. Calling it again does nothing. Every request ends in a
+    /// final state, and the snapshot holds nothing live afterwards.
     ///
     /// Called from a callback, it returns once every other thread has
     /// finished; events still queued behind that callback are dropped.
@@ -336,18 +419,12 @@ fn spawn_notifier(
 
 impl Threads {
     fn ids(&self) -> Vec<ThreadId> {
-        let mut ids = vec![self.handler.thread().id(), self.notifier.thread().id()];
+        let mut ids = vec![self.handler.thread().id()];
+        ids.extend(self.notifier.iter().map(|h| h.thread().id()));
+        ids.extend(self.writer.iter().map(|h| h.thread().id()));
         ids.extend(self.pool.iter().map(|h| h.thread().id()));
         ids.extend(self.acceptors.iter().map(|a| a.thread_id()));
         ids
-    }
-}
-
-impl std::ops::Deref for ConnManager {
-    type Target = Handle;
-
-    fn deref(&self) -> &Handle {
-        &self.handle
     }
 }
 
@@ -360,7 +437,7 @@ impl Drop for ConnManager {
 impl fmt::Debug for ConnManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnManager")
-            .field("running", &self.is_running())
+            .field("running", &self.handle.is_running())
             .finish()
     }
 }
@@ -376,14 +453,29 @@ impl fmt::Debug for Handle {
 impl Handle {
     /// Submits an outbound request and returns its id. Explicit requests
     /// come on top of the automatic outbound target.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, ConnReq, ConnState, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let handle = manager.handle();
+    /// let req = ConnReq::permanent("127.0.0.1:8333".parse().unwrap());
+    /// let id = handle.connect(req.clone()).unwrap();
+    /// assert_eq!(req.id(), Some(id));
+    /// assert_eq!(handle.conn_info(id).unwrap().state, ConnState::Pending);
+    /// ```
     pub fn connect(&self, req: ConnReq) -> Result<ConnId, Error> {
         self.check_open()?;
-        let id = self.shared.ids.next();
-        if !req.assign_id(id) {
-            return Err(Error::AlreadySubmitted(req.assigned_id()));
+        if let Some(id) = req.id() {
+            return Err(Error::AlreadySubmitted(id));
         }
-        self.announce(&req, id);
-        self.send_new(id, Input::Connect(req))
+        let id = self.mint_caller_id();
+        if !req.assign_id(id) {
+            return Err(Error::AlreadySubmitted(req.id().unwrap_or(id)));
+        }
+        let spec = req.spec(id);
+        self.submit(req, spec)
     }
 
     /// Submits a one-off request whose address comes from the address
@@ -393,11 +485,11 @@ impl Handle {
         if !self.shared.has_source {
             return Err(Error::NoAddressSource);
         }
-        let req = ConnReq::from_source(false);
-        let id = self.shared.ids.next();
+        let req = ConnReq::from_source();
+        let id = self.mint_caller_id();
         req.assign_id(id);
-        self.announce(&req, id);
-        self.send_new(id, Input::ConnectFromSource(req))
+        let spec = req.spec(id);
+        self.submit(req, spec)
     }
 
     /// Closes an established connection. A permanent request is retried
@@ -412,11 +504,10 @@ impl Handle {
     /// address again at once, permanent or not; a request waiting to retry
     /// dials now.
     pub fn reconnect(&self, id: ConnId) -> Result<(), Error> {
-        if self
-            .conn_info(id)
-            .is_some_and(|c| c.direction == Direction::Inbound)
-        {
-            return Err(Error::NotOutbound(id));
+        if let Some(c) = self.conn_info(id) {
+            if !Teardown::Reconnect.applies_to(c.direction) {
+                return Err(Error::NotOutbound(id));
+            }
         }
         self.teardown(id, Teardown::Reconnect)
     }
@@ -511,35 +602,77 @@ impl Handle {
 
     /// Sends one input to the handler.
     pub(super) fn input(&self, input: Input<Stream0>) -> Result<(), Error> {
-        self.shared
-            .requests
-            .send(Request::Input(input))
-            .map_err(|_| Error::Stopped)
+        self.send(Msg::Input(input))
     }
 
-    /// Sends a request announced under `id`, withdrawing the announcement
-    /// if the handler is gone.
-    fn send_new(&self, id: ConnId, input: Input<Stream0>) -> Result<ConnId, Error> {
-        self.input(input).map(|()| id).inspect_err(|_| {
-            self.shared.store.lock().remove(id);
-        })
+    pub(super) fn send(&self, msg: Msg) -> Result<(), Error> {
+        self.shared.requests.send(msg).map_err(|_| Error::Stopped)
     }
 
-    /// Makes a new request visible at once, before the handler sees it.
-    fn announce(&self, req: &ConnReq, id: ConnId) {
+    fn mint_caller_id(&self) -> ConnId {
+        ConnId::caller(self.shared.caller_ids.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Makes a new request visible at once, with the entry the Core gives
+    /// a request it has not handled yet, and sends it. Both happen under
+    /// the store's lock, which the handler takes for its last look at the
+    /// queue: a request either reaches the handler or is refused.
+    fn submit(&self, req: ConnReq, spec: ReqSpec) -> Result<ConnId, Error> {
+        let id = spec.id;
         let now = self.shared.clock.now();
-        self.shared.store.lock().upsert(ConnInfo {
-            id,
-            addr: req.addr().cloned(),
-            direction: Direction::Outbound,
-            state: ConnState::Pending,
-            permanent: req.is_permanent(),
-            automatic: req.is_automatic(),
-            peer: None,
-            retries: 0,
-            since: now,
-            next_attempt: None,
-        });
+        let mut store = self.shared.store.lock();
+        if !store.accepting {
+            return Err(Error::Stopped);
+        }
+        store.upsert(Core::pending_info(&spec, now));
+        if self.send(Msg::Connect(req, spec)).is_err() {
+            store.remove(id);
+            return Err(Error::Stopped);
+        }
+        Ok(id)
+    }
+
+    /// Returns once the handler has applied every call made before it
+    /// (from any thread) and published the result, so that
+    /// [`snapshot`](Self::snapshot), [`counts`](Self::counts) and the other
+    /// readers show their effect. Fails with [`Error::OnHandlerThread`]
+    /// on the handler thread and [`Error::Stopped`] once stopped.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let h = manager.handle();
+    /// h.tag("peer-a", "useful", 5).unwrap();
+    /// h.barrier().unwrap();
+    /// assert_eq!(h.tag_info(&"peer-a".into()).unwrap().value, 5);
+    /// ```
+    pub fn barrier(&self) -> Result<(), Error> {
+        self.call_raw(None, None).map(drop)
+    }
+
+    /// Sends `input` and waits until it is applied and published;
+    /// answers whether `ask` is then protected.
+    pub(super) fn call(&self, input: Input<Stream0>, ask: Option<PeerId>) -> Result<bool, Error> {
+        self.call_raw(Some(input), ask)
+    }
+
+    fn call_raw(&self, input: Option<Input<Stream0>>, ask: Option<PeerId>) -> Result<bool, Error> {
+        self.check_open()?;
+        self.check_not_handler()?;
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.send(Msg::Barrier { input, ask, reply })?;
+        answer.recv().map_err(|_| Error::Stopped)
+    }
+
+    /// Fails with [`Error::OnHandlerThread`] when called from code the
+    /// handler thread runs, for calls that wait for the handler.
+    pub(super) fn check_not_handler(&self) -> Result<(), Error> {
+        if thread::current().id() == self.shared.handler_thread {
+            return Err(Error::OnHandlerThread);
+        }
+        Ok(())
     }
 
     /// The first caller does the stopping; other threads wait for it to
@@ -558,9 +691,16 @@ impl Handle {
             return;
         }
         let previous = std::mem::replace(&mut *shared.lifecycle.lock(), Lifecycle::Stopped);
-        if let Lifecycle::Running(threads) = previous {
-            threads.join(&shared.requests, me, &shared.abandon);
-            info!(target: LOG, "connection manager stopped");
+        match previous {
+            Lifecycle::Running(threads) => {
+                threads.join(&shared.requests, me, &shared.abandon);
+                info!(target: LOG, "connection manager stopped");
+            }
+            Lifecycle::Ready { handler, .. } => {
+                let _ = shared.requests.send(Msg::Stop);
+                join_unless_self(handler, me);
+            }
+            Lifecycle::Stopped => {}
         }
         shared.store.lock().running = false;
         *shared.stop_done.lock() = true;
@@ -571,22 +711,27 @@ impl Handle {
 impl Threads {
     /// Shuts every thread down in dependency order and joins it, except
     /// the calling thread itself.
-    fn join(self, requests: &Sender<Request>, me: ThreadId, abandon: &AtomicBool) {
+    fn join(self, requests: &Sender<Msg>, me: ThreadId, abandon: &AtomicBool) {
         for acceptor in &self.acceptors {
             acceptor.close();
         }
         for acceptor in self.acceptors {
             acceptor.join(me);
         }
-        let _ = requests.send(Request::Stop);
+        let _ = requests.send(Msg::Stop);
         join_unless_self(self.handler, me);
+        // The handler is gone, so the writer's queue is closed: it
+        // finishes the last saves and exits.
+        if let Some(writer) = self.writer {
+            join_unless_self(writer, me);
+        }
         for worker in self.pool {
             join_unless_self(worker, me);
         }
-        if self.notifier.thread().id() == me {
-            abandon.store(true, Ordering::Release);
-        } else {
-            join_unless_self(self.notifier, me);
+        match self.notifier {
+            Some(n) if n.thread().id() == me => abandon.store(true, Ordering::Release),
+            Some(n) => join_unless_self(n, me),
+            None => {}
         }
     }
 }

@@ -43,7 +43,7 @@ impl Handle {
         name: &str,
         delta: i64,
     ) -> Result<(), Error> {
-        if !self.shared.decaying.contains(name) {
+        if !self.shared.store.lock().has_decaying(name) {
             return Err(Error::UnknownTag(name.to_owned()));
         }
         self.change_tag(peer.into(), TagChange::Bump(name.to_owned(), delta))
@@ -58,55 +58,43 @@ impl Handle {
 
     /// Protects `peer` under `tag`: its connections are never trimmed or
     /// evicted while any tag protects it, even across reconnections.
-    /// Protecting twice under one tag is the same as once.
+    /// Protecting twice under one tag is the same as once. Like
+    /// [`unprotect`](Self::unprotect), it returns once the handler has
+    /// applied it, so [`is_protected`](Self::is_protected) agrees at once.
     pub fn protect(&self, peer: impl Into<PeerId>, tag: &str) -> Result<(), Error> {
         let peer = peer.into();
-        self.check_open()?;
-        let mut store = self.shared.store.lock();
-        store
-            .protections
-            .entry(peer.clone())
-            .or_default()
-            .insert(tag.to_owned());
-        // Sent under the lock, so the handler sees changes in this order.
-        self.input(Input::Tag {
-            peer,
-            change: TagChange::Protect(tag.to_owned()),
-        })
+        let change = TagChange::Protect(tag.to_owned());
+        self.call(Input::Tag { peer, change }, None).map(drop)
     }
 
     /// Removes `tag`'s protection from `peer`; returns whether another tag
-    /// still protects it.
+    /// still protects it. Waits for the handler to apply it (and every
+    /// earlier call), so it fails with [`Error::OnHandlerThread`] when
+    /// called from code the handler runs.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let h = manager.handle();
+    /// h.protect("peer-a", "sync").unwrap();
+    /// h.protect("peer-a", "relay").unwrap();
+    /// assert_eq!(h.unprotect("peer-a", "sync"), Ok(true));
+    /// assert_eq!(h.unprotect("peer-a", "relay"), Ok(false));
+    /// assert!(!h.is_protected(&"peer-a".into(), None));
+    /// ```
     pub fn unprotect(&self, peer: impl Into<PeerId>, tag: &str) -> Result<bool, Error> {
         let peer = peer.into();
-        self.check_open()?;
-        let mut store = self.shared.store.lock();
-        let still = match store.protections.get_mut(&peer) {
-            Some(tags) => {
-                tags.remove(tag);
-                !tags.is_empty()
-            }
-            None => false,
-        };
-        if !still {
-            store.protections.remove(&peer);
-        }
-        self.input(Input::Tag {
-            peer,
-            change: TagChange::Unprotect(tag.to_owned()),
-        })?;
-        Ok(still)
+        let change = TagChange::Unprotect(tag.to_owned());
+        let ask = Some(peer.clone());
+        self.call(Input::Tag { peer, change }, ask)
     }
 
     /// Whether `peer` is protected under `tag`, or under any tag if `tag`
-    /// is `None`.
+    /// is `None`, as last published.
     pub fn is_protected(&self, peer: &PeerId, tag: Option<&str>) -> bool {
-        let store = self.shared.store.lock();
-        match (store.protections.get(peer), tag) {
-            (None, _) => false,
-            (Some(tags), None) => !tags.is_empty(),
-            (Some(tags), Some(tag)) => tags.contains(tag),
-        }
+        self.shared.store.lock().is_protected(peer, tag)
     }
 
     /// Names the peer behind connection `id` (for example a node id learned
@@ -172,13 +160,7 @@ impl Handle {
     /// The bans in force, as last published.
     pub fn bans(&self) -> Vec<BanEntry> {
         let now = self.shared.clock.now();
-        let store = self.shared.store.lock();
-        store
-            .bans
-            .iter()
-            .filter(|b| b.until > now)
-            .cloned()
-            .collect()
+        self.shared.store.lock().bans(now)
     }
 
     fn change_tag(&self, peer: PeerId, change: TagChange) -> Result<(), Error> {

@@ -1,15 +1,22 @@
-//! Anchors: the addresses of the longest-lived outbound connections,
-//! written at a clean stop and dialed first at the next start, so that a
-//! restart does not hand every outbound slot to whatever the address
-//! source offers (an eclipse opportunity).
+//! Persistence: the ban file and the anchors file. Files are read on the
+//! caller's thread when the manager is made and started, and written by
+//! the `connmgr-persist` thread, which coalesces bursts of saves, so no
+//! disk I/O ever runs on the handler thread.
 
-use std::fs;
-use std::io::{self, Write};
-use std::path::Path;
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Instant, SystemTime};
 
+use crossbeam_channel::{Receiver, Sender};
 use log::warn;
 
 use crate::addr::Addr;
+use crate::policy::banlist::{clock_error, BanFileError, BanList, MAX_BAN_FILE_BYTES};
+use crate::runtime::event::Event;
 
 const LOG: &str = "connmgr";
 const HEADER: &str = "# connmgr anchors v1";
@@ -54,6 +61,202 @@ pub(crate) fn save_anchors(path: &Path, addrs: &[Addr]) -> io::Result<()> {
         f.sync_all()?;
     }
     fs::rename(&tmp, path)
+}
+
+// The ban list's file operations; the format itself is pure and lives with
+// the list.
+impl BanList {
+    /// Writes the bans in force at `now` to `path`, replacing the file
+    /// atomically: readers and crashes see either the old or the new file.
+    ///
+    /// `wall_now` is the wall-clock time matching `now`; expiries are stored
+    /// as Unix seconds, rounded up so that a saved ban is never shorter.
+    /// Expired bans are left out.
+    pub fn save(
+        &self,
+        path: impl AsRef<Path>,
+        now: Instant,
+        wall_now: SystemTime,
+    ) -> io::Result<()> {
+        let text = self.to_file_text(now, wall_now)?;
+        write_atomically(path.as_ref(), text.as_bytes())
+    }
+
+    /// Reads a ban list written by [`save`](Self::save).
+    ///
+    /// `now` and `wall_now` are matching readings of the two clocks; stored
+    /// expiries are converted to instants relative to them, and bans that
+    /// have expired are skipped. A missing (or empty) file gives an empty
+    /// list.
+    pub fn load(
+        path: impl AsRef<Path>,
+        now: Instant,
+        wall_now: SystemTime,
+    ) -> Result<BanList, BanFileError> {
+        let mut list = BanList::new();
+        list.merge_from_file(path, now, wall_now)?;
+        Ok(list)
+    }
+
+    /// Adds the bans stored in `path` to this list (extending existing ones
+    /// as [`ban`](Self::ban) does) and returns how many unexpired bans the
+    /// file held.
+    ///
+    /// The whole file is checked before anything is added, so on error this
+    /// list is left exactly as it was.
+    pub fn merge_from_file(
+        &mut self,
+        path: impl AsRef<Path>,
+        now: Instant,
+        wall_now: SystemTime,
+    ) -> Result<usize, BanFileError> {
+        let path = path.as_ref();
+        if wall_now < std::time::UNIX_EPOCH {
+            return Err(BanFileError::Io {
+                path: path.to_path_buf(),
+                source: clock_error(),
+            });
+        }
+        let bytes = read_limited(path)?;
+        self.merge_file_text(&bytes, now, wall_now)
+    }
+}
+
+/// Reads the whole file, treating a missing file as empty.
+fn read_limited(path: &Path) -> Result<Vec<u8>, BanFileError> {
+    let io_err = |source| BanFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut bytes = Vec::new();
+    // Reading one byte past the limit tells "at the limit" from "over it".
+    file.take(MAX_BAN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_BAN_FILE_BYTES {
+        return Err(BanFileError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Counter making temporary file names unique within the process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `contents` to a temporary file next to `path`, flushes it to disk
+/// and renames it over `path`, so the file is never seen half-written.
+fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("ban list path {} has no file name", path.display()),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(temp_name(name));
+    let result = write_synced(&tmp, contents).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        // Best effort: the original error matters more than cleanup failing.
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// A hidden temporary name derived from the target's file name.
+fn temp_name(name: &std::ffi::OsStr) -> OsString {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut tmp = OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".tmp-{}-{n}", std::process::id()));
+    tmp
+}
+
+/// Creates `path` (which must not exist), writes `contents` and fsyncs it.
+fn write_synced(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Flushes the directory entry of a rename so that it survives a crash.
+/// Best effort: some platforms and file systems cannot sync directories, and
+/// the file content is already safe.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// A file write for the persistence thread.
+pub(crate) enum SaveJob {
+    /// Save the bans in force at `now` (`wall` is the matching wall time).
+    Bans {
+        list: BanList,
+        now: Instant,
+        wall: SystemTime,
+    },
+    /// Save the anchors of a clean stop.
+    Anchors(Vec<Addr>),
+}
+
+/// Where the persistence thread writes.
+pub(crate) struct Files {
+    pub(crate) bans: Option<PathBuf>,
+    pub(crate) anchors: Option<PathBuf>,
+}
+
+/// Starts the persistence thread. It runs until every sender of `jobs` is
+/// gone, writing only the newest of each kind of job that queued up while
+/// it was busy; a failed write is logged and reported as
+/// [`Event::SaveFailed`].
+pub(crate) fn spawn_writer(
+    jobs: Receiver<SaveJob>,
+    files: Files,
+    events: Sender<Vec<Event>>,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("connmgr-persist".into())
+        .spawn(move || {
+            while let Ok(first) = jobs.recv() {
+                let (mut bans, mut anchors) = (None, None);
+                for job in std::iter::once(first).chain(jobs.try_iter()) {
+                    match job {
+                        SaveJob::Bans { list, now, wall } => bans = Some((list, now, wall)),
+                        SaveJob::Anchors(addrs) => anchors = Some(addrs),
+                    }
+                }
+                if let (Some((list, now, wall)), Some(path)) = (bans, &files.bans) {
+                    report(&events, path, list.save(path, now, wall));
+                }
+                if let (Some(addrs), Some(path)) = (anchors, &files.anchors) {
+                    report(&events, path, save_anchors(path, &addrs));
+                }
+            }
+        })
+}
+
+fn report(events: &Sender<Vec<Event>>, path: &Path, result: io::Result<()>) {
+    if let Err(e) = result {
+        warn!(target: LOG, "cannot save {}: {e}", path.display());
+        let _ = events.send(vec![Event::SaveFailed {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        }]);
+    }
 }
 
 #[cfg(test)]

@@ -74,22 +74,24 @@ impl WorkerCtx {
     }
 }
 
-/// Starts `size` workers reading from `jobs`. They exit when every sender
-/// of `jobs` is gone.
+/// Starts `size` workers reading from `jobs`, pushing each into
+/// `threads` as it starts (so a failure leaves the started ones there to
+/// join). They exit when every sender of `jobs` is gone.
 pub(crate) fn spawn_pool(
     size: usize,
     jobs: Receiver<Job>,
     ctx: &Arc<WorkerCtx>,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
-    (0..size)
-        .map(|n| {
-            let ctx = Arc::clone(ctx);
-            let jobs = jobs.clone();
-            thread::Builder::new()
-                .name(format!("connmgr-dial-{n}"))
-                .spawn(move || worker(&ctx, &jobs))
-        })
-        .collect()
+    threads: &mut Vec<JoinHandle<()>>,
+) -> std::io::Result<()> {
+    for n in 0..size {
+        let ctx = Arc::clone(ctx);
+        let jobs = jobs.clone();
+        let t = thread::Builder::new()
+            .name(format!("connmgr-dial-{n}"))
+            .spawn(move || worker(&ctx, &jobs))?;
+        threads.push(t);
+    }
+    Ok(())
 }
 
 fn worker(ctx: &WorkerCtx, jobs: &Receiver<Job>) {

@@ -2,12 +2,12 @@
 //! the handle through which they read its published state.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
 use crate::addr::Addr;
+use crate::core::ReqSpec;
 use crate::types::{ConnId, ConnState};
 
 /// A request for an outbound connection.
@@ -48,9 +48,10 @@ impl ConnReq {
         Self::build(Some(addr), true, false)
     }
 
-    /// A request whose address the manager takes from its address source.
-    pub(crate) fn from_source(automatic: bool) -> Self {
-        Self::build(None, false, automatic)
+    /// A one-off request whose address the manager takes from its address
+    /// source.
+    pub(crate) fn from_source() -> Self {
+        Self::build(None, false, false)
     }
 
     fn build(addr: Option<Addr>, permanent: bool, automatic: bool) -> Self {
@@ -118,9 +119,19 @@ impl ConnReq {
         *self.inner.view.lock() = view;
     }
 
-    /// The id, for requests the manager has accepted (always assigned).
-    pub(crate) fn assigned_id(&self) -> ConnId {
-        self.id().unwrap_or(ConnId(0))
+    /// A handle for a request the Core made or that the user never held.
+    pub(crate) fn from_spec(spec: &ReqSpec) -> Self {
+        let req = Self::build(spec.addr.clone(), spec.permanent, spec.automatic);
+        req.assign_id(spec.id);
+        req
+    }
+
+    /// The plain request the Core takes, under `id`.
+    pub(crate) fn spec(&self, id: ConnId) -> ReqSpec {
+        match self.addr() {
+            Some(addr) => ReqSpec::new(id, addr.clone(), self.is_permanent()),
+            None => ReqSpec::from_source(id),
+        }
     }
 }
 
@@ -144,16 +155,5 @@ impl fmt::Display for ConnReq {
             (None, Some(addr)) => write!(f, "unsubmitted ({addr})"),
             (None, None) => f.write_str("unsubmitted (address pending)"),
         }
-    }
-}
-
-/// Hands out ids, shared by callers (for `connect`) and the handler (for
-/// automatic requests and inbound connections).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct IdGen(Arc<AtomicU64>);
-
-impl IdGen {
-    pub(crate) fn next(&self) -> ConnId {
-        ConnId(self.0.fetch_add(1, Ordering::Relaxed) + 1)
     }
 }

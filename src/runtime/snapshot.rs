@@ -2,26 +2,28 @@
 //! changes of each batch into a [`SnapshotStore`] behind one mutex; readers
 //! copy out what they need. Callers never see the handler's own maps.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::core::info::{ConnInfo, Counts, Stats};
+use crate::core::{default_peer_id, Changes};
 use crate::idmap::IdMap;
 use crate::policy::banlist::BanEntry;
 use crate::policy::tags::{PeerId, TagInfo};
 use crate::types::{ConnId, ConnState};
 
-/// Whether `c` is a connection of `peer`.
+/// Whether `c` is a connection of `peer`, by the Core's peer id rule.
 fn is_peer(c: &ConnInfo, peer: &PeerId) -> bool {
     match (&c.peer, &c.addr) {
         (Some(p), _) => p == peer,
-        (None, Some(addr)) => addr.to_string() == peer.as_str(),
+        (None, Some(addr)) => default_peer_id(addr) == *peer,
         (None, None) => false,
     }
 }
 
 /// A copy of the manager's published state.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// Every live request and inbound connection, by id.
     pub conns: Vec<ConnInfo>,
@@ -43,22 +45,70 @@ impl Snapshot {
     }
 }
 
-/// The published state, updated in place by the handler once per batch.
-#[derive(Debug, Default)]
+/// The published state, updated in place by the handler once per batch
+/// from the Core's change set; nothing here is decided anew.
+#[derive(Debug)]
 pub(crate) struct SnapshotStore {
     conns: IdMap<ConnId, ConnInfo>,
     peers: HashMap<PeerId, TagInfo>,
-    /// Protection is written by callers themselves, under this lock, in the
-    /// order they send it to the handler, so `unprotect` can answer at once.
-    pub(crate) protections: HashMap<PeerId, HashSet<String>>,
-    /// Bans in force when last published.
-    pub(crate) bans: Vec<BanEntry>,
+    protections: HashMap<PeerId, Vec<String>>,
+    bans: Vec<BanEntry>,
+    decaying: Vec<String>,
     counts: Counts,
-    pub(crate) stats: Stats,
+    stats: Stats,
     pub(crate) running: bool,
+    /// False once the handler has answered its last message: requests
+    /// sent after that could never finish, so callers refuse them.
+    pub(crate) accepting: bool,
+}
+
+impl Default for SnapshotStore {
+    fn default() -> Self {
+        SnapshotStore {
+            conns: IdMap::default(),
+            peers: HashMap::new(),
+            protections: HashMap::new(),
+            bans: Vec::new(),
+            decaying: Vec::new(),
+            counts: Counts::default(),
+            stats: Stats::default(),
+            running: false,
+            accepting: true,
+        }
+    }
 }
 
 impl SnapshotStore {
+    /// Writes one batch of the Core's changes.
+    pub(crate) fn apply(&mut self, changes: &Changes) {
+        for info in &changes.conns {
+            self.upsert(info.clone());
+        }
+        for f in &changes.finished {
+            self.remove(f.id);
+        }
+        for p in &changes.peers {
+            match &p.info {
+                Some(info) => self.peers.insert(p.peer.clone(), info.clone()),
+                None => self.peers.remove(&p.peer),
+            };
+            if p.protections.is_empty() {
+                self.protections.remove(&p.peer);
+            } else {
+                self.protections
+                    .insert(p.peer.clone(), p.protections.clone());
+            }
+        }
+        if let Some(bans) = &changes.bans {
+            self.bans.clone_from(bans);
+        }
+        if let Some(names) = &changes.decaying {
+            self.decaying.clone_from(names);
+        }
+        self.stats = changes.stats;
+    }
+
+    /// Shows a request before the Core has seen it.
     pub(crate) fn upsert(&mut self, info: ConnInfo) {
         self.counts.apply(&info, 1);
         if let Some(old) = self.conns.insert(info.id, info) {
@@ -70,13 +120,6 @@ impl SnapshotStore {
         if let Some(old) = self.conns.remove(&id) {
             self.counts.apply(&old, -1);
         }
-    }
-
-    pub(crate) fn set_peer(&mut self, peer: PeerId, info: Option<TagInfo>) {
-        match info {
-            Some(info) => self.peers.insert(peer, info),
-            None => self.peers.remove(&peer),
-        };
     }
 
     /// The published tag info of `peer`; for a peer never tagged, what its
@@ -99,6 +142,29 @@ impl SnapshotStore {
             tags: HashMap::new(),
             conns,
         })
+    }
+
+    /// Whether `peer` is protected under `tag`, or under any tag.
+    pub(crate) fn is_protected(&self, peer: &PeerId, tag: Option<&str>) -> bool {
+        match (self.protections.get(peer), tag) {
+            (None, _) => false,
+            (Some(tags), None) => !tags.is_empty(),
+            (Some(tags), Some(tag)) => tags.iter().any(|t| t == tag),
+        }
+    }
+
+    /// Whether a decaying tag of this name is registered.
+    pub(crate) fn has_decaying(&self, name: &str) -> bool {
+        self.decaying.iter().any(|n| n == name)
+    }
+
+    /// The bans in force at `now`.
+    pub(crate) fn bans(&self, now: Instant) -> Vec<BanEntry> {
+        self.bans
+            .iter()
+            .filter(|b| b.in_force(now))
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn get(&self, id: ConnId) -> Option<&ConnInfo> {

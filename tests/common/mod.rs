@@ -3,9 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use connmgr::PeerId;
 use connmgr::{Addr, ConnId, Event, Handle};
 use crossbeam_channel::Receiver;
 
@@ -49,19 +46,13 @@ pub fn mem_addr(n: u32) -> Addr {
 
 /// The id an event is about, for outbound events.
 pub fn event_id(ev: &Event) -> ConnId {
-    ev.id()
+    ev.id().expect("a connection event")
 }
 
-/// Waits until the handler has handled everything this thread sent before:
-/// tags a throwaway peer and waits for that tag to be published.
+/// Waits until the handler has applied and published everything sent
+/// before.
 pub fn sync(m: &Handle) {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let peer = PeerId::from(format!("sync-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-    m.tag(peer.clone(), "sync", 1).unwrap();
-    assert!(
-        wait_until(|| m.tag_info(&peer).is_some()),
-        "the handler never caught up"
-    );
+    m.barrier().expect("the handler never caught up");
 }
 
 /// Receives events until `count` of them match `pred`, returning those;

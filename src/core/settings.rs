@@ -1,0 +1,93 @@
+//! The policy settings the Core runs with, and their validation.
+
+use std::time::Duration;
+
+use crate::policy::backoff::Backoff;
+use crate::policy::trim::{TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SILENCE};
+
+/// The policy settings of a [`Core`](super::Core). The manager's
+/// [`Config`](crate::Config) builder fills one; a Core driven directly
+/// takes it as it is.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CoreConfig {
+    /// Automatic outbound connections to keep.
+    pub target_outbound: usize,
+    /// Whether an address source exists; without one the Core never makes
+    /// automatic requests (connect-only mode).
+    pub has_address_source: bool,
+    /// Live inbound connections allowed.
+    pub max_inbound: usize,
+    /// The base retry step.
+    pub retry_duration: Duration,
+    /// The longest wait between retries.
+    pub max_retry_duration: Duration,
+    /// How waits grow.
+    pub backoff: Backoff,
+    /// How long a connection must stay up before its retry count resets.
+    pub min_stable_duration: Duration,
+    /// Consecutive automatic failures after which each replacement waits
+    /// `retry_duration`.
+    pub max_failed_attempts: u32,
+    /// Seed of the Core's random generator (backoff jitter, the eviction
+    /// key): two Cores with one seed fed the same inputs behave the same.
+    pub rng_seed: u64,
+    /// At most one automatic outbound connection per routable netgroup.
+    pub diversity: bool,
+    /// How many long-lived outbound addresses a clean stop reports as
+    /// anchors.
+    pub anchor_count: usize,
+    /// Connection watermarks `(low, high)` for trimming; `None` never trims.
+    pub watermarks: Option<(usize, usize)>,
+    /// How long a new connection is safe from trimming.
+    pub trim_grace: Duration,
+    /// The least time between two trims.
+    pub trim_silence: Duration,
+    /// Ban score at which a misbehaving peer is banned and disconnected.
+    pub ban_threshold: u32,
+    /// Ban score from which misbehaviour is logged as a warning.
+    pub warn_threshold: u32,
+    /// How long a peer that reached the ban threshold stays banned.
+    pub ban_duration: Duration,
+    /// When inbound slots are full, evict a connection (chosen by Bitcoin
+    /// Core's rules) for the newcomer instead of refusing it.
+    pub evict_inbound: bool,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            target_outbound: 8,
+            has_address_source: false,
+            max_inbound: 125,
+            retry_duration: Duration::from_secs(5),
+            max_retry_duration: Duration::from_secs(300),
+            backoff: Backoff::Linear,
+            min_stable_duration: Duration::from_secs(30),
+            max_failed_attempts: 25,
+            rng_seed: 0,
+            diversity: true,
+            anchor_count: 2,
+            watermarks: None,
+            trim_grace: DEFAULT_GRACE,
+            trim_silence: DEFAULT_SILENCE,
+            ban_threshold: 100,
+            warn_threshold: 50,
+            ban_duration: Duration::from_secs(24 * 60 * 60),
+            evict_inbound: false,
+        }
+    }
+}
+
+impl CoreConfig {
+    /// The trimming policy the watermarks describe, if any.
+    pub fn trim_policy(&self) -> Result<Option<TrimPolicy>, TrimPolicyError> {
+        let Some((low, high)) = self.watermarks else {
+            return Ok(None);
+        };
+        let policy = TrimPolicy::new(low, high)?
+            .with_grace(self.trim_grace)
+            .with_silence(self.trim_silence);
+        Ok(Some(policy))
+    }
+}
