@@ -193,14 +193,6 @@ impl DynamicBanScore {
     }
 }
 
-impl fmt::Display for DynamicBanScore {
-    /// Formats like [`display_at`](DynamicBanScore::display_at) with the
-    /// current time.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.display_at(Instant::now()).fmt(f)
-    }
-}
-
 /// Describes a [`DynamicBanScore`] as of a given moment; returned by
 /// [`DynamicBanScore::display_at`].
 #[derive(Clone, Copy, Debug)]

@@ -10,11 +10,10 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{debug, warn};
 
 use crate::runtime::gate::{self, Gate};
-use crate::runtime::handler::Accepted;
-use crate::runtime::manager::join_unless_self;
+use crate::runtime::join::join_unless_self;
+use crate::runtime::msg::Accepted;
 use crate::transport::listener::Listener;
-use crate::transport::stream::Closer;
-use crate::transport::stream::Stream;
+use crate::transport::stream::{discard, Closer};
 
 const LOG: &str = "connmgr";
 
@@ -112,11 +111,4 @@ fn accept_loop(
         }
     }
     debug!(target: LOG, "accept thread exits");
-}
-
-/// Closes a stream nobody will hear of.
-pub(crate) fn discard(stream: Box<dyn Stream>) {
-    if let Ok(closer) = stream.closer() {
-        closer.close();
-    }
 }

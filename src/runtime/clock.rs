@@ -128,6 +128,14 @@ impl Clock for ManualClock {
     }
 }
 
+impl fmt::Display for crate::policy::banscore::DynamicBanScore {
+    /// Formats like [`display_at`](crate::policy::DynamicBanScore::display_at)
+    /// with the current time.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.display_at(Instant::now()).fmt(f)
+    }
+}
+
 // The ban score's convenience API reads the clock, so it lives here, out
 // of the pure policy layer.
 impl crate::policy::banscore::DynamicBanScore {

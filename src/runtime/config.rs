@@ -16,7 +16,7 @@ use crate::runtime::clock::{Clock, SystemClock};
 use crate::runtime::conn::Conn;
 use crate::runtime::event::Event;
 use crate::runtime::gate::Gate;
-use crate::runtime::manager::Handle;
+use crate::runtime::handle::Handle;
 use crate::runtime::notifier::Callbacks;
 use crate::runtime::request::ConnReq;
 use crate::runtime::source::AddressSource;

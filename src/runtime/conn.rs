@@ -9,7 +9,7 @@ use crossbeam_channel::Sender;
 
 use crate::addr::Addr;
 use crate::core::Input;
-use crate::runtime::handler::Msg;
+use crate::runtime::msg::Msg;
 use crate::transport::stream::{Closer, Stream};
 use crate::types::{ConnId, Direction};
 

@@ -15,17 +15,16 @@ use parking_lot::Mutex;
 use crate::addr::Addr;
 use crate::core::{Changes, Core, CoreEvent, Effect, Input, ReqSpec};
 use crate::idmap::{IdHasher, IdMap};
-use crate::policy::tags::PeerId;
-use crate::runtime::accept::discard;
 use crate::runtime::clock::Clock;
 use crate::runtime::conn::{Conn, ConnShared};
 use crate::runtime::event::Event;
+use crate::runtime::msg::{Accepted, Msg, Stream0};
 use crate::runtime::persist::SaveJob;
 use crate::runtime::pool::{self, DialMsg, Job, WorkerCtx};
 use crate::runtime::request::{ConnReq, ReqView};
 use crate::runtime::snapshot::SnapshotStore;
 use crate::transport::dial::CancelToken;
-use crate::transport::stream::{Closer, Stream};
+use crate::transport::stream::{discard, Closer};
 use crate::types::{ConnId, ConnState};
 
 const LOG: &str = "connmgr";
@@ -35,34 +34,6 @@ const BATCH: usize = 4096;
 
 /// Polls before sleeping: half spin hints, half yields.
 const SPIN_ROUNDS: u32 = 64;
-
-pub(crate) type Stream0 = Box<dyn Stream>;
-
-/// What callers (and closing connections) ask of the handler, in the
-/// order they were sent.
-pub(crate) enum Msg {
-    /// A Core input.
-    Input(Input<Stream0>),
-    /// A caller's request, with the handle the caller keeps.
-    Connect(ConnReq, ReqSpec),
-    /// Apply `input` (if any) and answer, once the batch is published,
-    /// whether `ask` is protected (false when nobody is asked).
-    Barrier {
-        input: Option<Input<Stream0>>,
-        ask: Option<PeerId>,
-        reply: Sender<bool>,
-    },
-    /// The other threads run: start dialing, anchors first.
-    Start(Vec<Addr>),
-    /// Shut down.
-    Stop,
-}
-
-/// A connection a listener thread accepted.
-pub(crate) struct Accepted {
-    pub(crate) stream: Stream0,
-    pub(crate) remote: Addr,
-}
 
 /// The channels and shared state the handler works with.
 pub(crate) struct HandlerParts {

@@ -11,7 +11,7 @@ use log::{error, warn};
 use crate::guard::panic_message;
 use crate::runtime::conn::Conn;
 use crate::runtime::event::Event;
-use crate::runtime::manager::Handle;
+use crate::runtime::handle::Handle;
 use crate::runtime::request::ConnReq;
 
 const LOG: &str = "connmgr";

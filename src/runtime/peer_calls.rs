@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::manager::{Error, Handle};
+use super::handle::{Error, Handle};
 use crate::core::{Input, TagChange};
 use crate::types::ConnId;
 

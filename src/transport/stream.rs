@@ -82,3 +82,10 @@ impl Stream for Box<dyn Stream> {
         (**self).try_clone_stream()
     }
 }
+
+/// Closes a stream nobody will hear of.
+pub(crate) fn discard(stream: Box<dyn Stream>) {
+    if let Ok(closer) = stream.closer() {
+        closer.close();
+    }
+}
