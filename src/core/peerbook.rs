@@ -1,7 +1,7 @@
 //! The peer book: tags, decaying tags, protection and trimming, on top of
 //! the connections the rest of the Core tracks.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -62,7 +62,8 @@ pub struct DecayingSpec {
 /// set, and the trimming policy with its last run.
 pub(super) struct PeerBook {
     tags: PeerTags,
-    dirty: HashSet<PeerId>,
+    /// Ordered, so change sets list peers in one order on every run.
+    dirty: BTreeSet<PeerId>,
     decaying_changed: bool,
     trim: Option<TrimPolicy>,
     last_trim: Option<Instant>,
@@ -72,7 +73,7 @@ impl PeerBook {
     pub(super) fn new(cfg: &CoreConfig) -> Self {
         PeerBook {
             tags: PeerTags::new(),
-            dirty: HashSet::new(),
+            dirty: BTreeSet::new(),
             decaying_changed: false,
             trim: cfg.trim_policy().ok().flatten(),
             last_trim: None,
@@ -137,7 +138,7 @@ impl PeerBook {
     }
 
     pub(super) fn take_changes(&mut self, changes: &mut Changes) {
-        for peer in self.dirty.drain() {
+        for peer in std::mem::take(&mut self.dirty) {
             changes.peers.push(PeerChange {
                 info: self.tags.tag_info(&peer),
                 protections: self.tags.protections(&peer),
@@ -172,7 +173,11 @@ impl Core {
             }
             TagChange::Protect(tag) => tags.protect(&peer, &tag),
             TagChange::Unprotect(tag) => {
-                tags.unprotect(&peer, &tag);
+                // Unprotected with no connection left: forgotten as if its
+                // last connection closed now.
+                if !tags.unprotect(&peer, &tag) && !tags.is_connected(&peer) {
+                    tags.forget(&peer);
+                }
             }
             TagChange::Bump(name, delta) => {
                 if let Err(e) = tags.bump_decaying(&peer, &name, delta, now) {
@@ -183,6 +188,7 @@ impl Core {
         if !known && self.peers.tags.contains(&peer) {
             self.attach_connections(&peer);
         }
+        self.peers.tags.forget_if_idle(&peer);
         self.peers.dirty.insert(peer);
     }
 

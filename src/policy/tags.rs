@@ -519,6 +519,22 @@ impl PeerTags {
         self.peers.remove(peer).is_some()
     }
 
+    /// Whether the store knows of an open connection of `peer`.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| !p.conns.is_empty())
+    }
+
+    /// Forgets `peer` when nothing keeps its entry: no tag, no decaying
+    /// value, no connection. Returns whether it did.
+    pub fn forget_if_idle(&mut self, peer: &PeerId) -> bool {
+        let idle = self
+            .peers
+            .get(peer)
+            .is_some_and(|p| p.tags.is_empty() && p.conns.is_empty())
+            && !self.decaying.values().any(|d| d.values.contains_key(peer));
+        idle && self.peers.remove(peer).is_some()
+    }
+
     /// Forgets every unprotected peer without connections whose entry is
     /// at least `max_age` old; returns how many were forgotten.
     ///
