@@ -324,10 +324,22 @@ impl Ban {
 /// (usually empty) subnet list. A ban is in force while `now < until`.
 /// Expired bans stop matching at once but stay in memory until
 /// [`sweep`](Self::sweep). The list is plain data; share it behind a lock.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct BanList {
     hosts: HashMap<IpAddr, Ban>,
     nets: Vec<(Subnet, Ban)>,
+}
+
+impl fmt::Debug for BanList {
+    /// Every ban, expired or not, in subnet order: the same list always
+    /// prints the same, whatever order its map keeps.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hosts = self.hosts.iter().map(|(ip, b)| b.entry(Subnet::host(*ip)));
+        let nets = self.nets.iter().map(|(s, b)| b.entry(*s));
+        let mut all: Vec<BanEntry> = hosts.chain(nets).collect();
+        all.sort_by_key(|e| e.subnet);
+        f.debug_list().entries(all).finish()
+    }
 }
 
 impl BanList {
