@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use connmgr::core::{
-    default_peer_id, Changes, Core, CoreConfig, CoreEvent, DecayingSpec, Effect, Input,
-    PeerReport, TagChange, Teardown,
+    default_peer_id, Changes, Core, CoreConfig, CoreEvent, DecayingSpec, Effect, Input, PeerReport,
+    TagChange, Teardown,
 };
 use connmgr::policy::BanList;
 use connmgr::{Addr, BumpFn, ConnId, DecayFn, DialError, Direction, PeerId, Subnet};
@@ -177,8 +177,11 @@ impl Sim {
         if self.fetches.is_empty() {
             return Ok(());
         }
-        let id = self.fetches.swap_remove(self.rng.random_range(0..self.fetches.len()));
-        let addr = (self.rng.random_range(0..5) > 0).then(|| self.world.pick(&mut self.rng).0.clone());
+        let id = self
+            .fetches
+            .swap_remove(self.rng.random_range(0..self.fetches.len()));
+        let addr =
+            (self.rng.random_range(0..5) > 0).then(|| self.world.pick(&mut self.rng).0.clone());
         self.step(Input::AddressFound { id, addr }, &Explained::default())
     }
 
@@ -218,12 +221,17 @@ impl Sim {
             return Ok(());
         };
         let conn = self.next_token();
-        let effects = self.step_effects(Input::DialSucceeded { id, attempt, conn }, &Explained::default())?;
+        let effects = self.step_effects(
+            Input::DialSucceeded { id, attempt, conn },
+            &Explained::default(),
+        )?;
         let discarded = effects
             .iter()
             .any(|e| matches!(e, Effect::Discard { conn: c } if *c == conn));
         if !discarded {
-            return Err(format!("late dial {id}/{attempt} was not discarded: {effects:?}"));
+            return Err(format!(
+                "late dial {id}/{attempt} was not discarded: {effects:?}"
+            ));
         }
         Ok(())
     }
@@ -234,7 +242,11 @@ impl Sim {
             1 => self.world.pick(&mut self.rng).0.clone(),
             // Strangers from all over, so eviction sees many netgroups.
             _ => {
-                let [a, b, c] = [self.rng.random_range(1..=223u8), self.rng.random(), self.rng.random()];
+                let [a, b, c] = [
+                    self.rng.random_range(1..=223u8),
+                    self.rng.random(),
+                    self.rng.random(),
+                ];
                 format!("{a}.{b}.{c}.9:{}", self.rng.random_range(1024..=65535u16))
                     .parse()
                     .unwrap()
@@ -249,7 +261,11 @@ impl Sim {
             return Ok(());
         };
         // Now and then a stale serial, which must change nothing.
-        let serial = if self.rng.random_range(0..10) == 0 { serial + 1_000_000 } else { serial };
+        let serial = if self.rng.random_range(0..10) == 0 {
+            serial + 1_000_000
+        } else {
+            serial
+        };
         let why = Explained {
             ids: [id].into(),
             ..Explained::default()
@@ -343,10 +359,19 @@ impl Sim {
         if set.is_empty() {
             self.protected.remove(&peer);
         }
-        self.step(Input::Tag { peer: peer.clone(), change }, &Explained::default())?;
+        self.step(
+            Input::Tag {
+                peer: peer.clone(),
+                change,
+            },
+            &Explained::default(),
+        )?;
         let expected = self.protected.contains_key(&peer);
         if self.core.is_protected(&peer, None) != expected {
-            return Err(format!("{peer} protected: Core says {}, calls say {expected}", !expected));
+            return Err(format!(
+                "{peer} protected: Core says {}, calls say {expected}",
+                !expected
+            ));
         }
         Ok(())
     }
@@ -380,11 +405,20 @@ impl Sim {
             ..Explained::default()
         };
         let reason = "simulated".to_string();
-        self.step(Input::Ban { subnet, duration, reason }, &why)
+        self.step(
+            Input::Ban {
+                subnet,
+                duration,
+                reason,
+            },
+            &why,
+        )
     }
 
     fn note_ban(&mut self, subnet: Subnet, duration: Duration) {
-        let until = self.now.checked_add(duration.min(connmgr::policy::MAX_BAN_DURATION));
+        let until = self
+            .now
+            .checked_add(duration.min(connmgr::policy::MAX_BAN_DURATION));
         let until = until.unwrap_or(self.now + Duration::from_secs(3_600 * 24 * 365));
         self.bans.push((subnet, until));
     }
@@ -459,7 +493,11 @@ impl Sim {
         self.boot(bans, anchors)?;
         // The anchors are dialed before the source is asked, unless banned
         // or held back by the diversity rule.
-        let filled = if self.cfg.has_address_source { self.cfg.target_outbound } else { 0 };
+        let filled = if self.cfg.has_address_source {
+            self.cfg.target_outbound
+        } else {
+            0
+        };
         for a in expected.iter().take(filled) {
             let dialed = self.dials.iter().any(|(_, _, d)| d == a);
             if !dialed && !self.is_banned(a) && !self.cfg.diversity {
@@ -474,7 +512,12 @@ impl Sim {
             all: true,
             ..Explained::default()
         };
-        self.step(Input::Stop { close_established: true }, &why)?;
+        self.step(
+            Input::Stop {
+                close_established: true,
+            },
+            &why,
+        )?;
         self.fetches.clear();
         self.dials.clear();
         if !self.live.is_empty() {
@@ -487,7 +530,11 @@ impl Sim {
                 self.core.queued_timers()
             ));
         }
-        if self.core.next_deadline().is_some_and(|_| self.core.tagged_peers() == 0) {
+        if self
+            .core
+            .next_deadline()
+            .is_some_and(|_| self.core.tagged_peers() == 0)
+        {
             return Err("a deadline after Stop with no tags".into());
         }
         Ok(())
@@ -499,18 +546,33 @@ impl Sim {
         for (peer, names) in std::mem::take(&mut self.tags) {
             for name in names {
                 let change = TagChange::Remove(name);
-                self.step(Input::Tag { peer: peer.clone(), change }, &Explained::default())?;
+                self.step(
+                    Input::Tag {
+                        peer: peer.clone(),
+                        change,
+                    },
+                    &Explained::default(),
+                )?;
             }
         }
         for (peer, tags) in std::mem::take(&mut self.protected) {
             for tag in tags {
                 let change = TagChange::Unprotect(tag);
-                self.step(Input::Tag { peer: peer.clone(), change }, &Explained::default())?;
+                self.step(
+                    Input::Tag {
+                        peer: peer.clone(),
+                        change,
+                    },
+                    &Explained::default(),
+                )?;
             }
         }
         self.stop()?;
         if self.core.tagged_peers() != 0 {
-            return Err(format!("{} peers left in the tag store", self.core.tagged_peers()));
+            return Err(format!(
+                "{} peers left in the tag store",
+                self.core.tagged_peers()
+            ));
         }
         if self.connected != self.closed {
             return Err(format!(
@@ -555,15 +617,21 @@ impl Sim {
     }
 
     /// Feeds one input, checks its effects and the state after it.
-    fn step_effects(&mut self, input: Input<u32>, why: &Explained) -> Result<Vec<Effect<u32>>, String> {
+    fn step_effects(
+        &mut self,
+        input: Input<u32>,
+        why: &Explained,
+    ) -> Result<Vec<Effect<u32>>, String> {
         let trims = self.core.stats().trims;
         let label = format!("{input:?}");
         let effects = self.core.handle(self.now, input);
         self.record(&label, &effects);
         for e in &effects {
-            self.check_effect(e, why).map_err(|m| format!("{m}\n  after {label}"))?;
+            self.check_effect(e, why)
+                .map_err(|m| format!("{m}\n  after {label}"))?;
         }
-        self.check_state(trims).map_err(|m| format!("{m}\n  after {label}"))?;
+        self.check_state(trims)
+            .map_err(|m| format!("{m}\n  after {label}"))?;
         Ok(effects)
     }
 
@@ -605,20 +673,31 @@ impl Sim {
                 let before = self.dials.len();
                 self.dials.retain(|(i, a, _)| !(i == id && a == attempt));
                 if self.dials.len() == before {
-                    return Err(format!("canceled dial {id}/{attempt} that was not in flight"));
+                    return Err(format!(
+                        "canceled dial {id}/{attempt} that was not in flight"
+                    ));
                 }
                 self.canceled.push((*id, *attempt));
             }
-            Effect::Established { req, id, serial, addr, direction, .. } => {
-                self.established(req.as_ref(), *id, *serial, addr, *direction)?
-            }
+            Effect::Established {
+                req,
+                id,
+                serial,
+                addr,
+                direction,
+                ..
+            } => self.established(req.as_ref(), *id, *serial, addr, *direction)?,
             Effect::Close { serial } => self.close(*serial, why)?,
             Effect::Notify(CoreEvent::Disconnected { .. } | CoreEvent::InboundClosed { .. }) => {
                 self.closed += 1;
             }
             Effect::SaveAnchors(addrs) => {
                 if addrs.len() > self.cfg.anchor_count {
-                    return Err(format!("{} anchors saved, at most {}", addrs.len(), self.cfg.anchor_count));
+                    return Err(format!(
+                        "{} anchors saved, at most {}",
+                        addrs.len(),
+                        self.cfg.anchor_count
+                    ));
                 }
                 self.anchors = addrs.clone();
             }
@@ -674,26 +753,42 @@ impl Sim {
         // Closed by trimming or eviction: never a protected or permanent one.
         let peer = self.peer_of(id, &live.addr);
         if live.permanent || self.protected.contains_key(&peer) {
-            return Err(format!("policy closed protected {id} ({peer}, permanent {})", live.permanent));
+            return Err(format!(
+                "policy closed protected {id} ({peer}, permanent {})",
+                live.permanent
+            ));
         }
         Ok(())
     }
 
     fn check_state(&self, trims_before: u64) -> Result<(), String> {
         let auto = self.live.values().filter(|l| l.automatic).count();
-        if auto > self.cfg.target_outbound || self.core.automatic_slots() > self.cfg.target_outbound {
+        if auto > self.cfg.target_outbound || self.core.automatic_slots() > self.cfg.target_outbound
+        {
             return Err(format!(
                 "{auto} automatic live, {} slots, target {}",
                 self.core.automatic_slots(),
                 self.cfg.target_outbound
             ));
         }
-        let inbound = self.live.values().filter(|l| l.direction == Direction::Inbound).count();
+        let inbound = self
+            .live
+            .values()
+            .filter(|l| l.direction == Direction::Inbound)
+            .count();
         if inbound > self.cfg.max_inbound || self.core.inbound_count() != inbound {
-            return Err(format!("{inbound} inbound live (Core {}), max {}", self.core.inbound_count(), self.cfg.max_inbound));
+            return Err(format!(
+                "{inbound} inbound live (Core {}), max {}",
+                self.core.inbound_count(),
+                self.cfg.max_inbound
+            ));
         }
         if self.core.connection_count() != self.live.len() {
-            return Err(format!("Core counts {} connections, {} live", self.core.connection_count(), self.live.len()));
+            return Err(format!(
+                "Core counts {} connections, {} live",
+                self.core.connection_count(),
+                self.live.len()
+            ));
         }
         if self.core.stats().trims > trims_before {
             self.check_trim()?;
@@ -714,10 +809,12 @@ impl Sim {
             let in_grace = self.now.saturating_duration_since(l.opened) < self.cfg.trim_grace;
             let protected = self.protected.contains_key(&self.peer_of(*id, &l.addr));
             if !(in_grace || protected || l.permanent) {
-                return Err(format!("trim left {} > low {low} with {id} trimmable", self.live.len()));
+                return Err(format!(
+                    "trim left {} > low {low} with {id} trimmable",
+                    self.live.len()
+                ));
             }
         }
         Ok(())
     }
 }
-
