@@ -35,7 +35,18 @@ const MAX_SHOWN: usize = 120;
 const EXAMPLE_PORT: &str = "8333";
 
 /// A peer address.
+///
+/// ```
+/// use connmgr::{Addr, AddrKind};
+///
+/// let ip: Addr = "203.0.113.5:8333".parse().unwrap();
+/// let name: Addr = "seed.example.org:8333".parse().unwrap();
+/// assert_eq!(ip.kind(), AddrKind::Ipv4);
+/// assert_eq!(name.kind(), AddrKind::Dns);
+/// assert!("203.0.113.5".parse::<Addr>().is_err(), "a port is required");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Addr {
     /// IPv4 or IPv6 socket address.
     Ip(SocketAddr),
@@ -118,6 +129,7 @@ impl CustomAddr {
 
 /// The family of an [`Addr`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AddrKind {
     /// An IPv4 socket address.
     Ipv4,
@@ -146,6 +158,7 @@ impl fmt::Display for AddrKind {
 /// The group an address belongs to for diversity rules: peers in the same
 /// group are likely run or routed by the same party.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum NetGroup {
     /// The /16 of an IPv4 address (also used for IPv4-mapped IPv6).
     Ipv4([u8; 2]),

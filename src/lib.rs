@@ -7,7 +7,7 @@
 //! an event channel. No async runtime is involved: one handler thread owns
 //! all state, a pool of threads dials, a notifier thread runs callbacks.
 //!
-//! All policy lives in [`Core`], a sans-IO state machine driven with an
+//! All policy lives in [`Core`](crate::core::Core), a sans-IO state machine driven with an
 //! explicit `now`; the threads around it only move messages. Tests can
 //! drive it — or a whole manager with a [`ManualClock`] and the in-memory
 //! [`MemoryNetwork`] — without sockets or waiting.

@@ -45,6 +45,7 @@ impl fmt::Display for ConnId {
 /// established makes it `Canceled`; closing an established one makes it
 /// `Disconnected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ConnState {
     /// Waiting for an address or a dial result.
     Pending,
@@ -97,6 +98,7 @@ impl fmt::Display for Direction {
 
 /// Why a dial failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DialError {
     /// The peer refused the connection.
     Refused,

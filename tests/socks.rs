@@ -874,6 +874,7 @@ fn routes_follow_the_configured_rules() {
         Err(SocksError::OnionWithoutProxy(_)) => "no onion proxy".to_string(),
         Err(SocksError::NoRoute(_)) => "no route".to_string(),
         Err(e) => panic!("unexpected routing error {e:?}"),
+        Ok(other) => panic!("unexpected route {other:?}"),
     };
 
     let d = Socks5Dialer::without_proxy();

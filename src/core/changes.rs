@@ -49,6 +49,7 @@ impl Changes {
 
 /// A request or connection that left the Core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Finished {
     /// Its id.
     pub id: ConnId,
@@ -60,6 +61,7 @@ pub struct Finished {
 
 /// One peer's published data.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerChange {
     /// The peer.
     pub peer: PeerId,

@@ -9,6 +9,7 @@ use crate::types::{ConnId, ConnState, Direction};
 
 /// One request or inbound connection as last published.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnInfo {
     /// Its id.
     pub id: ConnId,
@@ -36,6 +37,7 @@ pub struct ConnInfo {
 
 /// How many requests and connections are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counts {
     /// Outbound requests waiting for an address or a dial.
     pub pending: usize,
@@ -77,6 +79,7 @@ impl Counts {
 
 /// Running totals since the manager was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Dials started.
     pub dials: u64,

@@ -459,6 +459,24 @@ impl Core {
     /// Moves everything that changed since the last call into `changes`
     /// (cleared first): the entries to publish, the requests that
     /// finished, changed peers, bans and totals.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use connmgr::core::{Changes, Core, CoreConfig, Input};
+    /// use connmgr::ConnState;
+    ///
+    /// let mut core = Core::new(CoreConfig::default());
+    /// let now = Instant::now();
+    /// let req = core.request("127.0.0.1:8333".parse().unwrap(), false);
+    /// let id = req.id;
+    /// core.handle::<()>(now, Input::Connect(req));
+    /// let mut changes = Changes::default();
+    /// core.take_changes(&mut changes);
+    /// assert_eq!(changes.conns[0].state, ConnState::Pending);
+    /// core.handle::<()>(now, Input::Stop { close_established: true });
+    /// core.take_changes(&mut changes);
+    /// assert_eq!((changes.finished[0].id, changes.finished[0].state), (id, ConnState::Canceled));
+    /// ```
     pub fn take_changes(&mut self, changes: &mut Changes) {
         changes.clear();
         for id in self.dirty.drain(..) {

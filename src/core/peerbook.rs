@@ -15,6 +15,7 @@ use crate::policy::trim::{TrimCandidate, TrimPolicy};
 use crate::types::{ConnId, Direction};
 
 /// A change to one peer's tags, carried from a caller to the Core.
+#[non_exhaustive]
 pub enum TagChange {
     /// Set a tag.
     Set(String, i64),

@@ -211,6 +211,7 @@ fn parse_prefix(p: &str, whole: &str, max: u8) -> Result<u8, SubnetParseError> {
 
 /// Why a text could not be read as a [`Subnet`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubnetParseError {
     /// The text was empty or only whitespace.
     Empty,
@@ -263,6 +264,7 @@ impl StdError for SubnetParseError {}
 
 /// One ban as reported by [`BanList::bans`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BanEntry {
     /// The banned address or network.
     pub subnet: Subnet,
@@ -491,6 +493,7 @@ impl BanList {
 
 /// Why a ban list file could not be read.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum BanFileError {
     /// The file exists but could not be read (or the wall-clock time given
     /// was before 1970).

@@ -96,6 +96,17 @@ pub struct DynamicBanScore {
 
 impl DynamicBanScore {
     /// Creates a score of zero.
+    ///
+    /// ```
+    /// use connmgr::policy::DynamicBanScore;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let t0 = Instant::now();
+    /// let mut score = DynamicBanScore::new();
+    /// assert_eq!(score.increase_at(100, 50, t0), 150);
+    /// // The transient part halves every minute; the persistent part stays.
+    /// assert_eq!(score.score_at(t0 + Duration::from_secs(60)), 125);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }

@@ -26,6 +26,7 @@ use crate::addr::{Addr, NetGroup};
 /// peers on networks that the latency and uptime rules put at a
 /// disadvantage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CandidateNet {
     /// A routable or private IPv4 address.
     Ipv4,

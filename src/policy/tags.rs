@@ -89,6 +89,7 @@ impl Borrow<str> for PeerId {
 
 /// Errors from the decaying tag operations of [`PeerTags`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TagError {
     /// A decaying tag with this name is already registered.
     DuplicateDecayingTag(String),
@@ -232,6 +233,7 @@ impl fmt::Debug for BumpFn {
 
 /// A snapshot of what the store knows about one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TagInfo {
     /// When the peer was first tagged or connected (since it was last
     /// forgotten).
@@ -376,8 +378,24 @@ fn scaled(interval: Duration, steps: u128) -> Duration {
 
 /// Per-peer tags, decaying tags, connections and protection.
 ///
-/// See the [module documentation](self) for when a peer's data is
-/// forgotten.
+/// Every peer gets a value: the sum of named tags set by the application
+/// (for example "useful block relay: 20") and of decaying tags whose values
+/// shrink on a schedule unless they are bumped. The trimmer closes
+/// connections of low-value peers first. Protection is a separate, per-tag
+/// flag that keeps a peer's connections from being trimmed at all.
+///
+/// The store never reads a clock: every operation that depends on time
+/// takes `now`, and [`next_decay_deadline`](Self::next_decay_deadline)
+/// tells the caller when to call [`tick`](Self::tick) next.
+///
+/// Tags live with the peer's connection set: when the last known
+/// connection of a peer closes ([`disconnected`](Self::disconnected)) its
+/// tags and decaying values are forgotten, unless the peer is protected at
+/// that moment. Protection is kept in its own map and survives
+/// disconnection. Tagging a peer that has no connection creates its entry
+/// too; it stays until its tags are removed
+/// ([`forget_if_idle`](Self::forget_if_idle)) or the caller prunes old
+/// unconnected entries with [`prune_unconnected`](Self::prune_unconnected).
 #[derive(Debug, Default)]
 pub struct PeerTags {
     peers: HashMap<PeerId, PeerInfo>,

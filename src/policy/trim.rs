@@ -96,6 +96,7 @@ pub fn select_victims(
 
 /// An invalid [`TrimPolicy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TrimPolicyError {
     /// The high watermark is zero, which would trim every connection.
     ZeroHighWatermark,
@@ -140,6 +141,27 @@ pub struct TrimPolicy {
 impl TrimPolicy {
     /// Creates a validated policy with [`DEFAULT_GRACE`] and
     /// [`DEFAULT_SILENCE`]. The low watermark comes first.
+    ///
+    /// ```
+    /// use connmgr::policy::{TrimCandidate, TrimPolicy};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let now = Instant::now();
+    /// let old = now - Duration::from_secs(600);
+    /// let policy = TrimPolicy::new(1, 2).unwrap();
+    /// let cand = |key, value| TrimCandidate {
+    ///     key,
+    ///     peer: format!("p{key}").as_str().into(),
+    ///     inbound: true,
+    ///     opened: old,
+    ///     protected: false,
+    ///     value,
+    /// };
+    /// let all = [cand(1, 5), cand(2, -1), cand(3, 9)];
+    /// assert!(policy.should_trim(all.len(), None, now));
+    /// // Lowest value first, down to the low watermark.
+    /// assert_eq!(policy.select(&all, now), vec![2, 1]);
+    /// ```
     pub fn new(low_watermark: usize, high_watermark: usize) -> Result<Self, TrimPolicyError> {
         let policy = TrimPolicy {
             high_watermark,

@@ -53,6 +53,26 @@ impl Config {
     /// failures in a row, 10 s dial timeout, 8 dialer threads with a queue
     /// of 1024 jobs, the system clock, and established connections closed
     /// on stop. There is no default dialer.
+    ///
+    /// ```
+    /// use connmgr::{Backoff, Config, ConfigError, ConnManager, TcpDialer};
+    /// use std::time::Duration;
+    ///
+    /// let config = Config::builder()
+    ///     .dialer(TcpDialer::new())
+    ///     .target_outbound(4)
+    ///     .max_inbound(32)
+    ///     .backoff(Backoff::Exponential { jitter: 0.2 })
+    ///     .dial_timeout(Duration::from_secs(5))
+    ///     .build();
+    /// assert!(config.validate().is_ok());
+    ///
+    /// // A bad setting is a typed error that says what to change.
+    /// let bad = Config::builder().dialer(TcpDialer::new()).dialer_pool_size(0).build();
+    /// let err = ConnManager::new(bad).unwrap_err();
+    /// assert_eq!(err, ConfigError::ZeroDialerPool);
+    /// assert!(err.to_string().contains("dialer_pool_size"));
+    /// ```
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config {

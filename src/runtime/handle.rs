@@ -157,6 +157,26 @@ impl Handle {
 
     /// Submits a one-off request whose address comes from the address
     /// source (btcd's `NewConnReq`), on top of the target.
+    ///
+    /// ```
+    /// use connmgr::{Addr, Config, ConnManager, Error, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let peer: Addr = "127.0.0.1:8333".parse().unwrap();
+    /// let _listener = net.listen(peer.clone()).unwrap();
+    /// let config = Config::builder()
+    ///     .dialer(net.dialer())
+    ///     .target_outbound(0)
+    ///     .address_source(move || Some(peer.clone()))
+    ///     .build();
+    /// let manager = ConnManager::new(config).unwrap();
+    /// let id = manager.handle().new_conn_req().unwrap();
+    /// assert!(manager.handle().conn_info(id).is_some());
+    ///
+    /// // Without a source there is nothing to ask.
+    /// let plain = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// assert_eq!(plain.handle().new_conn_req(), Err(Error::NoAddressSource));
+    /// ```
     pub fn new_conn_req(&self) -> Result<ConnId, Error> {
         self.check_open()?;
         if !self.shared.has_source {
@@ -173,6 +193,24 @@ impl Handle {
     /// with backoff, an automatic one is replaced from the address source,
     /// any other finishes. A request still connecting is canceled. An
     /// inbound connection is closed.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, ConnReq, Event, MemoryNetwork};
+    /// use std::time::Duration;
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let addr = "127.0.0.1:8333".parse().unwrap();
+    /// let _peer = net.listen(addr).unwrap();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let events = manager.handle().events();
+    /// manager.start().unwrap();
+    /// let id = manager.handle().connect(ConnReq::new("127.0.0.1:8333".parse().unwrap())).unwrap();
+    /// let ev = events.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// assert!(matches!(ev, Event::Connected { .. }));
+    /// manager.handle().disconnect(id).unwrap();
+    /// let ev = events.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// assert!(matches!(ev, Event::Disconnected { .. }));
+    /// ```
     pub fn disconnect(&self, id: ConnId) -> Result<(), Error> {
         self.teardown(id, Teardown::Disconnect)
     }
@@ -192,6 +230,20 @@ impl Handle {
     /// Finishes a request for good: cancels it if it is still connecting
     /// (a dial that completes later is closed and never reported), closes
     /// it without retry if established. Closes an inbound connection.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, ConnReq, ConnState, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let h = manager.handle();
+    /// let req = ConnReq::permanent("127.0.0.1:8333".parse().unwrap());
+    /// let id = h.connect(req.clone()).unwrap();
+    /// h.remove(id).unwrap();
+    /// h.barrier().unwrap();
+    /// assert_eq!(req.state(), ConnState::Canceled);
+    /// assert!(h.conn_info(id).is_none());
+    /// ```
     pub fn remove(&self, id: ConnId) -> Result<(), Error> {
         self.teardown(id, Teardown::Remove)
     }
@@ -219,6 +271,18 @@ impl Handle {
     }
 
     /// A copy of everything the manager last published.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, ConnReq, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let id = manager.handle().connect(ConnReq::new("127.0.0.1:1".parse().unwrap())).unwrap();
+    /// let snap = manager.handle().snapshot();
+    /// assert_eq!(snap.get(id).map(|c| c.permanent), Some(false));
+    /// assert_eq!(snap.counts.pending, 1);
+    /// assert!(!snap.running);
+    /// ```
     pub fn snapshot(&self) -> Snapshot {
         self.shared.store.lock().snapshot()
     }
@@ -246,12 +310,27 @@ impl Handle {
     /// A receiver for the events no callback takes. Events flow into it
     /// from the first call on; every call returns a receiver of the same
     /// queue.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, Event, MemoryNetwork};
+    /// use std::time::Duration;
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let listener = net.listen("127.0.0.1:8333".parse().unwrap()).unwrap();
+    /// let config = Config::builder().dialer(net.dialer()).listener(listener).build();
+    /// let manager = ConnManager::new(config).unwrap();
+    /// let events = manager.handle().events();
+    /// manager.start().unwrap();
+    /// let _client = net.connect(&"127.0.0.1:8333".parse().unwrap()).unwrap();
+    /// let ev = events.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// assert!(matches!(ev, Event::Accepted { .. }));
+    /// ```
     pub fn events(&self) -> Receiver<Event> {
         self.shared.events_enabled.store(true, Ordering::Release);
         self.shared.events_rx.clone()
     }
 
-    /// Stops the manager; see [`ConnManager::stop`].
+    /// Stops the manager; see [`ConnManager::stop`](crate::ConnManager::stop).
     pub fn stop(&self) {
         self.stop_all();
     }

@@ -13,6 +13,20 @@ use crate::policy::tags::{PeerId, TagInfo};
 impl Handle {
     /// Sets tag `name` of `peer` to `value`. A peer's total tag value
     /// decides which of its connections a trim closes first.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, MemoryNetwork, PeerId};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let h = manager.handle();
+    /// h.tag("peer-a", "relays-blocks", 10).unwrap();
+    /// h.tag("peer-a", "answers-pings", 3).unwrap();
+    /// h.untag("peer-a", "answers-pings").unwrap();
+    /// h.barrier().unwrap();
+    /// let info = h.tag_info(&PeerId::from("peer-a")).unwrap();
+    /// assert_eq!((info.value, info.tags.len()), (10, 1));
+    /// ```
     pub fn tag(&self, peer: impl Into<PeerId>, name: &str, value: i64) -> Result<(), Error> {
         self.change_tag(peer.into(), TagChange::Set(name.to_owned(), value))
     }
@@ -25,6 +39,18 @@ impl Handle {
     /// Replaces tag `name` of `peer` with `f(current)` (a missing tag is
     /// 0). `f` runs on the handler thread: keep it short and free of
     /// manager calls.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let h = manager.handle();
+    /// h.upsert_tag("peer-a", "served", |v| v + 1).unwrap();
+    /// h.upsert_tag("peer-a", "served", |v| v + 1).unwrap();
+    /// h.barrier().unwrap();
+    /// assert_eq!(h.tag_info(&"peer-a".into()).unwrap().tags["served"], 2);
+    /// ```
     pub fn upsert_tag(
         &self,
         peer: impl Into<PeerId>,
@@ -112,6 +138,23 @@ impl Handle {
     /// lowest value first, down to the low watermark — unless the count is
     /// already at or below it, or a trim ran within the silence period (so
     /// concurrent calls make one trim). Needs watermarks in the config.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, MemoryNetwork};
+    /// use std::time::Duration;
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let config = Config::builder()
+    ///     .dialer(net.dialer())
+    ///     .watermarks(2, 4)
+    ///     .trim_grace(Duration::ZERO)
+    ///     .build();
+    /// let manager = ConnManager::new(config).unwrap();
+    /// manager.start().unwrap();
+    /// manager.handle().trim().unwrap(); // nothing to trim yet
+    /// manager.handle().barrier().unwrap();
+    /// assert_eq!(manager.handle().snapshot().stats.trims, 0);
+    /// ```
     pub fn trim(&self) -> Result<(), Error> {
         self.check_open()?;
         self.input(Input::Trim)
@@ -122,6 +165,24 @@ impl Handle {
     /// threshold (default 50) the manager logs a warning; at the ban
     /// threshold (default 100) it disconnects the peer and bans its
     /// address for the ban duration (default 24 h).
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, ConnReq, Event, MemoryNetwork};
+    /// use std::time::Duration;
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let addr: connmgr::Addr = "127.0.0.1:8333".parse().unwrap();
+    /// let _peer = net.listen(addr.clone()).unwrap();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let events = manager.handle().events();
+    /// manager.start().unwrap();
+    /// let id = manager.handle().connect(ConnReq::new(addr)).unwrap();
+    /// let _connected = events.recv_timeout(Duration::from_secs(10)).unwrap(); // holds the conn
+    /// manager.handle().misbehaving(id, 100, 0, "invalid block").unwrap();
+    /// manager.handle().barrier().unwrap();
+    /// assert_eq!(manager.handle().bans().len(), 1);
+    /// assert!(manager.handle().conn_info(id).is_none());
+    /// ```
     pub fn misbehaving(
         &self,
         id: ConnId,
@@ -142,6 +203,22 @@ impl Handle {
     /// `"203.0.113.0/24".parse()`) for `duration`: live connections in it
     /// close, dials to it fail with `DialError::Rejected`, and inbound
     /// connections from it are closed before anyone sees them.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, MemoryNetwork, Subnet};
+    /// use std::time::Duration;
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let h = manager.handle();
+    /// let range: Subnet = "203.0.113.0/24".parse().unwrap();
+    /// h.ban(range, Duration::from_secs(3600), "scanner").unwrap();
+    /// h.barrier().unwrap();
+    /// assert_eq!(h.bans()[0].subnet, range);
+    /// h.unban(range).unwrap();
+    /// h.barrier().unwrap();
+    /// assert!(h.bans().is_empty());
+    /// ```
     pub fn ban(&self, subnet: Subnet, duration: Duration, reason: &str) -> Result<(), Error> {
         self.check_open()?;
         self.input(Input::Ban {

@@ -38,6 +38,15 @@ pub(crate) struct ReqView {
 
 impl ConnReq {
     /// A one-off request to `addr`: not retried when it fails or drops.
+    ///
+    /// ```
+    /// use connmgr::{ConnReq, ConnState};
+    ///
+    /// let req = ConnReq::new("127.0.0.1:8333".parse().unwrap());
+    /// assert!(!req.is_permanent() && req.id().is_none());
+    /// assert_eq!(req.state(), ConnState::Pending);
+    /// assert_eq!(req.to_string(), "unsubmitted (127.0.0.1:8333)");
+    /// ```
     pub fn new(addr: Addr) -> Self {
         Self::build(Some(addr), false, false)
     }

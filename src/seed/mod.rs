@@ -60,6 +60,7 @@ type Outcome = Result<Vec<IpAddr>, LookupError>;
 
 /// An address learned from a DNS seed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct SeedAddr {
     /// The peer: an [`Addr::Ip`] with the network's default port.
     pub addr: Addr,
@@ -73,6 +74,7 @@ pub struct SeedAddr {
 
 /// What one seed gave.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SeedResult {
     /// The seed's host name as configured.
     pub seed: String,

@@ -29,6 +29,16 @@ const MIN_ALLOC: usize = 64;
 
 /// Creates a connected pair of streams with [`DEFAULT_CAPACITY`] bytes of
 /// buffer in each direction.
+///
+/// ```
+/// use std::io::{Read, Write};
+///
+/// let (mut a, mut b) = connmgr::pipe();
+/// a.write_all(b"ping").unwrap();
+/// let mut buf = [0u8; 4];
+/// b.read_exact(&mut buf).unwrap();
+/// assert_eq!(&buf, b"ping");
+/// ```
 pub fn pipe() -> (PipeStream, PipeStream) {
     pipe_with_capacity(DEFAULT_CAPACITY)
 }

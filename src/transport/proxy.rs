@@ -15,6 +15,7 @@ const LOG: &str = "connmgr::proxy";
 
 /// How [`Socks5Dialer`] reaches one address.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Route<'a> {
     /// Directly over TCP, resolving host names locally.
     Direct,

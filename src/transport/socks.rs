@@ -280,6 +280,7 @@ impl From<SocksError> for DialError {
 /// Where the proxy should connect: an IP socket address, or a host name
 /// that the proxy resolves itself (so the name never reaches local DNS).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SocksTarget {
     /// An IPv4 or IPv6 socket address.
     Ip(SocketAddr),
