@@ -505,10 +505,10 @@ impl PeerTags {
     ///
     /// Recording a key twice keeps the first start time.
     pub fn connected(&mut self, peer: &PeerId, conn_key: u64, now: Instant) {
-        Self::entry(&mut self.peers, peer, now)
-            .conns
-            .entry(conn_key)
-            .or_insert(now);
+        let info = Self::entry(&mut self.peers, peer, now);
+        // First seen is the earliest of first tag and first connection.
+        info.first_seen = info.first_seen.min(now);
+        info.conns.entry(conn_key).or_insert(now);
     }
 
     /// Records that connection `conn_key` of `peer` closed.

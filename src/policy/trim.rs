@@ -9,10 +9,13 @@
 //! connections counts three towards the watermarks and each of its
 //! connections is a separate candidate.
 //!
-//! Connections younger than the grace period are never chosen here, so a
-//! burst of new connections can push the count above the high watermark
-//! for up to one grace period. A hard connection limit has to be enforced
-//! elsewhere, at accept/dial time.
+//! Protected connections and those younger than the grace period are
+//! never chosen, and they do not count towards the low watermark: a trim
+//! keeps `low` connections that it could have closed, on top of them. So
+//! a burst of newcomers can never make a trim close settled peers (what an
+//! eclipse attacker would want), and it can push the count above the high
+//! watermark for up to one grace period. A hard connection limit is
+//! enforced elsewhere, at accept and dial time.
 
 use std::cmp::Reverse;
 use std::fmt;
@@ -52,21 +55,28 @@ fn rank(c: &TrimCandidate) -> Rank {
     (c.value, !c.inbound, Reverse(c.opened), c.key)
 }
 
-/// Whether a connection may be trimmed at `now`: not protected and out of
-/// its grace period (`opened + grace <= now`).
-fn is_eligible(c: &TrimCandidate, grace: Duration, now: Instant) -> bool {
-    !c.protected && c.opened.checked_add(grace).is_some_and(|end| end <= now)
+/// Whether a connection's grace period is over at `now` (`opened + grace
+/// <= now`).
+fn out_of_grace(c: &TrimCandidate, grace: Duration, now: Instant) -> bool {
+    c.opened.checked_add(grace).is_some_and(|end| end <= now)
 }
 
-/// Picks the connections to close so that the connection count drops to
-/// `low_watermark`, returning their keys in closing order.
+/// Whether a connection may be trimmed at `now`: not protected and out of
+/// its grace period.
+fn is_eligible(c: &TrimCandidate, grace: Duration, now: Instant) -> bool {
+    !c.protected && out_of_grace(c, grace, now)
+}
+
+/// Picks the connections to close, returning their keys in closing order.
 ///
-/// `candidates` must hold every open connection, protected ones included,
-/// because all of them count towards the total. Protected connections and
-/// connections still in their grace period are never picked, so fewer
-/// than `candidates.len() - low_watermark` keys come back when not enough
-/// connections are eligible; the count never drops below
-/// `low_watermark`. Keys are expected to be unique.
+/// The low watermark counts the connections that could be trimmed
+/// (go-libp2p's rule): protected connections and connections still in
+/// their grace period are never picked and come on top of it. So the trim
+/// keeps `low_watermark` eligible connections and closes the rest of the
+/// eligible ones. Settled connections are thus never closed to make room
+/// for newcomers: with fewer than `low_watermark` connections out of grace
+/// and unprotected, nothing is picked. `candidates` holds every open
+/// connection; keys are expected to be unique.
 ///
 /// Runs in O(n + k log k) for n candidates and k victims.
 pub fn select_victims(
@@ -75,15 +85,15 @@ pub fn select_victims(
     grace: Duration,
     now: Instant,
 ) -> Vec<u64> {
-    let excess = candidates.len().saturating_sub(low_watermark);
-    if excess == 0 {
-        return Vec::new();
-    }
     let mut ranked: Vec<Rank> = candidates
         .iter()
         .filter(|c| is_eligible(c, grace, now))
         .map(rank)
         .collect();
+    let excess = ranked.len().saturating_sub(low_watermark);
+    if excess == 0 {
+        return Vec::new();
+    }
     // Only the `excess` lowest ranks matter: partition them out in linear
     // time and sort just that prefix.
     if ranked.len() > excess {
@@ -267,7 +277,7 @@ mod tests {
             .filter(|c| is_eligible(c, grace, now))
             .collect();
         eligible.sort_by_key(|c| rank(c));
-        let excess = cands.len().saturating_sub(low);
+        let excess = eligible.len().saturating_sub(low);
         eligible.iter().take(excess).map(|c| c.key).collect()
     }
 
@@ -446,6 +456,39 @@ mod tests {
             cand(2, 1, true, t0, 0),
             cand(3, 0, true, t0, 95),
         ];
-        assert_eq!(policy.select(&cands, t0 + 100 * SEC), vec![1, 2]);
+        // Two settled connections against a low watermark of one: the one
+        // in grace neither goes nor counts.
+        assert_eq!(policy.select(&cands, t0 + 100 * SEC), vec![1]);
+    }
+
+    /// Low 2, high 4, grace 60 s: two connections up for two minutes, then
+    /// three newcomers. The settled pair stays, and so do the newcomers.
+    #[test]
+    fn newcomers_in_grace_never_push_out_settled_connections() {
+        let t0 = Instant::now();
+        let now = t0 + 120 * SEC;
+        let mut cands = vec![cand(1, 0, true, t0, 0), cand(2, 0, true, t0, 0)];
+        cands.extend((3..=5).map(|k| cand(k, 0, true, t0, 119)));
+        assert!(select_victims(&cands, 2, GRACE, now).is_empty());
+        // Once the newcomers settle, the lowest-ranked three go.
+        let later = t0 + 180 * SEC;
+        assert_eq!(select_victims(&cands, 2, GRACE, later), vec![3, 4, 5]);
+    }
+
+    /// Protected connections do not count towards the low watermark
+    /// (go-libp2p's single-tag protection case): 21 connections, five
+    /// protected, low 19: the 16 others are all below it, so none goes.
+    #[test]
+    fn protected_connections_do_not_count_towards_low() {
+        let t0 = Instant::now();
+        let now = t0 + 1000 * SEC;
+        let mut cands: Vec<_> = (0..21).map(|k| cand(k, 20, true, t0, 0)).collect();
+        for c in &mut cands[..5] {
+            c.protected = true;
+            c.value = -100;
+        }
+        assert!(select_victims(&cands, 19, GRACE, now).is_empty());
+        // With a low watermark of 10, six of the sixteen unprotected go.
+        assert_eq!(select_victims(&cands, 10, GRACE, now).len(), 6);
     }
 }

@@ -60,6 +60,10 @@ pub struct Sim {
     saved_bans: Option<BanList>,
     connected: u64,
     closed: u64,
+    /// Connections closed by policy (trim or eviction) in this step, and
+    /// how many of them were still in their trim grace period.
+    policy_closed: usize,
+    policy_closed_in_grace: usize,
     token: u32,
     changes: Changes,
     transcript: std::collections::hash_map::DefaultHasher,
@@ -92,6 +96,8 @@ impl Sim {
             saved_bans: None,
             connected: 0,
             closed: 0,
+            policy_closed: 0,
+            policy_closed_in_grace: 0,
             token: 0,
             changes: Changes::default(),
             transcript: Default::default(),
@@ -624,6 +630,8 @@ impl Sim {
     ) -> Result<Vec<Effect<u32>>, String> {
         let trims = self.core.stats().trims;
         let label = format!("{input:?}");
+        self.policy_closed = 0;
+        self.policy_closed_in_grace = 0;
         let effects = self.core.handle(self.now, input);
         self.record(&label, &effects);
         for e in &effects {
@@ -758,6 +766,10 @@ impl Sim {
                 live.permanent
             ));
         }
+        self.policy_closed += 1;
+        if self.now.saturating_duration_since(live.opened) < self.cfg.trim_grace {
+            self.policy_closed_in_grace += 1;
+        }
         Ok(())
     }
 
@@ -796,24 +808,41 @@ impl Sim {
         Ok(())
     }
 
-    /// After a trim, either the count is at most the low watermark, or
-    /// what is left could not be trimmed (protected, permanent, in grace).
+    /// After a trim, at most `low` trimmable connections are left (the
+    /// low watermark counts only connections that are neither protected,
+    /// permanent nor in grace); the others are checked where they close.
     fn check_trim(&self) -> Result<(), String> {
         let Some((low, _)) = self.cfg.watermarks else {
             return Err("a trim ran without watermarks".into());
         };
-        if self.live.len() <= low {
-            return Ok(());
+        let trimmable = self
+            .live
+            .iter()
+            .filter(|(id, l)| {
+                let in_grace = self.now.saturating_duration_since(l.opened) < self.cfg.trim_grace;
+                let protected = self.protected.contains_key(&self.peer_of(**id, &l.addr));
+                !(in_grace || protected || l.permanent)
+            })
+            .count();
+        if trimmable > low {
+            return Err(format!(
+                "trim left {trimmable} trimmable of {} > low {low}",
+                self.live.len()
+            ));
         }
-        for (id, l) in &self.live {
-            let in_grace = self.now.saturating_duration_since(l.opened) < self.cfg.trim_grace;
-            let protected = self.protected.contains_key(&self.peer_of(*id, &l.addr));
-            if !(in_grace || protected || l.permanent) {
-                return Err(format!(
-                    "trim left {} > low {low} with {id} trimmable",
-                    self.live.len()
-                ));
-            }
+        // A trim that closed anything stops exactly at the low watermark of
+        // trimmable connections, and never closes one still in grace.
+        if self.policy_closed > 0 && trimmable != low {
+            return Err(format!(
+                "trim closed {} and left {trimmable} trimmable, not low {low}",
+                self.policy_closed
+            ));
+        }
+        if self.policy_closed_in_grace > 0 {
+            return Err(format!(
+                "trim closed {} connections still in grace",
+                self.policy_closed_in_grace
+            ));
         }
         Ok(())
     }

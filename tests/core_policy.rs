@@ -1,0 +1,362 @@
+//! Peer policy driven at Core level with made-up time: tags, protection,
+//! peer ids, trimming, bans, ban scores, reports and eviction, loaded bans
+//! and anchors. No threads, no sockets.
+
+use std::time::{Duration, Instant};
+
+use connmgr::core::{Changes, Core, CoreConfig, Effect, Input, PeerReport, TagChange};
+use connmgr::policy::BanList;
+use connmgr::{Addr, ConnId, DialError, PeerId, Subnet};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn addr(s: &str) -> Addr {
+    s.parse().unwrap()
+}
+
+/// A started Core, a clock, and payload tokens.
+struct Node {
+    core: Core,
+    now: Instant,
+    token: u32,
+}
+
+impl Node {
+    fn new(f: impl FnOnce(&mut CoreConfig)) -> Node {
+        let mut cfg = CoreConfig::default();
+        f(&mut cfg);
+        let mut n = Node {
+            core: Core::new(cfg),
+            now: Instant::now(),
+            token: 0,
+        };
+        n.step(Input::Start);
+        n
+    }
+
+    fn step(&mut self, input: Input<u32>) -> Vec<Effect<u32>> {
+        self.core.handle(self.now, input)
+    }
+
+    /// Dials `a` and lets the dial succeed; the id and serial.
+    fn outbound(&mut self, a: &str, permanent: bool) -> (ConnId, u64) {
+        let req = self.core.request(addr(a), permanent);
+        let id = req.id;
+        let attempt = match self.step(Input::Connect(req)).as_slice() {
+            [Effect::Dial { attempt, .. }] => *attempt,
+            other => panic!("expected one dial: {other:?}"),
+        };
+        self.token += 1;
+        let conn = self.token;
+        let serial = established(&self.step(Input::DialSucceeded { id, attempt, conn }));
+        (id, serial)
+    }
+
+    /// Accepts a connection from `a`; its id, or `None` if refused.
+    fn inbound(&mut self, a: &str) -> Option<ConnId> {
+        self.token += 1;
+        let conn = self.token;
+        let out = self.step(Input::Accepted {
+            conn,
+            remote: addr(a),
+        });
+        out.iter().find_map(|e| match e {
+            Effect::Established { id, .. } => Some(*id),
+            _ => None,
+        })
+    }
+
+    fn tag(&mut self, peer: &str, change: TagChange) -> Vec<Effect<u32>> {
+        self.step(Input::Tag {
+            peer: PeerId::from(peer),
+            change,
+        })
+    }
+}
+
+fn established(out: &[Effect<u32>]) -> u64 {
+    out.iter()
+        .find_map(|e| match e {
+            Effect::Established { serial, .. } => Some(*serial),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("not established: {out:?}"))
+}
+
+fn closed(out: &[Effect<u32>]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::Close { serial } => Some(*serial),
+            _ => None,
+        })
+        .collect()
+}
+
+fn trim_config(low: usize, high: usize, grace: Duration) -> impl FnOnce(&mut CoreConfig) {
+    move |c| {
+        c.watermarks = Some((low, high));
+        c.trim_grace = grace;
+        c.trim_silence = SEC;
+    }
+}
+
+/// The lowest-valued connection goes first; tags follow the peer id set
+/// with `SetPeer`, not the address.
+#[test]
+fn trim_closes_lowest_value_first_by_peer_id() {
+    let mut n = Node::new(trim_config(2, 3, Duration::ZERO));
+    let (a, sa) = n.outbound("203.0.113.1:8333", false);
+    let (_, sb) = n.outbound("203.0.113.2:8333", false);
+    let (c, sc) = n.outbound("203.0.113.3:8333", false);
+    n.step(Input::SetPeer {
+        id: c,
+        peer: "node-c".into(),
+    });
+    n.step(Input::SetPeer {
+        id: a,
+        peer: "node-a".into(),
+    });
+    n.tag("node-a", TagChange::Set("useful".into(), 50));
+    n.tag("node-c", TagChange::Set("useful".into(), 10));
+    n.now += 2 * SEC;
+    let out = n.step(Input::Trim);
+    assert_eq!(closed(&out), vec![sb], "the untagged peer goes first");
+    let out = n.step(Input::Trim);
+    assert!(closed(&out).is_empty(), "at the low watermark: {out:?}");
+    let info = n.core.tag_info(&"node-c".into()).unwrap();
+    assert_eq!(info.value, 10);
+    assert_eq!(info.conns.len(), 1);
+    let _ = (sa, sc);
+}
+
+/// A protected peer is never trimmed, and protection outlives its
+/// connection; `Unprotect` of a peer with no connection forgets it.
+#[test]
+fn protection_keeps_a_peer_through_trims_and_disconnects() {
+    let mut n = Node::new(trim_config(0, 1, Duration::ZERO));
+    n.tag("203.0.113.1:8333", TagChange::Protect("sync".into()));
+    let (a, sa) = n.outbound("203.0.113.1:8333", false);
+    let (_, sb) = n.outbound("203.0.113.2:8333", false);
+    assert_eq!(
+        closed(&n.step(Input::Trim)),
+        Vec::<u64>::new(),
+        "within the silence period of the automatic trim"
+    );
+    n.now += 2 * SEC;
+    let out = n.step(Input::Trim);
+    assert!(
+        !closed(&out).contains(&sa),
+        "protected peer trimmed: {out:?}"
+    );
+    assert!(n.core.state(a).is_some());
+    let _ = sb;
+    let peer = PeerId::from("203.0.113.1:8333");
+    n.tag("203.0.113.1:8333", TagChange::Set("t".into(), 1));
+    n.step(Input::Closed { id: a, serial: sa });
+    assert!(n.core.is_protected(&peer, None));
+    assert!(n.core.tag_info(&peer).is_some(), "kept while protected");
+    n.tag("203.0.113.1:8333", TagChange::Unprotect("sync".into()));
+    assert!(
+        n.core.tag_info(&peer).is_none(),
+        "forgotten once unprotected"
+    );
+    assert_eq!(n.core.tagged_peers(), 0);
+}
+
+/// A trim never closes established connections to make room for ones
+/// still in their grace period.
+#[test]
+fn trim_spares_connections_in_grace() {
+    let mut n = Node::new(trim_config(1, 2, 60 * SEC));
+    let (_, s1) = n.outbound("203.0.113.1:8333", false);
+    n.now += 120 * SEC;
+    let (_, s2) = n.outbound("203.0.113.2:8333", false);
+    let (_, s3) = n.outbound("203.0.113.3:8333", false);
+    n.now += 2 * SEC;
+    // Three connections, above the high watermark, but only one is out of
+    // grace: closing it would hand its slot to the newcomers.
+    let out = n.step(Input::Trim);
+    assert!(closed(&out).is_empty(), "{out:?}");
+    assert_eq!(n.core.connection_count(), 3);
+    // Once the newcomers settle, the trim goes down to the low watermark.
+    n.now += 60 * SEC;
+    let out = n.step(Input::Trim);
+    assert_eq!(closed(&out).len(), 2, "{out:?}");
+    let _ = (s1, s2, s3);
+}
+
+/// A peer's first-seen time is the earliest of its first tag and its
+/// first connection, whichever came first.
+#[test]
+fn first_seen_is_the_earliest_of_tag_and_connection() {
+    let mut n = Node::new(|_| {});
+    let t0 = n.now;
+    n.outbound("203.0.113.1:8333", false);
+    n.now += 30 * SEC;
+    n.tag("203.0.113.1:8333", TagChange::Set("t".into(), 1));
+    let info = n.core.tag_info(&"203.0.113.1:8333".into()).unwrap();
+    assert_eq!(info.first_seen, t0, "connected before the first tag");
+
+    n.tag("203.0.113.2:8333", TagChange::Set("t".into(), 1));
+    n.now += 30 * SEC;
+    n.outbound("203.0.113.2:8333", false);
+    let info = n.core.tag_info(&"203.0.113.2:8333".into()).unwrap();
+    assert_eq!(info.first_seen, t0 + 30 * SEC, "tagged before connecting");
+}
+
+/// A ban closes live connections in the subnet, fails dials to it and
+/// refuses inbound from it; unban lifts all three.
+#[test]
+fn ban_closes_refuses_and_unban_lifts() {
+    let mut n = Node::new(|_| {});
+    let (_, s) = n.outbound("203.0.113.7:8333", false);
+    let net: Subnet = "203.0.113.0/24".parse().unwrap();
+    let out = n.step(Input::Ban {
+        subnet: net,
+        duration: 60 * SEC,
+        reason: "test".into(),
+    });
+    assert_eq!(closed(&out), vec![s]);
+    assert!(out.iter().any(|e| matches!(e, Effect::SaveBans(_))));
+    let req = n.core.request(addr("203.0.113.9:8333"), false);
+    let out = n.step(Input::Connect(req));
+    assert!(
+        out.iter().any(|e| matches!(
+            e,
+            Effect::Notify(connmgr::core::CoreEvent::DialFailed {
+                error: DialError::Rejected(_),
+                ..
+            })
+        )),
+        "{out:?}"
+    );
+    assert_eq!(n.inbound("203.0.113.10:5000"), None);
+    n.step(Input::Unban(net));
+    assert!(n.inbound("203.0.113.10:5000").is_some());
+    assert!(n.core.bans(n.now).is_empty());
+}
+
+/// A ban of any length, `Duration::MAX` included, saturates instead of
+/// overflowing time.
+#[test]
+fn huge_ban_durations_saturate() {
+    let mut n = Node::new(|_| {});
+    let subnet = Subnet::host("198.51.100.1".parse().unwrap());
+    n.step(Input::Ban {
+        subnet,
+        duration: Duration::MAX,
+        reason: "forever".into(),
+    });
+    n.now += Duration::from_secs(10 * 365 * 24 * 3600);
+    assert_eq!(n.core.bans(n.now).len(), 1);
+}
+
+/// Misbehaviour accumulates; at the threshold the peer's address is banned
+/// and its connection closed.
+#[test]
+fn misbehaviour_bans_at_the_threshold() {
+    let mut n = Node::new(|c| c.ban_threshold = 100);
+    let id = n.inbound("192.0.2.5:4000").unwrap();
+    let mis = |p| Input::Misbehaving {
+        id,
+        persistent: p,
+        transient: 0,
+        reason: "bad".into(),
+    };
+    assert!(closed(&n.step(mis(60))).is_empty());
+    let out = n.step(mis(40));
+    assert_eq!(closed(&out).len(), 1);
+    let bans = n.core.bans(n.now);
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].subnet, Subnet::host("192.0.2.5".parse().unwrap()));
+    assert_eq!(n.inbound("192.0.2.5:4001"), None);
+}
+
+/// With eviction on, a full house makes room by Bitcoin Core's rules:
+/// reported-useful and protected peers stay.
+#[test]
+fn eviction_spares_useful_and_protected_peers() {
+    let mut n = Node::new(|c| {
+        c.max_inbound = 24;
+        c.evict_inbound = true;
+    });
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        ids.push(n.inbound(&format!("{}.{}.7.1:4000", 11 + i, i)).unwrap());
+        n.now += SEC;
+    }
+    for id in &ids[..8] {
+        n.step(Input::Report {
+            id: *id,
+            report: PeerReport::Ping(Duration::from_millis(5)),
+        });
+    }
+    n.tag("34.23.7.1:4000", TagChange::Protect("keep".into()));
+    let newcomer = n.inbound("99.1.2.3:4000");
+    assert!(newcomer.is_some(), "eviction made no room");
+    assert_eq!(n.core.inbound_count(), 24);
+    assert_eq!(n.core.stats().evicted, 1);
+    for id in &ids[..8] {
+        assert!(n.core.state(*id).is_some(), "a fast-ping peer was evicted");
+    }
+    assert!(
+        n.core.state(ids[23]).is_some(),
+        "the protected peer was evicted"
+    );
+}
+
+/// Bans loaded at start hold; anchors are dialed before the source is
+/// asked.
+#[test]
+fn loaded_bans_and_anchors_come_first() {
+    let mut cfg = CoreConfig::default();
+    cfg.has_address_source = true;
+    cfg.target_outbound = 2;
+    let mut core = Core::new(cfg);
+    let now = Instant::now();
+    let mut list = BanList::new();
+    list.ban(
+        Subnet::host("198.51.100.9".parse().unwrap()),
+        now + 60 * SEC,
+        "old".into(),
+    );
+    core.handle::<u32>(now, Input::LoadBans(list));
+    core.handle::<u32>(now, Input::Anchors(vec![addr("203.0.113.1:8333")]));
+    let out = core.handle::<u32>(now, Input::Start);
+    let dials: Vec<&Addr> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Dial { addr, .. } => Some(addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dials, vec![&addr("203.0.113.1:8333")]);
+    let fetches = out
+        .iter()
+        .filter(|e| matches!(e, Effect::FetchAddress { .. }))
+        .count();
+    assert_eq!(fetches, 1, "the second slot asks the source");
+    assert_eq!(core.bans(now).len(), 1);
+    let mut changes = Changes::default();
+    core.take_changes(&mut changes);
+    assert_eq!(
+        changes.bans.map(|b| b.len()),
+        Some(1),
+        "loaded bans are published"
+    );
+}
+
+/// A panicking tag function leaves the value as it was and the Core
+/// running.
+#[test]
+fn panicking_tag_function_changes_nothing() {
+    let mut n = Node::new(|_| {});
+    n.tag("p", TagChange::Set("t".into(), 4));
+    n.tag(
+        "p",
+        TagChange::Update("t".into(), Box::new(|_| panic!("user bug"))),
+    );
+    assert_eq!(n.core.tag_info(&"p".into()).unwrap().tags["t"], 4);
+    n.tag("p", TagChange::Update("t".into(), Box::new(|v| v * 2)));
+    assert_eq!(n.core.tag_info(&"p".into()).unwrap().tags["t"], 8);
+}
