@@ -50,6 +50,7 @@ pub mod core;
 pub mod ffi;
 mod guard;
 mod idmap;
+pub mod limits;
 pub mod policy;
 mod runtime;
 pub mod seed;

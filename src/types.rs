@@ -161,3 +161,15 @@ impl fmt::Display for DialError {
 }
 
 impl std::error::Error for DialError {}
+
+/// `now + d`, or the latest instant this platform can represent on the
+/// way there: a huge setting never overflows time arithmetic.
+pub(crate) fn later(now: std::time::Instant, d: std::time::Duration) -> std::time::Instant {
+    let mut d = d;
+    loop {
+        if let Some(at) = now.checked_add(d) {
+            return at;
+        }
+        d /= 2;
+    }
+}

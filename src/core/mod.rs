@@ -37,6 +37,7 @@ use crate::addr::Addr;
 use crate::idmap::IdMap;
 use crate::policy::banlist::{BanEntry, BanList, Subnet};
 use crate::policy::tags::{PeerId, TagInfo};
+pub(crate) use crate::types::later;
 use crate::types::{ConnId, ConnState, DialError, Direction};
 
 mod banbook;
@@ -675,16 +676,4 @@ impl Core {
 /// Inbound records always have an address; this stands in if one did not.
 fn unreachable_addr() -> Addr {
     Addr::from(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
-}
-
-/// `now + d`, or the latest instant this platform can represent on the
-/// way there: a huge setting never overflows time arithmetic.
-pub(crate) fn later(now: Instant, d: Duration) -> Instant {
-    let mut d = d;
-    loop {
-        if let Some(at) = now.checked_add(d) {
-            return at;
-        }
-        d /= 2;
-    }
 }

@@ -1,7 +1,7 @@
 //! The config object: C setters that record settings, turned into a
-//! [`Config`](crate::Config) when a manager is created. Values are checked
-//! by the Rust side (`ConnManager::new`), not here, except that strings
-//! must parse.
+//! [`Config`](crate::Config) when a manager is created. Strings must parse
+//! and sizes and durations must be within their bounds
+//! ([`crate::limits`]) when set; the rest is checked by `ConnManager::new`.
 
 use std::ffi::{c_char, c_void};
 use std::net::SocketAddr;
@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use super::error::{guard, obj_arg, out_arg, str_arg, ConnmgrStatus, Failure, FfiResult};
 use super::events::{self, CAddressSource, ConnmgrAddressSourceFn, ConnmgrCallbacks, UserData};
+use crate::limits;
+use crate::runtime::config::{check_duration, check_size};
 use crate::{Backoff, Config, Socks5Dialer, Socks5Proxy, TcpDialer};
 
 /// Backoff kind for connmgr_config_set_backoff: btcd's linear schedule
@@ -177,6 +179,7 @@ pub unsafe extern "C" fn connmgr_config_set_target_outbound(
     guard("connmgr_config_set_target_outbound", || {
         // SAFETY: the caller promises `cfg` is NULL or live.
         let c = unsafe { config_arg(cfg) }?;
+        check_size("target_outbound", n, limits::MAX_TARGET_OUTBOUND)?;
         c.target_outbound = Some(n);
         Ok(())
     })
@@ -195,6 +198,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_inbound(
     guard("connmgr_config_set_max_inbound", || {
         // SAFETY: the caller promises `cfg` is NULL or live.
         let c = unsafe { config_arg(cfg) }?;
+        check_size("max_inbound", n, limits::MAX_INBOUND)?;
         c.max_inbound = Some(n);
         Ok(())
     })
@@ -214,7 +218,9 @@ pub unsafe extern "C" fn connmgr_config_set_retry_duration(
     guard("connmgr_config_set_retry_duration", || {
         // SAFETY: the caller promises `cfg` is NULL or live.
         let c = unsafe { config_arg(cfg) }?;
-        c.retry_duration = Some(Duration::from_millis(ms));
+        let d = Duration::from_millis(ms);
+        check_duration("retry_duration", d)?;
+        c.retry_duration = Some(d);
         Ok(())
     })
 }
@@ -233,7 +239,9 @@ pub unsafe extern "C" fn connmgr_config_set_max_retry_duration(
     guard("connmgr_config_set_max_retry_duration", || {
         // SAFETY: the caller promises `cfg` is NULL or live.
         let c = unsafe { config_arg(cfg) }?;
-        c.max_retry_duration = Some(Duration::from_millis(ms));
+        let d = Duration::from_millis(ms);
+        check_duration("max_retry_duration", d)?;
+        c.max_retry_duration = Some(d);
         Ok(())
     })
 }
@@ -282,6 +290,7 @@ pub unsafe extern "C" fn connmgr_config_set_dialer_pool_size(
     guard("connmgr_config_set_dialer_pool_size", || {
         // SAFETY: the caller promises `cfg` is NULL or live.
         let c = unsafe { config_arg(cfg) }?;
+        check_size("dialer_pool_size", n, limits::MAX_DIALER_POOL)?;
         c.pool_size = Some(n);
         Ok(())
     })
@@ -301,7 +310,9 @@ pub unsafe extern "C" fn connmgr_config_set_dial_timeout(
     guard("connmgr_config_set_dial_timeout", || {
         // SAFETY: the caller promises `cfg` is NULL or live.
         let c = unsafe { config_arg(cfg) }?;
-        c.dial_timeout = Some(Duration::from_millis(ms));
+        let d = Duration::from_millis(ms);
+        check_duration("dial_timeout", d)?;
+        c.dial_timeout = Some(d);
         Ok(())
     })
 }

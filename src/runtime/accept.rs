@@ -1,14 +1,16 @@
 //! Listener threads: each listener accepts on a thread of its own and
 //! hands connections to the handler, which decides whether to keep them.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
-use log::{debug, warn};
+use crossbeam_channel::{select, Receiver, Sender};
+use log::{debug, error, warn};
 
+use crate::guard::panic_message;
 use crate::runtime::gate::{self, Gate};
 use crate::runtime::join::join_unless_self;
 use crate::runtime::msg::Accepted;
@@ -82,7 +84,13 @@ fn accept_loop(
 ) {
     let mut wait = FIRST_PAUSE;
     while !stopping.load(Ordering::Acquire) {
-        match listener.accept() {
+        // A panicking listener is user code failing, not the end of
+        // accepting: it counts as an accept error.
+        let result = catch_unwind(AssertUnwindSafe(|| listener.accept())).unwrap_or_else(|p| {
+            error!(target: LOG, "Listener::accept panicked: {}", panic_message(&*p));
+            Err(std::io::Error::other("Listener::accept panicked"))
+        });
+        match result {
             Ok((stream, remote)) => {
                 wait = FIRST_PAUSE;
                 if stopping.load(Ordering::Acquire) {
@@ -93,8 +101,15 @@ fn accept_loop(
                     discard(stream);
                     continue;
                 }
-                if accepted.send(Accepted { stream, remote }).is_err() {
-                    break; // the handler is gone
+                // Wait for room, but never past close: a full queue must not
+                // hold this thread when the manager stops.
+                select! {
+                    send(accepted, Accepted { stream, remote }) -> sent => {
+                        if sent.is_err() {
+                            break; // the handler is gone
+                        }
+                    }
+                    recv(pause) -> _ => break,
                 }
             }
             Err(e) => {

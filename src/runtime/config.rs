@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::addr::Addr;
 use crate::core::CoreConfig;
 use crate::core::DecayingSpec;
+use crate::limits;
 use crate::policy::backoff::Backoff;
 use crate::policy::tags::{BumpFn, DecayFn};
 use crate::policy::trim::TrimPolicyError;
@@ -137,7 +138,51 @@ impl Config {
             return Err(ConfigError::ZeroBanThreshold);
         }
         c.trim_policy().map_err(ConfigError::Watermarks)?;
+        self.check_bounds()?;
         self.check_decaying()
+    }
+
+    /// Every size and duration against its bound in [`crate::limits`].
+    fn check_bounds(&self) -> Result<(), ConfigError> {
+        let c = &self.core;
+        let (low, high) = c.watermarks.unwrap_or((0, 0));
+        let sizes = [
+            (
+                "target_outbound",
+                c.target_outbound,
+                limits::MAX_TARGET_OUTBOUND,
+            ),
+            ("max_inbound", c.max_inbound, limits::MAX_INBOUND),
+            ("dialer_pool_size", self.pool_size, limits::MAX_DIALER_POOL),
+            ("dial_queue_size", self.queue_size, limits::MAX_DIAL_QUEUE),
+            ("watermarks (low)", low, limits::MAX_WATERMARK),
+            ("watermarks (high)", high, limits::MAX_WATERMARK),
+            ("anchor_count", c.anchor_count, limits::MAX_ANCHORS),
+            (
+                "decaying tags",
+                self.decaying.len(),
+                limits::MAX_DECAYING_TAGS,
+            ),
+        ];
+        for (setting, given, max) in sizes {
+            check_size(setting, given, max)?;
+        }
+        let durations = [
+            ("retry_duration", c.retry_duration),
+            ("max_retry_duration", c.max_retry_duration),
+            ("min_stable_duration", c.min_stable_duration),
+            ("dial_timeout", self.dial_timeout),
+            ("ban_duration", c.ban_duration),
+            ("trim_grace", c.trim_grace),
+            ("trim_silence", c.trim_silence),
+        ];
+        for (setting, given) in durations {
+            check_duration(setting, given)?;
+        }
+        for d in &self.decaying {
+            check_duration("decaying tag interval", d.interval)?;
+        }
+        Ok(())
     }
 
     fn check_decaying(&self) -> Result<(), ConfigError> {
@@ -174,6 +219,34 @@ impl fmt::Debug for Config {
             .field("close_on_stop", &self.close_on_stop)
             .finish()
     }
+}
+
+/// `given` against its bound `max`, naming `setting` if it is above.
+pub(crate) fn check_size(
+    setting: &'static str,
+    given: usize,
+    max: usize,
+) -> Result<(), ConfigError> {
+    if given > max {
+        return Err(ConfigError::TooLarge {
+            setting,
+            given: given as u64,
+            max: max as u64,
+        });
+    }
+    Ok(())
+}
+
+/// `given` against [`limits::MAX_DURATION`], naming `setting` if longer.
+pub(crate) fn check_duration(setting: &'static str, given: Duration) -> Result<(), ConfigError> {
+    if given > limits::MAX_DURATION {
+        return Err(ConfigError::TooLong {
+            setting,
+            given,
+            max: limits::MAX_DURATION,
+        });
+    }
+    Ok(())
 }
 
 /// Builds a [`Config`]. Every setter takes and returns the builder.
@@ -513,6 +586,24 @@ pub enum ConfigError {
     ZeroBanThreshold,
     /// The ban file exists but cannot be read or is corrupt.
     BanFile(String),
+    /// A size setting is above its bound (see [`crate::limits`]).
+    TooLarge {
+        /// The setting, as its builder method is named.
+        setting: &'static str,
+        /// The value given.
+        given: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
+    /// A duration setting is above [`crate::limits::MAX_DURATION`].
+    TooLong {
+        /// The setting, as its builder method is named.
+        setting: &'static str,
+        /// The value given.
+        given: Duration,
+        /// The longest value allowed.
+        max: Duration,
+    },
     /// The operating system refused to start the handler thread.
     Spawn(String),
     /// A listen address could not be bound.
@@ -560,6 +651,19 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroBanThreshold => f.write_str(
                 "ban threshold is 0, which would ban every peer on its first score: \
                  set ban_threshold to at least 1 (default 100)",
+            ),
+            ConfigError::TooLarge {
+                setting,
+                given,
+                max,
+            } => write!(f, "{setting} is {given}, above its bound of {max}: set it to at most {max}"),
+            ConfigError::TooLong {
+                setting,
+                given,
+                max,
+            } => write!(
+                f,
+                "{setting} is {given:?}, above its bound of {max:?} (one year): set a shorter one"
             ),
             ConfigError::BanFile(why) => write!(
                 f,

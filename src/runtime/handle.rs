@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::{self, ThreadId};
 
 use crossbeam_channel::{Receiver, Sender};
+use log::warn;
 use parking_lot::{Condvar, Mutex};
 
 use crate::addr::Addr;
@@ -19,6 +20,8 @@ use crate::runtime::msg::{Msg, Stream0};
 use crate::runtime::request::ConnReq;
 use crate::runtime::snapshot::{Snapshot, SnapshotStore};
 use crate::types::ConnId;
+
+const LOG: &str = "connmgr";
 
 pub(super) const NEW: u8 = 0;
 pub(super) const RUNNING: u8 = 1;
@@ -104,6 +107,9 @@ pub(super) struct Shared {
     pub(super) abandon: Arc<AtomicBool>,
     pub(super) stop_done: Mutex<bool>,
     pub(super) stop_cv: Condvar,
+    /// The thread that finishes a stop begun on the handler thread, for
+    /// whoever waits on the stop (the manager's drop) to join.
+    pub(super) reaper: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 /// Stops and joins the manager's threads, except the calling one.
@@ -443,9 +449,35 @@ impl Handle {
                 while !*done {
                     shared.stop_cv.wait(&mut done);
                 }
+                drop(done);
+                if let Some(reaper) = shared.reaper.lock().take() {
+                    let _ = reaper.join();
+                }
             }
             return;
         }
+        if me == shared.handler_thread {
+            // Code the handler runs (an inline dialer or source, a tag
+            // function) cannot wait for the handler: a helper thread does
+            // the joins while the handler returns to its loop and stops.
+            let handle = self.clone();
+            let spawned = thread::Builder::new()
+                .name("connmgr-stop".into())
+                .spawn(move || handle.finish_stop(thread::current().id()));
+            match spawned {
+                Ok(reaper) => {
+                    *shared.reaper.lock() = Some(reaper);
+                    return;
+                }
+                Err(e) => warn!(target: LOG, "cannot spawn the stop thread: {e}"),
+            }
+        }
+        self.finish_stop(me);
+    }
+
+    /// Joins the manager's threads (all but `me`) and wakes the waiters.
+    fn finish_stop(&self, me: ThreadId) {
+        let shared = &self.shared;
         shared.threads.join_all(me);
         shared.store.lock().running = false;
         *shared.stop_done.lock() = true;

@@ -199,6 +199,7 @@ impl ConnManager {
             abandon,
             stop_done: Mutex::new(false),
             stop_cv: Condvar::new(),
+            reaper: Mutex::new(None),
         });
         Ok(ConnManager {
             handle: Handle { shared },

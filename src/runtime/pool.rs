@@ -16,6 +16,7 @@ use crate::runtime::gate::{self, Gate};
 use crate::runtime::source::AddressSource;
 use crate::transport::dial::{CancelToken, Dial, DialContext};
 use crate::transport::stream::Stream;
+use crate::types::later;
 use crate::types::ConnId;
 use crate::types::DialError;
 
@@ -140,7 +141,7 @@ pub(crate) fn dial(
         return Err(DialError::Canceled);
     }
     gate::check(ctx.gate.as_ref(), addr).map_err(DialError::Rejected)?;
-    let dctx = DialContext::new(Instant::now() + ctx.dial_timeout, token);
+    let dctx = DialContext::new(later(Instant::now(), ctx.dial_timeout), token);
     match catch_unwind(AssertUnwindSafe(|| ctx.dialer.dial(addr, &dctx))) {
         Ok(result) => result,
         Err(panic) => {

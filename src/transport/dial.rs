@@ -107,7 +107,10 @@ impl DialContext {
 
     /// A context with `timeout` from now and its own token.
     pub fn with_timeout(timeout: Duration) -> Self {
-        DialContext::new(Instant::now() + timeout, CancelToken::new())
+        DialContext::new(
+            crate::types::later(Instant::now(), timeout),
+            CancelToken::new(),
+        )
     }
 
     /// When the dial must have given up.

@@ -20,6 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::addr::Addr;
 use crate::transport::dial::DialContext;
+use crate::types::later;
 use crate::types::DialError;
 
 /// Protocol version byte of SOCKS5 messages.
@@ -482,7 +483,7 @@ impl Socks5Proxy {
         target.validate()?;
         let creds = self.credentials();
         let (stream, abort) = self.open(ctx)?;
-        let deadline = (Instant::now() + self.handshake_timeout).min(ctx.deadline());
+        let deadline = later(Instant::now(), self.handshake_timeout).min(ctx.deadline());
         let mut io = Bounded {
             stream: &stream,
             deadline,

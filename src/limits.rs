@@ -1,0 +1,38 @@
+//! The upper bound of every size and duration setting.
+//!
+//! [`Config::validate`](crate::Config::validate) (and so
+//! [`ConnManager::new`](crate::ConnManager::new) and the C API's manager
+//! constructor) rejects a setting above its bound with
+//! [`ConfigError::TooLarge`](crate::ConfigError::TooLarge) or
+//! [`ConfigError::TooLong`](crate::ConfigError::TooLong), which name the
+//! setting and the bound. The bounds are far above any sensible value;
+//! they exist so that no setting can make the manager allocate without
+//! limit, spawn threads until the system refuses, or overflow time.
+
+use std::time::Duration;
+
+/// Most automatic outbound connections (`target_outbound`).
+pub const MAX_TARGET_OUTBOUND: usize = 4_096;
+
+/// Most live inbound connections (`max_inbound`).
+pub const MAX_INBOUND: usize = 1_000_000;
+
+/// Most dialer threads (`dialer_pool_size`).
+pub const MAX_DIALER_POOL: usize = 512;
+
+/// Most queued dial jobs (`dial_queue_size`); the queue is allocated up
+/// front.
+pub const MAX_DIAL_QUEUE: usize = 65_536;
+
+/// Largest trimming watermark (`watermarks`).
+pub const MAX_WATERMARK: usize = 1_000_000;
+
+/// Most anchors saved at stop (`anchor_count`).
+pub const MAX_ANCHORS: usize = 64;
+
+/// Most registered decaying tags.
+pub const MAX_DECAYING_TAGS: usize = 256;
+
+/// Longest duration setting: retry waits, stable time, dial timeout, ban
+/// duration, trim grace and silence, decay intervals (one year).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);

@@ -1,0 +1,181 @@
+//! No setting, input, user closure or trait object kills or wedges the
+//! manager: bounded settings, saturating time, guarded listeners and
+//! closures, and `stop()` from the handler thread itself.
+
+mod common;
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use common::{mem_addr, sync, DEADLINE};
+use connmgr::limits;
+use connmgr::{
+    Addr, Closer, Config, ConfigBuilder, ConfigError, ConnManager, ConnReq, Event, Handle,
+    Listener, MemoryNetwork, Stream, Subnet,
+};
+
+fn base(net: &MemoryNetwork) -> ConfigBuilder {
+    Config::builder().dialer(net.dialer())
+}
+
+fn too_large(setting: &str, build: impl FnOnce(ConfigBuilder) -> ConfigBuilder) {
+    let net = MemoryNetwork::new();
+    let err = ConnManager::new(build(base(&net)).build()).unwrap_err();
+    match &err {
+        ConfigError::TooLarge { setting: s, .. } | ConfigError::TooLong { setting: s, .. } => {
+            assert_eq!(*s, setting, "{err}")
+        }
+        other => panic!("{setting}: expected a bound error, got {other:?}"),
+    }
+    assert!(err.to_string().contains(setting), "{err}");
+}
+
+/// Every size and duration has an upper bound, checked with a typed error
+/// that names the setting, before anything is allocated or spawned.
+#[test]
+fn oversized_settings_are_typed_errors() {
+    too_large("dial_queue_size", |b| b.dial_queue_size(usize::MAX));
+    too_large("dial_queue_size", |b| b.dial_queue_size(1 << 36));
+    too_large("target_outbound", |b| b.target_outbound(1_000_000));
+    too_large("dialer_pool_size", |b| b.dialer_pool_size(20_000));
+    too_large("max_inbound", |b| b.max_inbound(usize::MAX));
+    too_large("watermarks (high)", |b| b.watermarks(1, usize::MAX));
+    too_large("retry_duration", |b| {
+        b.retry_duration(Duration::MAX)
+            .max_retry_duration(Duration::MAX)
+    });
+    too_large("max_retry_duration", |b| {
+        b.max_retry_duration(Duration::MAX)
+    });
+    too_large("dial_timeout", |b| b.dial_timeout(Duration::MAX));
+    too_large("trim_silence", |b| b.trim_silence(Duration::MAX));
+    too_large("trim_grace", |b| b.trim_grace(Duration::MAX));
+    // At the bound itself, a setting is accepted.
+    let net = MemoryNetwork::new();
+    let at = base(&net)
+        .target_outbound(limits::MAX_TARGET_OUTBOUND)
+        .dial_timeout(limits::MAX_DURATION)
+        .build();
+    assert!(at.validate().is_ok());
+}
+
+/// A ban of any length, `Duration::MAX` included, leaves the manager
+/// running and answering.
+#[test]
+fn endless_ban_keeps_the_manager_running() {
+    let net = MemoryNetwork::new();
+    let m = ConnManager::new(base(&net).build()).unwrap();
+    m.start().unwrap();
+    let h = m.handle();
+    let subnet: Subnet = "198.51.100.0/24".parse().unwrap();
+    h.ban(subnet, Duration::MAX, "forever").unwrap();
+    sync(h);
+    assert!(h.is_running());
+    assert_eq!(h.bans().len(), 1);
+    h.connect(ConnReq::new(mem_addr(1))).unwrap();
+    sync(h);
+    m.stop();
+}
+
+/// A panicking tag closure leaves the tag as it was and the handler alive.
+#[test]
+fn panicking_tag_closure_is_contained() {
+    let net = MemoryNetwork::new();
+    let m = ConnManager::new(base(&net).build()).unwrap();
+    m.start().unwrap();
+    let h = m.handle();
+    h.tag("peer", "t", 5).unwrap();
+    h.upsert_tag("peer", "t", |_| panic!("closure fails"))
+        .unwrap();
+    sync(h);
+    assert_eq!(h.tag_info(&"peer".into()).unwrap().tags["t"], 5);
+    h.upsert_tag("peer", "t", |v| v + 1).unwrap();
+    sync(h);
+    assert_eq!(h.tag_info(&"peer".into()).unwrap().tags["t"], 6);
+    assert!(h.is_running());
+    m.stop();
+}
+
+/// A listener whose `accept` panics now and then.
+struct FlakyListener {
+    inner: connmgr::MemoryListener,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Listener for FlakyListener {
+    fn accept(&mut self) -> io::Result<(Box<dyn Stream>, Addr)> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("listener fails");
+        }
+        self.inner.accept()
+    }
+    fn local_addr(&self) -> io::Result<Addr> {
+        self.inner.local_addr()
+    }
+    fn closer(&self) -> io::Result<Closer> {
+        self.inner.closer()
+    }
+}
+
+/// A panic inside `Listener::accept` counts as an accept error: the
+/// thread pauses and accepts again.
+#[test]
+fn panicking_listener_keeps_accepting() {
+    let net = MemoryNetwork::new();
+    let addr = mem_addr(7);
+    let inner = net.listen(addr.clone()).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let listener = FlakyListener {
+        inner,
+        calls: Arc::clone(&calls),
+    };
+    let m = ConnManager::new(base(&net).listener(listener).build()).unwrap();
+    let events = m.handle().events();
+    m.start().unwrap();
+    let _client = net.connect(&addr).unwrap();
+    let ev = events
+        .recv_timeout(DEADLINE)
+        .expect("no inbound after the panic");
+    assert!(matches!(ev, Event::Accepted { .. }), "{ev:?}");
+    assert!(calls.load(Ordering::SeqCst) >= 2);
+    m.stop();
+}
+
+/// With `inline_dial`, an address source runs on the handler thread; one
+/// that calls `stop()` there neither deadlocks nor leaves threads behind.
+#[test]
+fn stop_from_the_handler_thread_returns() {
+    let net = MemoryNetwork::new();
+    let cell: Arc<OnceLock<Handle>> = Arc::new(OnceLock::new());
+    let seen = Arc::clone(&cell);
+    let stopped = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&stopped);
+    let config = base(&net)
+        .inline_dial(true)
+        .target_outbound(1)
+        .address_source(move || -> Option<Addr> {
+            if let Some(h) = seen.get() {
+                h.stop();
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            None
+        })
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    cell.set(m.handle().clone()).ok().unwrap();
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let runner = thread::spawn(move || {
+        m.start().unwrap();
+        assert!(common::wait_until(|| !m.handle().is_running()));
+        drop(m);
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(DEADLINE)
+        .expect("stop from the handler thread deadlocked");
+    runner.join().unwrap();
+    assert!(stopped.load(Ordering::SeqCst) >= 1);
+}
