@@ -51,7 +51,16 @@ fn connect(core: &mut Core, now: Instant, n: u64, out: &mut Vec<Effect<u32>>) ->
         other => panic!("expected a dial, got {other:?}"),
     };
     let conn = n as u32;
-    core.handle_into(now, Input::DialSucceeded { id, attempt, conn }, out);
+    core.handle_into(
+        now,
+        Input::DialSucceeded {
+            id,
+            attempt,
+            conn,
+            remote: None,
+        },
+        out,
+    );
     id
 }
 

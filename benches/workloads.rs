@@ -764,7 +764,16 @@ fn w8_core(seed: u64) -> f64 {
             other => panic!("expected a dial, got {other:?}"),
         };
         let conn = n as u32;
-        core.handle_into(t0, Input::DialSucceeded { id, attempt, conn }, out);
+        core.handle_into(
+            t0,
+            Input::DialSucceeded {
+                id,
+                attempt,
+                conn,
+                remote: None,
+            },
+            out,
+        );
     };
     for n in 0..=W8_LOW as u64 {
         connect(&mut core, n, &mut out);

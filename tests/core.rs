@@ -164,7 +164,12 @@ impl Harness {
     }
 
     fn succeed(&mut self, id: ConnId, attempt: u64, conn: u32) -> Out {
-        self.step(Input::DialSucceeded { id, attempt, conn })
+        self.step(Input::DialSucceeded {
+            id,
+            attempt,
+            conn,
+            remote: None,
+        })
     }
 
     fn fail(&mut self, id: ConnId, attempt: u64) -> Out {

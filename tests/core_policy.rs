@@ -48,7 +48,12 @@ impl Node {
         };
         self.token += 1;
         let conn = self.token;
-        let serial = established(&self.step(Input::DialSucceeded { id, attempt, conn }));
+        let serial = established(&self.step(Input::DialSucceeded {
+            id,
+            attempt,
+            conn,
+            remote: None,
+        }));
         (id, serial)
     }
 

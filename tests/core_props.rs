@@ -357,7 +357,15 @@ impl Model {
                 };
                 if *success {
                     let conn = self.conn();
-                    self.run(Input::DialSucceeded { id, attempt, conn }, Some(conn))?;
+                    self.run(
+                        Input::DialSucceeded {
+                            id,
+                            attempt,
+                            conn,
+                            remote: None,
+                        },
+                        Some(conn),
+                    )?;
                 } else {
                     let error = DialError::Refused;
                     self.run(Input::DialFailed { id, attempt, error }, None)?;
@@ -459,7 +467,15 @@ impl Model {
         let late: Vec<_> = self.dials.iter().chain(&self.done_dials).copied().collect();
         for (id, attempt) in late {
             let conn = self.conn();
-            let effects = self.run(Input::DialSucceeded { id, attempt, conn }, Some(conn))?;
+            let effects = self.run(
+                Input::DialSucceeded {
+                    id,
+                    attempt,
+                    conn,
+                    remote: None,
+                },
+                Some(conn),
+            )?;
             if !matches!(effects.as_slice(), [Effect::Discard { .. }]) {
                 return Err(format!("late success after Stop gave {effects:?}"));
             }

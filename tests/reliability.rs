@@ -179,3 +179,42 @@ fn stop_from_the_handler_thread_returns() {
     runner.join().unwrap();
     assert!(stopped.load(Ordering::SeqCst) >= 1);
 }
+
+/// A ban holds against the address a dial really reached: banning
+/// 127.0.0.1 refuses a dial to `localhost`, which the pre-dial check
+/// cannot see through.
+#[test]
+fn ban_applies_to_the_address_a_name_reached() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let m = ConnManager::new(
+        Config::builder()
+            .dialer(connmgr::TcpDialer::new())
+            .dial_timeout(Duration::from_secs(5))
+            .build(),
+    )
+    .unwrap();
+    let events = m.handle().events();
+    m.start().unwrap();
+    let h = m.handle();
+    h.ban(
+        "127.0.0.1/32".parse().unwrap(),
+        Duration::from_secs(60),
+        "test",
+    )
+    .unwrap();
+    let addr: Addr = format!("localhost:{port}").parse().unwrap();
+    h.connect(ConnReq::new(addr)).unwrap();
+    let ev = events
+        .recv_timeout(DEADLINE)
+        .expect("no answer to the dial");
+    match ev {
+        Event::DialFailed {
+            error: connmgr::DialError::Rejected(why),
+            ..
+        } => assert!(why.contains("127.0.0.1"), "{why}"),
+        other => panic!("expected a rejected dial, got {other:?}"),
+    }
+    assert_eq!(h.counts().outbound, 0);
+    m.stop();
+}

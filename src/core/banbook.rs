@@ -45,6 +45,10 @@ impl BanBook {
         self.list.ban_for_addr(addr, now)
     }
 
+    pub(super) fn ban_for_ip(&self, ip: std::net::IpAddr, now: Instant) -> Option<BanEntry> {
+        self.list.ban_for(ip, now)
+    }
+
     pub(super) fn list(&self, now: Instant) -> Vec<BanEntry> {
         self.list.bans(now)
     }

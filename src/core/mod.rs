@@ -160,6 +160,10 @@ pub enum Input<C> {
         attempt: u64,
         /// The connection.
         conn: C,
+        /// The IP address the connection really reached, when the
+        /// transport knows it (a TCP socket's peer, so a name that resolved
+        /// to a banned address is caught); `None` through a proxy.
+        remote: Option<std::net::IpAddr>,
     },
     /// A dial failed.
     DialFailed {
@@ -413,9 +417,12 @@ impl Core {
             Input::Connect(spec) => self.on_connect(now, spec, out),
             Input::Teardown { id, mode } => self.on_teardown(now, id, mode, out),
             Input::AddressFound { id, addr } => self.on_address(now, id, addr, out),
-            Input::DialSucceeded { id, attempt, conn } => {
-                self.on_dial_succeeded(now, id, attempt, conn, out)
-            }
+            Input::DialSucceeded {
+                id,
+                attempt,
+                conn,
+                remote,
+            } => self.on_dial_succeeded(now, id, attempt, (conn, remote), out),
             Input::DialFailed { id, attempt, error } => {
                 self.on_dial_failed(now, id, attempt, error, out)
             }

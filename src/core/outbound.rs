@@ -349,7 +349,7 @@ impl Core {
         now: Instant,
         id: ConnId,
         attempt: u64,
-        conn: C,
+        (conn, remote): (C, Option<std::net::IpAddr>),
         out: &mut Vec<Effect<C>>,
     ) {
         let addr = self.records.get(&id).and_then(|r| r.addr.clone());
@@ -362,6 +362,12 @@ impl Core {
         if let Some(ban) = self.bans.ban_for_addr(&addr, now) {
             out.push(Effect::Discard { conn });
             let why = format!("{addr} was banned during the dial: {}", ban.reason);
+            return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
+        }
+        // The address the socket really reached (a name resolves anywhere).
+        if let Some((ip, ban)) = remote.and_then(|ip| Some((ip, self.bans.ban_for_ip(ip, now)?))) {
+            out.push(Effect::Discard { conn });
+            let why = format!("{addr} reached {ip}, which is banned: {}", ban.reason);
             return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
         }
         self.next_serial += 1;

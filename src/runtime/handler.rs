@@ -274,7 +274,12 @@ impl Handler {
             } => {
                 self.dials.remove(&(id, attempt));
                 match result {
-                    Ok(conn) => Input::DialSucceeded { id, attempt, conn },
+                    Ok(conn) => Input::DialSucceeded {
+                        id,
+                        attempt,
+                        remote: conn.remote_ip(),
+                        conn,
+                    },
                     Err(error) => Input::DialFailed { id, attempt, error },
                 }
             }

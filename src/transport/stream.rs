@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::Arc;
 
 /// A connected byte stream: anything readable and writable that can move
@@ -28,6 +28,15 @@ pub trait Stream: Read + Write + Send + 'static {
             io::ErrorKind::Unsupported,
             "this stream type cannot be cloned",
         ))
+    }
+
+    /// The IP address at the other end, when this stream knows it; the
+    /// manager checks it against the ban list after a dial, so a name that
+    /// resolves to a banned address is refused. A stream through a proxy
+    /// must return `None` (the default), since its socket reaches the
+    /// proxy, not the peer.
+    fn remote_ip(&self) -> Option<IpAddr> {
+        None
     }
 }
 
@@ -71,6 +80,39 @@ impl Stream for TcpStream {
     fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
         Ok(Box::new(self.try_clone()?))
     }
+
+    fn remote_ip(&self) -> Option<IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip())
+    }
+}
+
+/// A TCP stream to a SOCKS5 proxy, carrying a tunnel to the peer: its
+/// socket's peer is the proxy, so it reports no remote IP.
+pub(crate) struct Proxied(pub(crate) TcpStream);
+
+impl Read for Proxied {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Proxied {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Stream for Proxied {
+    fn closer(&self) -> io::Result<Closer> {
+        self.0.closer()
+    }
+
+    fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
+        Ok(Box::new(Proxied(self.0.try_clone()?)))
+    }
 }
 
 impl Stream for Box<dyn Stream> {
@@ -80,6 +122,10 @@ impl Stream for Box<dyn Stream> {
 
     fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
         (**self).try_clone_stream()
+    }
+
+    fn remote_ip(&self) -> Option<IpAddr> {
+        (**self).remote_ip()
     }
 }
 

@@ -215,6 +215,7 @@ impl Sim {
                 id,
                 attempt,
                 conn: self.next_token(),
+                remote: None,
             },
         };
         self.dials.swap_remove(i);
@@ -228,7 +229,12 @@ impl Sim {
         };
         let conn = self.next_token();
         let effects = self.step_effects(
-            Input::DialSucceeded { id, attempt, conn },
+            Input::DialSucceeded {
+                id,
+                attempt,
+                conn,
+                remote: None,
+            },
             &Explained::default(),
         )?;
         let discarded = effects
@@ -561,8 +567,21 @@ impl Sim {
                 )?;
             }
         }
-        for (peer, tags) in std::mem::take(&mut self.protected) {
+        // One protection at a time, the model kept in step with the Core
+        // (a trim may run between two of them).
+        let all: Vec<(PeerId, BTreeSet<String>)> = self
+            .protected
+            .iter()
+            .map(|(p, t)| (p.clone(), t.clone()))
+            .collect();
+        for (peer, tags) in all {
             for tag in tags {
+                if let Some(set) = self.protected.get_mut(&peer) {
+                    set.remove(&tag);
+                    if set.is_empty() {
+                        self.protected.remove(&peer);
+                    }
+                }
                 let change = TagChange::Unprotect(tag);
                 self.step(
                     Input::Tag {
