@@ -218,3 +218,65 @@ fn ban_applies_to_the_address_a_name_reached() {
     assert_eq!(h.counts().outbound, 0);
     m.stop();
 }
+
+/// Requests made before `start` on a manager stopped without starting
+/// end canceled and leave the snapshot.
+#[test]
+fn requests_before_start_end_when_stopped_unstarted() {
+    let net = MemoryNetwork::new();
+    let m = ConnManager::new(base(&net).build()).unwrap();
+    let reqs: Vec<ConnReq> = (0..5).map(|i| ConnReq::new(mem_addr(i))).collect();
+    for r in &reqs {
+        m.handle().connect(r.clone()).unwrap();
+    }
+    m.stop();
+    for r in &reqs {
+        assert_eq!(r.state(), connmgr::ConnState::Canceled, "{r:?}");
+    }
+    let snap = m.handle().snapshot();
+    assert!(snap.conns.is_empty(), "{:?}", snap.conns);
+}
+
+/// `connect` racing `stop` from another thread: every request `connect`
+/// accepted reaches a final state, and the snapshot holds nothing live.
+#[test]
+fn connect_racing_stop_leaves_nothing_pending() {
+    for round in 0..50u32 {
+        let net = MemoryNetwork::new();
+        let _listener = net.listen(mem_addr(round)).unwrap();
+        let m = Arc::new(ConnManager::new(base(&net).build()).unwrap());
+        m.start().unwrap();
+        let h = m.handle().clone();
+        let caller = thread::spawn(move || {
+            let mut accepted = Vec::new();
+            for _ in 0..20 {
+                let r = ConnReq::new(mem_addr(round));
+                if h.connect(r.clone()).is_ok() {
+                    accepted.push(r);
+                }
+            }
+            accepted
+        });
+        m.stop();
+        let accepted = caller.join().unwrap();
+        for r in &accepted {
+            assert!(
+                !matches!(r.state(), connmgr::ConnState::Pending),
+                "round {round}: {r:?} still pending"
+            );
+        }
+        let live: Vec<_> = m
+            .handle()
+            .snapshot()
+            .conns
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    connmgr::ConnState::Pending | connmgr::ConnState::Established
+                )
+            })
+            .collect();
+        assert!(live.is_empty(), "round {round}: {live:?}");
+    }
+}
