@@ -530,6 +530,36 @@ fn resolve_ptr_answered_with_an_address_is_malformed() {
     assert_malformed(result, "instead of a host name");
 }
 
+/// A name from RESOLVE_PTR is checked before anyone sees it: control
+/// characters, spaces and empty labels are malformed replies.
+#[test]
+fn resolve_ptr_names_that_are_not_host_names_are_malformed() {
+    for (name, why) in [
+        (&b"evil\x1b[2Jname"[..], "byte 0x1b"),
+        (&b"two words"[..], "byte 0x20"),
+        (&b"a..b"[..], "empty label"),
+        (&b"caf\xc3\xa9"[..], "byte 0xc3"),
+    ] {
+        let name = name.to_vec();
+        let proxy = scripted(move |s| {
+            no_auth(s);
+            expect(
+                s,
+                &[5, 0xf1, 0, 1, 192, 0, 2, 9, 0, 0],
+                "RESOLVE_PTR request",
+            );
+            let mut reply = vec![5, 0, 0, 3, name.len() as u8];
+            reply.extend_from_slice(&name);
+            reply.extend_from_slice(&[0, 0]);
+            send(s, &reply);
+        });
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+        let result = tor_resolve_ptr(proxy.addr, ip, DEADLINE);
+        proxy.finish();
+        assert_malformed(result, why);
+    }
+}
+
 // ---------------------------------------------------------------------
 // Truncated and malformed replies
 // ---------------------------------------------------------------------

@@ -21,14 +21,25 @@ use crate::runtime::event::Event;
 const LOG: &str = "connmgr";
 const HEADER: &str = "# connmgr anchors v1";
 
+/// Largest anchors file read: far more than `limits::MAX_ANCHORS` lines.
+const MAX_ANCHORS_FILE_BYTES: u64 = 64 * 1024;
+
 /// Reads the anchors file and deletes it, so that a crash before the next
 /// clean stop does not reuse stale anchors. A missing file gives none; a
 /// line that does not parse is skipped with a warning.
 pub(crate) fn take_anchors(path: &Path) -> Vec<Addr> {
-    let text = match fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => {
+    let text = match read_regular(path, MAX_ANCHORS_FILE_BYTES) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(None) => return Vec::new(),
+        Err(ReadError::TooLarge) => {
+            warn!(
+                target: LOG,
+                "anchors file {} is over {MAX_ANCHORS_FILE_BYTES} bytes; ignoring it",
+                path.display()
+            );
+            return Vec::new();
+        }
+        Err(ReadError::Io(e)) => {
             warn!(target: LOG, "cannot read anchors file {}: {e}", path.display());
             return Vec::new();
         }
@@ -46,6 +57,7 @@ pub(crate) fn take_anchors(path: &Path) -> Vec<Addr> {
                 None
             }
         })
+        .take(crate::limits::MAX_ANCHORS)
         .collect()
 }
 
@@ -122,28 +134,55 @@ impl BanList {
     }
 }
 
-/// Reads the whole file, treating a missing file as empty.
+/// Reads the whole ban file, treating a missing file as empty.
 fn read_limited(path: &Path) -> Result<Vec<u8>, BanFileError> {
-    let io_err = |source| BanFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    match read_regular(path, MAX_BAN_FILE_BYTES) {
+        Ok(bytes) => Ok(bytes.unwrap_or_default()),
+        Err(ReadError::TooLarge) => Err(BanFileError::TooLarge {
+            path: path.to_path_buf(),
+        }),
+        Err(ReadError::Io(source)) => Err(BanFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Why [`read_regular`] gave up.
+enum ReadError {
+    Io(io::Error),
+    TooLarge,
+}
+
+/// Reads `path` if it is a regular file of at most `limit` bytes; `None`
+/// if it does not exist. Anything else (a directory, a FIFO that would
+/// block the open, a device) is an error, and so is a longer file.
+fn read_regular(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, ReadError> {
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(ReadError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file: point the setting at a plain file",
+            )))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ReadError::Io(e)),
+    }
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ReadError::Io(e)),
     };
     let mut bytes = Vec::new();
     // Reading one byte past the limit tells "at the limit" from "over it".
-    file.take(MAX_BAN_FILE_BYTES + 1)
+    file.take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_BAN_FILE_BYTES {
-        return Err(BanFileError::TooLarge {
-            path: path.to_path_buf(),
-        });
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge);
     }
-    Ok(bytes)
+    Ok(Some(bytes))
 }
 
 /// Counter making temporary file names unique within the process.
@@ -262,6 +301,22 @@ fn report(events: &Sender<Vec<Event>>, path: &Path, result: io::Result<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_that_are_not_plain_or_too_long_are_refused() {
+        let dir = std::env::temp_dir().join(format!("connmgr-dir-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert!(take_anchors(&dir).is_empty());
+        let now = Instant::now();
+        let err = BanList::load(&dir, now, SystemTime::now()).unwrap_err();
+        assert!(err.to_string().contains("regular file"), "{err}");
+        fs::remove_dir(&dir).unwrap();
+
+        let big = std::env::temp_dir().join(format!("connmgr-big-{}", std::process::id()));
+        fs::write(&big, vec![b'#'; MAX_ANCHORS_FILE_BYTES as usize + 1]).unwrap();
+        assert!(take_anchors(&big).is_empty());
+        let _ = fs::remove_file(&big);
+    }
 
     #[test]
     fn round_trip_then_gone() {

@@ -895,9 +895,35 @@ fn read_domain(io: &mut impl Read) -> Result<SocksTarget, SocksError> {
     recv(io, &mut b, what)?;
     let port = port_of(&b[b.len() - 2..]);
     b.truncate(b.len() - 2);
-    let host = String::from_utf8(b)
-        .map_err(|_| SocksError::Malformed("the reply's host name is not valid UTF-8".into()))?;
+    check_reply_host(&b)?;
+    // Checked above: ASCII only.
+    let host = String::from_utf8_lossy(&b).into_owned();
     Ok(SocksTarget::Domain { host, port })
+}
+
+/// A host name from a proxy reaches logs and callers: it must look like
+/// one (letters, digits, `-`, `_` and dots; labels of 1 to 63 bytes, an
+/// optional final dot), so no control character or stray byte gets
+/// through.
+fn check_reply_host(b: &[u8]) -> Result<(), SocksError> {
+    if let Some(bad) = b
+        .iter()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')))
+    {
+        return Err(SocksError::Malformed(format!(
+            "the reply's host name holds byte 0x{bad:02x}, which no host name has"
+        )));
+    }
+    let name = b.strip_suffix(b".").unwrap_or(b);
+    if name
+        .split(|c| *c == b'.')
+        .any(|l| l.is_empty() || l.len() > 63)
+    {
+        return Err(SocksError::Malformed(
+            "the reply's host name has an empty label or one over 63 bytes".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn port_of(b: &[u8]) -> u16 {
