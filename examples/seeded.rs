@@ -146,6 +146,7 @@ fn spawn_seeding(
         .name("seeding".into())
         .spawn(move || {
             let options = SeedOptions::new()
+                .allow_local(true)
                 .services(SERVICES)
                 .timeout(Duration::from_secs(5));
             seed_from_dns(&net, &*lookup, &options, |result| {
@@ -171,7 +172,10 @@ fn report(result: &SeedResult) {
 /// `--mainnet`: ask the real seeds through the system resolver and print
 /// the answers; nothing is dialed.
 fn print_mainnet_seeds() {
-    let options = SeedOptions::new().services(SERVICES).max_per_seed(4);
+    let options = SeedOptions::new()
+        .allow_local(true)
+        .services(SERVICES)
+        .max_per_seed(4);
     seed_from_dns(&NetParams::mainnet(), &SystemLookup, &options, |result| {
         report(&result);
         for seeded in &result.addrs {

@@ -128,7 +128,7 @@ fn default_port_applied() {
             vec![v4(127, 0, 0, 1), IpAddr::V6(Ipv6Addr::LOCALHOST)],
         )
         .ips("b.test", loopbacks(2, 3));
-    let results = run(&net, &lookup, &SeedOptions::new());
+    let results = run(&net, &lookup, &SeedOptions::new().allow_local(true));
     assert_eq!(results.len(), 2);
     let mut count = 0;
     for result in results.values() {
@@ -148,6 +148,40 @@ fn default_port_applied() {
     );
 }
 
+/// By default a seed's answer loses loopback, private, shared,
+/// link-local and unique local addresses, and an IPv4 address sent again
+/// as IPv4-mapped IPv6 counts once.
+#[test]
+fn local_and_mapped_duplicates_are_dropped_by_default() {
+    let net = NetParams::new("pubnet", 8333).seed("a.test", false);
+    let mapped: IpAddr = "::ffff:203.0.113.5".parse().unwrap();
+    let answer = vec![
+        v4(203, 0, 113, 5),
+        mapped,
+        v4(127, 0, 0, 1),
+        v4(10, 1, 2, 3),
+        v4(192, 168, 1, 1),
+        v4(172, 16, 0, 1),
+        v4(100, 64, 0, 1),
+        v4(169, 254, 1, 1),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        "fe80::1".parse().unwrap(),
+        "fd00::1".parse().unwrap(),
+        "2001:db8::7".parse().unwrap(),
+    ];
+    let lookup = FakeLookup::default().ips("a.test", answer.clone());
+    let results = run(&net, &lookup, &SeedOptions::new());
+    assert_eq!(
+        ips_of(&results["a.test"]),
+        HashSet::from([v4(203, 0, 113, 5), "2001:db8::7".parse().unwrap()])
+    );
+    assert_eq!(results["a.test"].addrs.len(), 2);
+    // Allowed explicitly, the local ones stay (still once each).
+    let lookup = FakeLookup::default().ips("a.test", answer);
+    let all = run(&net, &lookup, &SeedOptions::new().allow_local(true));
+    assert_eq!(all["a.test"].addrs.len(), 11);
+}
+
 /// A seed answering more than the cap gives a subset of its answer of
 /// exactly the cap's size; the default cap is 32.
 #[test]
@@ -159,14 +193,18 @@ fn at_most_max_per_seed() {
     let lookup = FakeLookup::default()
         .ips("many.test", many.clone())
         .ips("few.test", loopbacks(4, 3));
-    let capped = run(&net, &lookup, &SeedOptions::new().max_per_seed(5));
+    let capped = run(
+        &net,
+        &lookup,
+        &SeedOptions::new().allow_local(true).max_per_seed(5),
+    );
     let chosen = ips_of(&capped["many.test"]);
     assert_eq!(capped["many.test"].addrs.len(), 5);
     assert_eq!(chosen.len(), 5, "chosen addresses are distinct");
     assert!(chosen.iter().all(|ip| many.contains(ip)));
     assert_eq!(capped["few.test"].addrs.len(), 3, "under the cap: all kept");
 
-    let default = run(&net, &lookup, &SeedOptions::new());
+    let default = run(&net, &lookup, &SeedOptions::new().allow_local(true));
     assert_eq!(default["many.test"].addrs.len(), 32);
     assert_eq!(ips_of(&default["many.test"]).len(), 32);
 }
@@ -199,7 +237,7 @@ fn unusable_and_duplicate_answers_filtered() {
                 "::ffff:0.0.0.0".parse().unwrap(),
             ],
         );
-    let results = run(&net, &lookup, &SeedOptions::new());
+    let results = run(&net, &lookup, &SeedOptions::new().allow_local(true));
     assert_eq!(results["mixed.test"].addrs.len(), 2);
     assert_eq!(
         ips_of(&results["mixed.test"]),
@@ -224,6 +262,7 @@ fn ages_within_three_to_seven_days() {
         .ips("a.test", loopbacks(5, 40))
         .ips("b.test", loopbacks(6, 40));
     let options = SeedOptions::new()
+        .allow_local(true)
         .now(fixed_now())
         .rng_seed(7)
         .max_per_seed(40);
@@ -265,7 +304,7 @@ fn subdomain_only_for_filtering_seeds() {
     };
 
     let lookup = scripted();
-    let results = run(&net, &lookup, &SeedOptions::new());
+    let results = run(&net, &lookup, &SeedOptions::new().allow_local(true));
     assert_eq!(lookup.queried(), ["filtering.test", "plain.test"]);
     assert_eq!(results["filtering.test"].query, "filtering.test");
     assert!(results["filtering.test"]
@@ -274,7 +313,11 @@ fn subdomain_only_for_filtering_seeds() {
         .all(|a| a.services == SF_NODE_NETWORK));
 
     let lookup = scripted();
-    let results = run(&net, &lookup, &SeedOptions::new().services(9));
+    let results = run(
+        &net,
+        &lookup,
+        &SeedOptions::new().allow_local(true).services(9),
+    );
     assert_eq!(lookup.queried(), ["plain.test", "x9.filtering.test"]);
     let filtered = &results["filtering.test"];
     assert_eq!(filtered.query, "x9.filtering.test");
@@ -283,7 +326,11 @@ fn subdomain_only_for_filtering_seeds() {
     assert_eq!(results["plain.test"].query, "plain.test");
 
     let lookup = scripted();
-    run(&net, &lookup, &SeedOptions::new().services(0x409));
+    run(
+        &net,
+        &lookup,
+        &SeedOptions::new().allow_local(true).services(0x409),
+    );
     assert_eq!(lookup.queried(), ["plain.test", "x409.filtering.test"]);
 }
 
@@ -302,9 +349,12 @@ fn callback_once_per_seed() {
         };
     }
     let mut calls = Vec::new();
-    seed_from_dns(&net, &lookup, &SeedOptions::new(), |result| {
-        calls.push(result.seed)
-    });
+    seed_from_dns(
+        &net,
+        &lookup,
+        &SeedOptions::new().allow_local(true),
+        |result| calls.push(result.seed),
+    );
     calls.sort();
     let mut expected: Vec<String> = (0..12).map(|i| format!("s{i}.test")).collect();
     expected.sort();
@@ -324,7 +374,7 @@ fn errors_reported_per_seed() {
         .ips("good.test", vec![v4(127, 0, 0, 7)])
         .answer("broken.test", Answer::Fail(LookupErrorKind::Resolver))
         .answer("panics.test", Answer::Panic);
-    let results = run(&net, &lookup, &SeedOptions::new());
+    let results = run(&net, &lookup, &SeedOptions::new().allow_local(true));
     assert_eq!(results.len(), 4);
     let kind = |seed: &str| results[seed].error.as_ref().map(LookupError::kind);
     assert_eq!(kind("good.test"), None);
@@ -358,7 +408,9 @@ fn blocked_seed_times_out_without_holding_back_others() {
     let mut release = Some(release_tx);
     let mut order = Vec::new();
     let mut results = HashMap::new();
-    let options = SeedOptions::new().timeout(Duration::from_secs(1));
+    let options = SeedOptions::new()
+        .allow_local(true)
+        .timeout(Duration::from_secs(1));
     seed_from_dns(&net, &lookup, &options, |result| {
         if result.seed == "stuck.test" {
             // Dropping the sender wakes the blocked lookup.
@@ -405,7 +457,10 @@ fn user_defined_network() {
     let results = run(
         &net,
         &lookup,
-        &SeedOptions::new().services(5).now(fixed_now()),
+        &SeedOptions::new()
+            .allow_local(true)
+            .services(5)
+            .now(fixed_now()),
     );
     let addrs: HashSet<Addr> = results
         .values()
@@ -463,9 +518,12 @@ fn builtin_params_sanity() {
 fn no_seeds_no_callbacks() {
     let lookup = FakeLookup::default();
     let mut calls = 0;
-    seed_from_dns(&NetParams::regtest(), &lookup, &SeedOptions::new(), |_| {
-        calls += 1
-    });
+    seed_from_dns(
+        &NetParams::regtest(),
+        &lookup,
+        &SeedOptions::new().allow_local(true),
+        |_| calls += 1,
+    );
     assert_eq!(calls, 0);
     assert!(lookup.queried().is_empty());
 }
@@ -482,7 +540,9 @@ fn closure_lookup_gets_timeout() {
     let results = run(
         &net,
         &lookup,
-        &SeedOptions::new().timeout(Duration::from_secs(3)),
+        &SeedOptions::new()
+            .allow_local(true)
+            .timeout(Duration::from_secs(3)),
     );
     assert_eq!(
         ips_of(&results["c.test"]),
@@ -596,7 +656,10 @@ fn tor_lookup_resolves_through_proxy() {
     let results = run(
         &net,
         &lookup,
-        &SeedOptions::new().services(9).timeout(SAFETY),
+        &SeedOptions::new()
+            .allow_local(true)
+            .services(9)
+            .timeout(SAFETY),
     );
     let mut requests = server.join().unwrap();
     requests.sort();
@@ -643,7 +706,7 @@ fn errors_logged_under_connmgr_target() {
         "logged-failure.test",
         Answer::Fail(LookupErrorKind::Resolver),
     );
-    run(&net, &lookup, &SeedOptions::new());
+    run(&net, &lookup, &SeedOptions::new().allow_local(true));
     let records = LOGGER.records.lock().unwrap();
     assert!(
         records

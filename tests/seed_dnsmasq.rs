@@ -235,6 +235,7 @@ fn hickory_seeding_returns_served_addresses() {
         .seed("plain.seed.test", false)
         .seed("filter.seed.test", true);
     let options = SeedOptions::new()
+        .allow_local(true)
         .services(9)
         .now(fixed_now())
         .timeout(DEADLINE);
@@ -261,7 +262,10 @@ fn hickory_default_services_use_plain_name() {
     let results = run(
         &net,
         &lookup,
-        &SeedOptions::new().now(fixed_now()).timeout(DEADLINE),
+        &SeedOptions::new()
+            .allow_local(true)
+            .now(fixed_now())
+            .timeout(DEADLINE),
     );
     let result = &results["filter.seed.test"];
     assert_eq!(result.query, "filter.seed.test");
@@ -275,6 +279,7 @@ fn hickory_cap_picks_subset() {
     let lookup = HickoryLookup::new(dns.addr).unwrap();
     let net = NetParams::new("dnsmasq", 18557).seed("many.seed.test", false);
     let options = SeedOptions::new()
+        .allow_local(true)
         .max_per_seed(4)
         .now(fixed_now())
         .timeout(DEADLINE);
@@ -296,7 +301,10 @@ fn hickory_unknown_seed_not_found() {
     let results = run(
         &net,
         &lookup,
-        &SeedOptions::new().now(fixed_now()).timeout(DEADLINE),
+        &SeedOptions::new()
+            .allow_local(true)
+            .now(fixed_now())
+            .timeout(DEADLINE),
     );
     let absent = &results["absent.seed.test"];
     assert!(absent.addrs.is_empty());

@@ -96,6 +96,7 @@ pub struct SeedOptions {
     timeout: Duration,
     now: Option<SystemTime>,
     rng_seed: Option<u64>,
+    allow_local: bool,
 }
 
 impl Default for SeedOptions {
@@ -106,6 +107,7 @@ impl Default for SeedOptions {
             timeout: Duration::from_secs(15),
             now: None,
             rng_seed: None,
+            allow_local: false,
         }
     }
 }
@@ -143,6 +145,15 @@ impl SeedOptions {
     /// when seeding starts). Tests fix it to check ages exactly.
     pub fn now(mut self, now: SystemTime) -> Self {
         self.now = Some(now);
+        self
+    }
+
+    /// Keeps loopback, private, shared (100.64/10), link-local and unique
+    /// local addresses in answers (default: dropped, since a public seed
+    /// has no business handing them out and they would point the node at
+    /// its own network). Turn on for seeds on a private network or in tests.
+    pub fn allow_local(mut self, allow: bool) -> Self {
+        self.allow_local = allow;
         self
     }
 
@@ -264,7 +275,7 @@ impl<'a> Plan<'a> {
         ips: Vec<IpAddr>,
         rng: &mut SmallRng,
     ) -> Result<Vec<SeedAddr>, LookupError> {
-        let mut ips = usable_ips(ips);
+        let mut ips = usable_ips(ips, self.options.allow_local);
         if ips.is_empty() {
             return Err(LookupError::new(
                 LookupErrorKind::NotFound,
@@ -361,18 +372,37 @@ fn collect<F: FnMut(SeedResult)>(
 /// Drops duplicates and addresses nobody can be dialed at (unspecified,
 /// multicast, broadcast: a bogus answer must not make the node connect
 /// to itself or flood a group), keeping the answer's order.
-fn usable_ips(ips: Vec<IpAddr>) -> Vec<IpAddr> {
+/// The dialable answers, each once: an IPv4-mapped IPv6 address is the
+/// IPv4 address it holds, and local ones go unless `allow_local`.
+fn usable_ips(ips: Vec<IpAddr>, allow_local: bool) -> Vec<IpAddr> {
     let mut seen = HashSet::new();
     ips.into_iter()
-        .filter(|ip| is_dialable(ip) && seen.insert(*ip))
+        .map(|ip| ip.to_canonical())
+        .filter(|ip| is_dialable(ip) && (allow_local || !is_local(ip)) && seen.insert(*ip))
         .collect()
 }
 
 fn is_dialable(ip: &IpAddr) -> bool {
-    // An IPv4-mapped IPv6 address is dialed as the IPv4 address it holds.
-    match ip.to_canonical() {
+    match ip {
         IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
         IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
+}
+
+/// Loopback, private, shared, link-local or unique local.
+fn is_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
     }
 }
 
