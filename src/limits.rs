@@ -30,6 +30,9 @@ pub const MAX_WATERMARK: usize = 1_000_000;
 /// Most anchors saved at stop (`anchor_count`).
 pub const MAX_ANCHORS: usize = 64;
 
+/// Largest peer book (`max_peers`).
+pub const MAX_PEERS: usize = 10_000_000;
+
 /// Most registered decaying tags.
 pub const MAX_DECAYING_TAGS: usize = 256;
 

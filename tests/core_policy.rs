@@ -365,3 +365,77 @@ fn panicking_tag_function_changes_nothing() {
     n.tag("p", TagChange::Update("t".into(), Box::new(|v| v * 2)));
     assert_eq!(n.core.tag_info(&"p".into()).unwrap().tags["t"], 8);
 }
+
+/// The peer book is bounded: tags on new peers without a connection push
+/// out the oldest such peer; protections beyond the bound are refused.
+/// Connected peers always get their tags.
+#[test]
+fn peer_book_is_bounded() {
+    let mut n = Node::new(|c| c.max_peers = 3);
+    for i in 0..5 {
+        n.tag(&format!("idle-{i}"), TagChange::Set("t".into(), 1));
+        n.now += SEC;
+    }
+    assert_eq!(n.core.tagged_peers(), 3);
+    assert!(n.core.tag_info(&"idle-0".into()).is_none(), "oldest kept");
+    assert!(
+        n.core.tag_info(&"idle-4".into()).is_some(),
+        "newest dropped"
+    );
+
+    for i in 0..4 {
+        n.tag(&format!("keep-{i}"), TagChange::Protect("p".into()));
+    }
+    assert!(n.core.is_protected(&"keep-2".into(), None));
+    assert!(
+        !n.core.is_protected(&"keep-3".into(), None),
+        "over the bound"
+    );
+    assert_eq!(n.core.stats().peers_refused, 1);
+
+    // A connected peer's first tag is never refused or pushed out.
+    n.outbound("203.0.113.1:8333", false);
+    n.tag("203.0.113.1:8333", TagChange::Set("t".into(), 5));
+    assert_eq!(
+        n.core.tag_info(&"203.0.113.1:8333".into()).unwrap().value,
+        5
+    );
+
+    // Fifty thousand distinct idle peers leave the book at its bound.
+    let mut big = Node::new(|_| {});
+    for i in 0..50_000 {
+        big.tag(&format!("p{i}"), TagChange::Set("t".into(), 1));
+    }
+    assert_eq!(big.core.tagged_peers(), CoreConfig::default().max_peers);
+}
+
+/// A peer tagged but never connected is forgotten by a timer after the
+/// idle time; a connected or protected one is not.
+#[test]
+fn idle_tagged_peers_are_pruned_on_a_timer() {
+    let mut n = Node::new(|c| c.idle_peer_ttl = 60 * SEC);
+    let t0 = n.now;
+    n.tag("idle", TagChange::Set("t".into(), 1));
+    n.tag("guarded", TagChange::Set("t".into(), 1));
+    n.tag("guarded", TagChange::Protect("p".into()));
+    n.outbound("203.0.113.1:8333", false);
+    n.tag("203.0.113.1:8333", TagChange::Set("t".into(), 1));
+    assert_eq!(n.core.next_deadline(), Some(t0 + 60 * SEC));
+    n.now = t0 + 59 * SEC;
+    n.step(Input::Tick);
+    assert!(n.core.tag_info(&"idle".into()).is_some(), "pruned early");
+    n.now = t0 + 60 * SEC;
+    n.step(Input::Tick);
+    assert!(n.core.tag_info(&"idle".into()).is_none(), "never pruned");
+    assert!(n.core.tag_info(&"guarded".into()).is_some());
+    assert!(n.core.tag_info(&"203.0.113.1:8333".into()).is_some());
+    let mut changes = Changes::default();
+    n.core.take_changes(&mut changes);
+    assert!(
+        changes
+            .peers
+            .iter()
+            .any(|p| p.peer.as_str() == "idle" && p.info.is_none()),
+        "the prune was not published"
+    );
+}

@@ -100,6 +100,8 @@ pub struct Stats {
     pub peak_inbound: usize,
     /// Trims run (automatic and explicit).
     pub trims: u64,
+    /// Tag and protect calls dropped because the peer book was full.
+    pub peers_refused: u64,
     /// Connections closed by a policy: trimming, eviction or a ban.
     pub trimmed: u64,
     /// Inbound connections evicted to make room for a newcomer.

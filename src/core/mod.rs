@@ -458,10 +458,16 @@ impl Core {
     /// When the Core next needs an [`Input::Tick`], if ever.
     pub fn next_deadline(&self) -> Option<Instant> {
         let trim = self.peers.next_trim(self.connection_count());
-        [self.out.next_deadline(), self.peers.next_decay(), trim]
-            .into_iter()
-            .flatten()
-            .min()
+        let prune = self.peers.next_prune();
+        [
+            self.out.next_deadline(),
+            self.peers.next_decay(),
+            trim,
+            prune,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Moves everything that changed since the last call into `changes`
@@ -598,6 +604,7 @@ impl Core {
             return;
         }
         self.stopped = true;
+        self.peers.clear_idle();
         out.push(Effect::SaveAnchors(
             self.out.anchor_candidates(&self.records),
         ));

@@ -468,6 +468,7 @@ impl Core {
 
     pub(super) fn on_tick<C>(&mut self, now: Instant, out: &mut Vec<Effect<C>>) {
         self.decay_tags(now);
+        self.peers.prune(now);
         while let Some(timer) = self.out.pop_due(now) {
             match timer {
                 Timer::Refill => self.out.refills = self.out.refills.saturating_sub(1),

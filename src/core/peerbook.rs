@@ -1,10 +1,10 @@
 //! The peer book: tags, decaying tags, protection and trimming, on top of
 //! the connections the rest of the Core tracks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use super::changes::{Changes, PeerChange};
 use super::record::Record;
@@ -68,6 +68,12 @@ pub(super) struct PeerBook {
     decaying_changed: bool,
     trim: Option<TrimPolicy>,
     last_trim: Option<Instant>,
+    max_peers: usize,
+    idle_ttl: Duration,
+    /// Peers tagged while they had no connection, oldest first: the
+    /// candidates for pruning and for making room. Entries that since
+    /// connected, got protected or went are skipped when reached.
+    idle: VecDeque<(Instant, PeerId)>,
 }
 
 impl PeerBook {
@@ -78,6 +84,9 @@ impl PeerBook {
             decaying_changed: false,
             trim: cfg.trim_policy().ok().flatten(),
             last_trim: None,
+            max_peers: cfg.max_peers,
+            idle_ttl: cfg.idle_peer_ttl,
+            idle: VecDeque::new(),
         }
     }
 
@@ -115,6 +124,93 @@ impl PeerBook {
 
     pub(super) fn next_decay(&self) -> Option<Instant> {
         self.tags.next_decay_deadline()
+    }
+
+    /// When the oldest idle entry expires.
+    pub(super) fn next_prune(&self) -> Option<Instant> {
+        self.idle
+            .front()
+            .map(|(seen, _)| super::later(*seen, self.idle_ttl))
+    }
+
+    /// Forgets idle peers (tags, no connection, no protection) older than
+    /// the idle time. Each queued peer is looked at once, so this costs
+    /// what it removes.
+    pub(super) fn prune(&mut self, now: Instant) {
+        while let Some((seen, _)) = self.idle.front() {
+            if super::later(*seen, self.idle_ttl) > now {
+                break;
+            }
+            if let Some((seen, peer)) = self.idle.pop_front() {
+                self.forget_if_still_idle(seen, peer);
+            }
+        }
+        self.skip_stale_front();
+    }
+
+    /// Forgets `peer` if it is still the idle entry queued at `seen`.
+    fn forget_if_still_idle(&mut self, seen: Instant, peer: PeerId) -> bool {
+        if self.tags.idle_since(&peer) != Some(seen) {
+            return false;
+        }
+        debug!(target: LOG, "forgetting {peer}: idle for {:?}", self.idle_ttl);
+        self.tags.forget(&peer);
+        self.dirty.insert(peer);
+        true
+    }
+
+    /// Drops queued peers that are no longer idle from the front, so the
+    /// next deadline is a real one; compacts the queue when stale entries
+    /// pile up, keeping it within twice the book's bound.
+    fn skip_stale_front(&mut self) {
+        while let Some((seen, peer)) = self.idle.front() {
+            if self.tags.idle_since(peer) == Some(*seen) {
+                break;
+            }
+            self.idle.pop_front();
+        }
+        if self.idle.len() > 2 * self.max_peers.max(1) {
+            let tags = &self.tags;
+            self.idle
+                .retain(|(seen, peer)| tags.idle_since(peer) == Some(*seen));
+        }
+    }
+
+    /// Forgets the pruning queue: after a stop nothing is due.
+    pub(super) fn clear_idle(&mut self) {
+        self.idle.clear();
+    }
+
+    /// Queues a peer just tagged without a connection.
+    fn queue_idle(&mut self, now: Instant, peer: &PeerId) {
+        if let Some(seen) = self.tags.idle_since(peer) {
+            self.idle.push_back((seen.min(now), peer.clone()));
+            self.skip_stale_front();
+        }
+    }
+
+    /// Makes room for one more peer that has no connection; false when the
+    /// book is full of peers it must keep.
+    fn make_room(&mut self, protecting: bool) -> bool {
+        let full = |t: &PeerTags| {
+            if protecting {
+                t.protected_len() >= self.max_peers
+            } else {
+                t.len() >= self.max_peers
+            }
+        };
+        if !full(&self.tags) {
+            return true;
+        }
+        if protecting {
+            return false;
+        }
+        while let Some((seen, peer)) = self.idle.pop_front() {
+            if self.forget_if_still_idle(seen, peer) {
+                return true;
+            }
+        }
+        false
     }
 
     /// When a trim held off by the silence period becomes due, if the
@@ -155,6 +251,15 @@ impl PeerBook {
 impl Core {
     pub(super) fn on_tag(&mut self, now: Instant, peer: PeerId, change: TagChange) {
         let known = self.peers.tags.contains(&peer);
+        if !self.admit(&peer, &change, known) {
+            warn!(
+                target: LOG,
+                "peer book full ({} peers): {change:?} for {peer} dropped",
+                self.peers.max_peers
+            );
+            self.stats.peers_refused += 1;
+            return;
+        }
         let tags = &mut self.peers.tags;
         match change {
             TagChange::Set(name, value) => tags.tag(&peer, &name, value, now),
@@ -188,9 +293,34 @@ impl Core {
         }
         if !known && self.peers.tags.contains(&peer) {
             self.attach_connections(&peer);
+            self.peers.queue_idle(now, &peer);
         }
         self.peers.tags.forget_if_idle(&peer);
+        self.peers.skip_stale_front();
         self.peers.dirty.insert(peer);
+    }
+
+    /// Whether a change that may add `peer` to the book fits: peers with a
+    /// live connection always do (connections have their own limits).
+    fn admit(&mut self, peer: &PeerId, change: &TagChange, known: bool) -> bool {
+        let protecting = match change {
+            TagChange::Protect(_) => !self.peers.tags.is_protected(peer, None),
+            TagChange::Remove(_) | TagChange::Unprotect(_) => return true,
+            _ if known => return true,
+            _ => false,
+        };
+        let connected = || {
+            self.records
+                .values()
+                .any(|r| r.is_live() && r.peer_id().as_ref() == Some(peer))
+        };
+        if !protecting && known {
+            return true;
+        }
+        if connected() {
+            return true;
+        }
+        self.peers.make_room(protecting)
     }
 
     /// Gives connection `id` a new peer identity (for example the node id
@@ -234,6 +364,7 @@ impl Core {
         if self.peers.tags.contains(&peer) {
             self.peers.tags.connected(&peer, id.0, opened);
             self.peers.dirty.insert(peer);
+            self.peers.skip_stale_front();
         }
     }
 

@@ -49,6 +49,14 @@ pub struct CoreConfig {
     pub warn_threshold: u32,
     /// How long a peer that reached the ban threshold stays banned.
     pub ban_duration: Duration,
+    /// Most peers the peer book holds, tag-store entries and protected
+    /// peers counted separately. At the bound, tagging or protecting a new
+    /// peer that has no connection first forgets the oldest unconnected,
+    /// unprotected entry; if there is none it is refused (and logged).
+    pub max_peers: usize,
+    /// How long an unprotected peer that has tags but no connection is
+    /// kept; a timer forgets it afterwards.
+    pub idle_peer_ttl: Duration,
     /// When inbound slots are full, evict a connection (chosen by Bitcoin
     /// Core's rules) for the newcomer instead of refusing it.
     pub evict_inbound: bool,
@@ -75,6 +83,8 @@ impl Default for CoreConfig {
             warn_threshold: 50,
             ban_duration: Duration::from_secs(24 * 60 * 60),
             evict_inbound: false,
+            max_peers: 16_384,
+            idle_peer_ttl: Duration::from_secs(10 * 60),
         }
     }
 }

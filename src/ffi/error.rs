@@ -112,6 +112,7 @@ impl From<Error> for Failure {
             }
             Error::Spawn(_) => ConnmgrStatus::Io,
             Error::OnHandlerThread => ConnmgrStatus::InvalidArgument,
+            Error::PeerBookFull => ConnmgrStatus::Io,
         };
         Failure::new(status, err.to_string())
     }

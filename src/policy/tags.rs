@@ -559,6 +559,12 @@ impl PeerTags {
     /// Such entries come from tagging peers that never connected, or from
     /// peers that disconnected while protected and were unprotected later.
     pub fn prune_unconnected(&mut self, max_age: Duration, now: Instant) -> usize {
+        self.prune_unconnected_peers(max_age, now).len()
+    }
+
+    /// [`prune_unconnected`](Self::prune_unconnected), returning the peers
+    /// forgotten.
+    pub fn prune_unconnected_peers(&mut self, max_age: Duration, now: Instant) -> Vec<PeerId> {
         let stale: Vec<PeerId> = self
             .peers
             .iter()
@@ -572,7 +578,19 @@ impl PeerTags {
         for peer in &stale {
             self.forget(peer);
         }
-        stale.len()
+        stale
+    }
+
+    /// When `peer` was first seen, if it has an entry with no connection
+    /// and no protection (an entry pruning may forget).
+    pub fn idle_since(&self, peer: &PeerId) -> Option<Instant> {
+        let info = self.peers.get(peer)?;
+        (info.conns.is_empty() && !self.protected.contains_key(peer)).then_some(info.first_seen)
+    }
+
+    /// Number of protected peers.
+    pub fn protected_len(&self) -> usize {
+        self.protected.len()
     }
 
     /// Protects `peer` from trimming under `tag`.

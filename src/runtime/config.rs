@@ -158,6 +158,7 @@ impl Config {
             ("watermarks (low)", low, limits::MAX_WATERMARK),
             ("watermarks (high)", high, limits::MAX_WATERMARK),
             ("anchor_count", c.anchor_count, limits::MAX_ANCHORS),
+            ("max_peers", c.max_peers, limits::MAX_PEERS),
             (
                 "decaying tags",
                 self.decaying.len(),
@@ -175,6 +176,7 @@ impl Config {
             ("ban_duration", c.ban_duration),
             ("trim_grace", c.trim_grace),
             ("trim_silence", c.trim_silence),
+            ("idle_peer_ttl", c.idle_peer_ttl),
         ];
         for (setting, given) in durations {
             check_duration(setting, given)?;
@@ -466,6 +468,23 @@ impl ConfigBuilder {
     /// How long a new connection is safe from trimming (default 1 min).
     pub fn trim_grace(mut self, d: Duration) -> Self {
         self.config.core.trim_grace = d;
+        self
+    }
+
+    /// Most peers the peer book holds (default 16,384): tag-store entries
+    /// and protected peers are each bounded by it. At the bound a tag for
+    /// a new peer without a connection forgets the oldest such entry, and
+    /// a protection for one is refused with
+    /// [`Error::PeerBookFull`](crate::Error::PeerBookFull).
+    pub fn max_peers(mut self, n: usize) -> Self {
+        self.config.core.max_peers = n;
+        self
+    }
+
+    /// How long a peer with tags but no connection (and no protection) is
+    /// kept before a timer forgets it (default 10 min).
+    pub fn idle_peer_ttl(mut self, d: Duration) -> Self {
+        self.config.core.idle_peer_ttl = d;
         self
     }
 

@@ -49,12 +49,19 @@ pub enum Error {
     /// running on it (an inline dialer or address source, or a tag
     /// function); make it from another thread.
     OnHandlerThread,
+    /// The peer book is at its bound (`max_peers`) with peers it must
+    /// keep, so a protection for a peer with no connection was refused;
+    /// unprotect peers or raise the bound.
+    PeerBookFull,
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Stopped => f.write_str("the connection manager is stopped; create a new one"),
+            Error::PeerBookFull => f.write_str(
+                "the peer book is full of protected peers: unprotect some, or raise ConfigBuilder::max_peers",
+            ),
             Error::AlreadySubmitted(id) => write!(
                 f,
                 "this request was already submitted as {id}; build a new ConnReq for another connection"

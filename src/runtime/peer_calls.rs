@@ -90,7 +90,11 @@ impl Handle {
     pub fn protect(&self, peer: impl Into<PeerId>, tag: &str) -> Result<(), Error> {
         let peer = peer.into();
         let change = TagChange::Protect(tag.to_owned());
-        self.call(Input::Tag { peer, change }, None).map(drop)
+        let ask = Some(peer.clone());
+        match self.call(Input::Tag { peer, change }, ask)? {
+            true => Ok(()),
+            false => Err(Error::PeerBookFull),
+        }
     }
 
     /// Removes `tag`'s protection from `peer`; returns whether another tag

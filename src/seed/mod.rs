@@ -16,13 +16,13 @@
 //! let net = NetParams::new("examplenet", 19333).seed("seed.example", false);
 //! // A stand-in resolver; `SystemLookup` is the usual choice.
 //! let lookup = |_host: &str, _timeout: Duration| -> Result<Vec<IpAddr>, LookupError> {
-//!     Ok(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))])
+//!     Ok(vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, 2))])
 //! };
 //! let mut found = Vec::new();
 //! seed_from_dns(&net, &lookup, &SeedOptions::new(), |result| {
 //!     found.extend(result.addrs.into_iter().map(|seeded| seeded.addr));
 //! });
-//! assert_eq!(found, vec!["127.0.0.2:19333".parse().unwrap()]);
+//! assert_eq!(found, vec!["203.0.113.2:19333".parse().unwrap()]);
 //! ```
 
 mod lookup;
