@@ -280,3 +280,62 @@ fn connect_racing_stop_leaves_nothing_pending() {
         assert!(live.is_empty(), "round {round}: {live:?}");
     }
 }
+
+/// A clock that panics once told to.
+struct BrokenClock {
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl connmgr::Clock for BrokenClock {
+    fn now(&self) -> std::time::Instant {
+        if self.fail.load(Ordering::SeqCst) {
+            panic!("clock failure");
+        }
+        std::time::Instant::now()
+    }
+    fn wake_at(
+        &self,
+        deadline: std::time::Instant,
+    ) -> crossbeam_channel::Receiver<std::time::Instant> {
+        crossbeam_channel::at(deadline)
+    }
+}
+
+/// If the handler thread dies anyway (here of a panicking injected
+/// clock), the manager says so: one event, `is_running() == false`, an
+/// error from every call, and `stop()` still returns.
+#[test]
+fn a_dead_handler_is_reported() {
+    let net = MemoryNetwork::new();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clock = BrokenClock {
+        fail: Arc::clone(&fail),
+    };
+    let m = ConnManager::new(base(&net).clock(clock).build()).unwrap();
+    let events = m.handle().events();
+    m.start().unwrap();
+    sync(m.handle());
+    fail.store(true, Ordering::SeqCst);
+    m.handle().tag("peer", "t", 1).unwrap();
+    let ev = events
+        .recv_timeout(DEADLINE)
+        .expect("the death went unreported");
+    match &ev {
+        Event::ThreadFailed { thread, error } => {
+            assert_eq!(thread, "connmgr-handler");
+            assert!(error.contains("clock failure"), "{error}");
+        }
+        other => panic!("expected ThreadFailed, got {other:?}"),
+    }
+    assert!(!m.handle().is_running());
+    assert!(matches!(
+        m.handle().connect(ConnReq::new(mem_addr(1))),
+        Err(connmgr::Error::Crashed(_))
+    ));
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        m.stop();
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(DEADLINE).expect("stop after a crash hung");
+}

@@ -113,6 +113,7 @@ impl From<Error> for Failure {
             Error::Spawn(_) => ConnmgrStatus::Io,
             Error::OnHandlerThread => ConnmgrStatus::InvalidArgument,
             Error::PeerBookFull => ConnmgrStatus::Io,
+            Error::Crashed(_) => ConnmgrStatus::Stopped,
         };
         Failure::new(status, err.to_string())
     }

@@ -58,6 +58,16 @@ pub enum Event {
         /// The operating system's reason.
         error: String,
     },
+    /// A manager thread died of a panic (a defect, or user code the
+    /// manager could not guard, such as a panicking [`Clock`](crate::Clock)).
+    /// The manager is no longer running: every call fails with
+    /// [`Error::Crashed`](crate::Error::Crashed) until it is stopped.
+    ThreadFailed {
+        /// The thread's name.
+        thread: String,
+        /// The panic's message.
+        error: String,
+    },
 }
 
 impl Event {
@@ -67,7 +77,7 @@ impl Event {
             Event::Connected { conn, .. } | Event::Accepted { conn } => Some(conn.id()),
             Event::Disconnected { req } | Event::DialFailed { req, .. } => req.id(),
             Event::InboundClosed { id, .. } => Some(*id),
-            Event::SaveFailed { .. } => None,
+            Event::SaveFailed { .. } | Event::ThreadFailed { .. } => None,
         }
     }
 
@@ -80,6 +90,7 @@ impl Event {
             Event::InboundClosed { .. } => "inbound-closed",
             Event::DialFailed { .. } => "dial-failed",
             Event::SaveFailed { .. } => "save-failed",
+            Event::ThreadFailed { .. } => "thread-failed",
         }
     }
 }
@@ -110,6 +121,11 @@ impl fmt::Debug for Event {
                 .field("req", req)
                 .field("error", error)
                 .field("retry_in", retry_in)
+                .finish(),
+            Event::ThreadFailed { thread, error } => f
+                .debug_struct("ThreadFailed")
+                .field("thread", thread)
+                .field("error", error)
                 .finish(),
             Event::SaveFailed { path, error } => f
                 .debug_struct("SaveFailed")

@@ -53,12 +53,19 @@ pub enum Error {
     /// keep, so a protection for a peer with no connection was refused;
     /// unprotect peers or raise the bound.
     PeerBookFull,
+    /// The handler thread died (the text says why); the manager can only
+    /// be stopped. Reported once as [`Event::ThreadFailed`] too.
+    Crashed(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Stopped => f.write_str("the connection manager is stopped; create a new one"),
+            Error::Crashed(why) => write!(
+                f,
+                "the manager's handler thread died ({why}); stop it and create a new one"
+            ),
             Error::PeerBookFull => f.write_str(
                 "the peer book is full of protected peers: unprotect some, or raise ConfigBuilder::max_peers",
             ),
@@ -117,6 +124,8 @@ pub(super) struct Shared {
     /// The thread that finishes a stop begun on the handler thread, for
     /// whoever waits on the stop (the manager's drop) to join.
     pub(super) reaper: Mutex<Option<thread::JoinHandle<()>>>,
+    /// Why the handler thread died, once it has.
+    pub(super) crashed: Arc<Mutex<Option<String>>>,
 }
 
 /// Stops and joins the manager's threads, except the calling one.
@@ -312,7 +321,7 @@ impl Handle {
 
     /// Whether the manager is between `start` and `stop`.
     pub fn is_running(&self) -> bool {
-        self.shared.phase.load(Ordering::Acquire) == RUNNING
+        self.shared.phase.load(Ordering::Acquire) == RUNNING && self.shared.crashed.lock().is_none()
     }
 
     /// The addresses the manager's listeners accept on.
@@ -363,10 +372,13 @@ impl Handle {
     }
 
     pub(super) fn check_open(&self) -> Result<(), Error> {
-        match self.shared.phase.load(Ordering::Acquire) {
-            STOPPED => Err(Error::Stopped),
-            _ => Ok(()),
+        if self.shared.phase.load(Ordering::Acquire) == STOPPED {
+            return Err(Error::Stopped);
         }
+        if let Some(why) = self.shared.crashed.lock().as_ref() {
+            return Err(Error::Crashed(why.clone()));
+        }
+        Ok(())
     }
 
     /// Sends one input to the handler.

@@ -2,15 +2,17 @@
 //! them; everything else is asked through its [`Handle`].
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 
 use crossbeam_channel::{Receiver, Sender};
-use log::info;
+use log::{error, info};
 use parking_lot::{Condvar, Mutex};
 
 use crate::core::{Core, Input};
+use crate::guard::panic_message;
 use crate::policy::banlist::BanList;
 use crate::runtime::accept::{spawn_acceptor, AcceptorHandle};
 use crate::runtime::config::{Config, ConfigError};
@@ -156,9 +158,19 @@ impl ConnManager {
                 .map(Input::RegisterDecaying)
                 .chain([Input::LoadBans(loaded_bans)]),
         );
+        let crashed = Arc::new(Mutex::new(None));
+        let report = CrashReport {
+            crashed: Arc::clone(&crashed),
+            store: Arc::clone(&store),
+            events: notify_tx.clone(),
+        };
         let handler = thread::Builder::new()
             .name("connmgr-handler".into())
-            .spawn(move || handler.run())
+            .spawn(move || {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler.run())) {
+                    report.died("connmgr-handler", panic_message(&*panic));
+                }
+            })
             .map_err(|e| ConfigError::Spawn(e.to_string()))?;
         let handler_thread = handler.thread().id();
         let has_source = config.core.has_address_source;
@@ -200,6 +212,7 @@ impl ConnManager {
             stop_done: Mutex::new(false),
             stop_cv: Condvar::new(),
             reaper: Mutex::new(None),
+            crashed,
         });
         Ok(ConnManager {
             handle: Handle { shared },
@@ -310,6 +323,26 @@ impl ConnManager {
     /// finished; events still queued behind that callback are dropped.
     pub fn stop(&self) {
         self.handle.stop_all();
+    }
+}
+
+/// What a dying thread leaves behind: the reason for every later call, a
+/// store that no longer says running, and one event.
+struct CrashReport {
+    crashed: Arc<Mutex<Option<String>>>,
+    store: Arc<Mutex<SnapshotStore>>,
+    events: Sender<Vec<Event>>,
+}
+
+impl CrashReport {
+    fn died(self, thread: &str, why: String) {
+        error!(target: LOG, "{thread} died: {why}");
+        *self.crashed.lock() = Some(why.clone());
+        self.store.lock().running = false;
+        let _ = self.events.send(vec![Event::ThreadFailed {
+            thread: thread.to_owned(),
+            error: why,
+        }]);
     }
 }
 
