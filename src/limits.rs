@@ -33,6 +33,9 @@ pub const MAX_ANCHORS: usize = 64;
 /// Largest peer book (`max_peers`).
 pub const MAX_PEERS: usize = 10_000_000;
 
+/// Largest ban list (`max_bans`).
+pub const MAX_BANS: usize = 10_000_000;
+
 /// Most registered decaying tags.
 pub const MAX_DECAYING_TAGS: usize = 256;
 

@@ -439,3 +439,45 @@ fn idle_tagged_peers_are_pruned_on_a_timer() {
         "the prune was not published"
     );
 }
+
+/// The ban list is bounded: at `max_bans`, a new ban drops expired ones
+/// first, then the one that ends soonest.
+#[test]
+fn ban_list_is_bounded() {
+    let mut n = Node::new(|c| c.max_bans = 3);
+    let ban = |n: &mut Node, host: u8, secs: u64| {
+        n.step(Input::Ban {
+            subnet: Subnet::host(std::net::IpAddr::from([198, 51, 100, host])),
+            duration: Duration::from_secs(secs),
+            reason: "test".into(),
+        });
+    };
+    ban(&mut n, 1, 100);
+    ban(&mut n, 2, 10);
+    ban(&mut n, 3, 1000);
+    ban(&mut n, 4, 500);
+    let hosts: Vec<String> = n
+        .core
+        .bans(n.now)
+        .iter()
+        .map(|b| b.subnet.to_string())
+        .collect();
+    assert_eq!(hosts.len(), 3);
+    assert!(
+        !hosts.iter().any(|h| h.starts_with("198.51.100.2")),
+        "{hosts:?}"
+    );
+    // Expired bans go before any in force.
+    n.now += 200 * SEC;
+    ban(&mut n, 5, 50);
+    let hosts: Vec<String> = n
+        .core
+        .bans(n.now)
+        .iter()
+        .map(|b| b.subnet.to_string())
+        .collect();
+    assert_eq!(hosts.len(), 3, "{hosts:?}");
+    assert!(hosts.iter().any(|h| h.starts_with("198.51.100.3")));
+    assert!(hosts.iter().any(|h| h.starts_with("198.51.100.4")));
+    assert!(hosts.iter().any(|h| h.starts_with("198.51.100.5")));
+}

@@ -19,6 +19,7 @@ pub(super) struct BanBook {
     ban_duration: Duration,
     changed: bool,
     published: Option<Vec<BanEntry>>,
+    max_bans: usize,
 }
 
 impl BanBook {
@@ -30,6 +31,7 @@ impl BanBook {
             ban_duration: cfg.ban_duration,
             changed: false,
             published: None,
+            max_bans: cfg.max_bans.max(1),
         }
     }
 
@@ -54,6 +56,17 @@ impl BanBook {
     }
 
     fn add(&mut self, now: Instant, subnet: Subnet, duration: Duration, reason: String) {
+        // At the bound a new ban first drops expired ones, then the one
+        // that would end soonest, so the list (and each lookup) stays
+        // bounded however many peers misbehave.
+        if !self.list.has(&subnet) && self.list.len() >= self.max_bans {
+            self.list.sweep(now);
+            if self.list.len() >= self.max_bans {
+                if let Some(old) = self.list.evict_soonest() {
+                    warn!(target: LOG, "ban list full ({}): dropped the ban on {old}", self.max_bans);
+                }
+            }
+        }
         let until = later(now, duration.min(MAX_BAN_DURATION));
         self.list.ban(subnet, until, reason);
         self.changed = true;

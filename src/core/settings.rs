@@ -54,6 +54,9 @@ pub struct CoreConfig {
     /// peer that has no connection first forgets the oldest unconnected,
     /// unprotected entry; if there is none it is refused (and logged).
     pub max_peers: usize,
+    /// Most bans kept; at the bound a new ban replaces expired ones, then
+    /// the one that ends soonest.
+    pub max_bans: usize,
     /// How long an unprotected peer that has tags but no connection is
     /// kept; a timer forgets it afterwards.
     pub idle_peer_ttl: Duration,
@@ -84,6 +87,7 @@ impl Default for CoreConfig {
             ban_duration: Duration::from_secs(24 * 60 * 60),
             evict_inbound: false,
             max_peers: 16_384,
+            max_bans: 100_000,
             idle_peer_ttl: Duration::from_secs(10 * 60),
         }
     }

@@ -441,6 +441,28 @@ impl BanList {
         before - self.len()
     }
 
+    /// Removes the ban that ends soonest (ties broken by subnet), returning
+    /// its subnet; used to keep a list within a bound.
+    pub fn evict_soonest(&mut self) -> Option<Subnet> {
+        let host = self
+            .hosts
+            .iter()
+            .map(|(ip, b)| (b.until, Subnet::host(*ip)))
+            .min();
+        let net = self.nets.iter().map(|(s, b)| (b.until, *s)).min();
+        let (_, subnet) = [host, net].into_iter().flatten().min()?;
+        self.unban(&subnet);
+        Some(subnet)
+    }
+
+    /// Whether a ban on exactly `subnet` is stored (in force or not).
+    pub fn has(&self, subnet: &Subnet) -> bool {
+        if subnet.is_host() {
+            return self.hosts.contains_key(&subnet.network());
+        }
+        self.nets.iter().any(|(s, _)| s == subnet)
+    }
+
     /// Number of stored bans, including expired ones not yet swept.
     pub fn len(&self) -> usize {
         self.hosts.len() + self.nets.len()

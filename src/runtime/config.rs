@@ -159,6 +159,7 @@ impl Config {
             ("watermarks (high)", high, limits::MAX_WATERMARK),
             ("anchor_count", c.anchor_count, limits::MAX_ANCHORS),
             ("max_peers", c.max_peers, limits::MAX_PEERS),
+            ("max_bans", c.max_bans, limits::MAX_BANS),
             (
                 "decaying tags",
                 self.decaying.len(),
@@ -478,6 +479,13 @@ impl ConfigBuilder {
     /// [`Error::PeerBookFull`](crate::Error::PeerBookFull).
     pub fn max_peers(mut self, n: usize) -> Self {
         self.config.core.max_peers = n;
+        self
+    }
+
+    /// Most bans kept (default 100,000); at the bound a new ban replaces
+    /// expired ones, then the one that ends soonest.
+    pub fn max_bans(mut self, n: usize) -> Self {
+        self.config.core.max_bans = n;
         self
     }
 
