@@ -36,6 +36,9 @@ pub const MAX_PEERS: usize = 10_000_000;
 /// Largest ban list (`max_bans`).
 pub const MAX_BANS: usize = 10_000_000;
 
+/// Most events waiting in the events receiver (`max_queued_events`).
+pub const MAX_QUEUED_EVENTS: usize = 16_777_216;
+
 /// Most registered decaying tags.
 pub const MAX_DECAYING_TAGS: usize = 256;
 

@@ -339,3 +339,25 @@ fn a_dead_handler_is_reported() {
     });
     rx.recv_timeout(DEADLINE).expect("stop after a crash hung");
 }
+
+/// An events receiver nobody drains holds at most `max_queued_events`;
+/// connections in the events dropped past that are closed.
+#[test]
+fn undrained_events_receiver_is_bounded() {
+    let net = MemoryNetwork::new();
+    let addr = mem_addr(9);
+    let listener = net.listen(addr.clone()).unwrap();
+    let m = ConnManager::new(base(&net).listener(listener).max_queued_events(5).build()).unwrap();
+    let events = m.handle().events();
+    m.start().unwrap();
+    let clients: Vec<_> = (0..20).map(|_| net.connect(&addr).unwrap()).collect();
+    assert!(
+        common::wait_until(|| m.handle().snapshot().stats.inbound_accepted == 20
+            && m.handle().counts().inbound == 5),
+        "{:?}",
+        m.handle().counts()
+    );
+    assert_eq!(events.len(), 5);
+    drop(clients);
+    m.stop();
+}

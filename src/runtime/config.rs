@@ -45,6 +45,7 @@ pub struct Config {
     pub(crate) decaying: Vec<DecayingSpec>,
     pub(crate) ban_file: Option<PathBuf>,
     pub(crate) inline_dial: bool,
+    pub(crate) max_queued_events: usize,
 }
 
 impl Config {
@@ -98,6 +99,7 @@ impl Config {
                 decaying: Vec::new(),
                 ban_file: None,
                 inline_dial: false,
+                max_queued_events: 65_536,
             },
         }
     }
@@ -160,6 +162,11 @@ impl Config {
             ("anchor_count", c.anchor_count, limits::MAX_ANCHORS),
             ("max_peers", c.max_peers, limits::MAX_PEERS),
             ("max_bans", c.max_bans, limits::MAX_BANS),
+            (
+                "max_queued_events",
+                self.max_queued_events,
+                limits::MAX_QUEUED_EVENTS,
+            ),
             (
                 "decaying tags",
                 self.decaying.len(),
@@ -479,6 +486,15 @@ impl ConfigBuilder {
     /// [`Error::PeerBookFull`](crate::Error::PeerBookFull).
     pub fn max_peers(mut self, n: usize) -> Self {
         self.config.core.max_peers = n;
+        self
+    }
+
+    /// Most events left waiting in the [`Handle::events`] receiver
+    /// (default 65,536). Past it new events are dropped with a warning, and
+    /// a connection in a dropped event is closed, so a receiver nobody
+    /// drains cannot grow without bound.
+    pub fn max_queued_events(mut self, n: usize) -> Self {
+        self.config.max_queued_events = n;
         self
     }
 

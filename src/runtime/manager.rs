@@ -289,7 +289,13 @@ impl ConnManager {
         } = parts;
         drop(results_tx);
         let handle = self.handle.clone();
-        let notifier = spawn_notifier(handle, notify_rx, config.callbacks, events_tx)?;
+        let notifier = spawn_notifier(
+            handle,
+            notify_rx,
+            config.callbacks,
+            events_tx,
+            config.max_queued_events,
+        )?;
         threads.notifier = Some(notifier);
         if let Some(rx) = persist_rx {
             let files = Files {
@@ -360,10 +366,12 @@ fn spawn_notifier(
     rx: Receiver<Vec<Event>>,
     callbacks: Callbacks,
     events_tx: Sender<Event>,
+    max_queued: usize,
 ) -> std::io::Result<JoinHandle<()>> {
     let sink = EventSink {
         tx: events_tx,
         enabled: Arc::clone(&handle.shared.events_enabled),
+        max_queued,
     };
     let abandon = Arc::clone(&handle.shared.abandon);
     thread::Builder::new()

@@ -35,6 +35,9 @@ pub(crate) struct Callbacks {
 pub(crate) struct EventSink {
     pub(crate) tx: Sender<Event>,
     pub(crate) enabled: Arc<AtomicBool>,
+    /// Most events left waiting in the receiver; past it new ones are
+    /// dropped (a dropped connection closes).
+    pub(crate) max_queued: usize,
 }
 
 /// Delivers every event from `events` until the handler hangs up, unless
@@ -93,6 +96,15 @@ fn deliver(
         (event, _) => event,
     };
     if sink.enabled.load(Ordering::Acquire) {
+        if sink.tx.len() >= sink.max_queued {
+            warn!(
+                target: LOG,
+                "events receiver holds {} undelivered events; dropping a {} event",
+                sink.max_queued,
+                event.kind()
+            );
+            return;
+        }
         let _ = sink.tx.send(event);
     } else if matches!(event, Event::Connected { .. } | Event::Accepted { .. }) && !*warned {
         *warned = true;
