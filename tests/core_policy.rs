@@ -440,6 +440,14 @@ fn idle_tagged_peers_are_pruned_on_a_timer() {
     );
 }
 
+fn banned(n: &Node) -> Vec<String> {
+    n.core
+        .bans(n.now)
+        .iter()
+        .map(|b| b.subnet.to_string())
+        .collect()
+}
+
 /// The ban list is bounded: at `max_bans`, a new ban drops expired ones
 /// first, then the one that ends soonest.
 #[test]
@@ -456,12 +464,7 @@ fn ban_list_is_bounded() {
     ban(&mut n, 2, 10);
     ban(&mut n, 3, 1000);
     ban(&mut n, 4, 500);
-    let hosts: Vec<String> = n
-        .core
-        .bans(n.now)
-        .iter()
-        .map(|b| b.subnet.to_string())
-        .collect();
+    let hosts = banned(&n);
     assert_eq!(hosts.len(), 3);
     assert!(
         !hosts.iter().any(|h| h.starts_with("198.51.100.2")),
@@ -470,12 +473,7 @@ fn ban_list_is_bounded() {
     // Expired bans go before any in force.
     n.now += 200 * SEC;
     ban(&mut n, 5, 50);
-    let hosts: Vec<String> = n
-        .core
-        .bans(n.now)
-        .iter()
-        .map(|b| b.subnet.to_string())
-        .collect();
+    let hosts = banned(&n);
     assert_eq!(hosts.len(), 3, "{hosts:?}");
     assert!(hosts.iter().any(|h| h.starts_with("198.51.100.3")));
     assert!(hosts.iter().any(|h| h.starts_with("198.51.100.4")));

@@ -182,9 +182,9 @@ impl PeerBook {
     }
 
     /// Queues a peer just tagged without a connection.
-    fn queue_idle(&mut self, now: Instant, peer: &PeerId) {
+    fn queue_idle(&mut self, peer: &PeerId) {
         if let Some(seen) = self.tags.idle_since(peer) {
-            self.idle.push_back((seen.min(now), peer.clone()));
+            self.idle.push_back((seen, peer.clone()));
             self.skip_stale_front();
         }
     }
@@ -192,18 +192,11 @@ impl PeerBook {
     /// Makes room for one more peer that has no connection; false when the
     /// book is full of peers it must keep.
     fn make_room(&mut self, protecting: bool) -> bool {
-        let full = |t: &PeerTags| {
-            if protecting {
-                t.protected_len() >= self.max_peers
-            } else {
-                t.len() >= self.max_peers
-            }
-        };
-        if !full(&self.tags) {
-            return true;
-        }
         if protecting {
-            return false;
+            return self.tags.protected_len() < self.max_peers;
+        }
+        if self.tags.len() < self.max_peers {
+            return true;
         }
         while let Some((seen, peer)) = self.idle.pop_front() {
             if self.forget_if_still_idle(seen, peer) {
@@ -293,7 +286,7 @@ impl Core {
         }
         if !known && self.peers.tags.contains(&peer) {
             self.attach_connections(&peer);
-            self.peers.queue_idle(now, &peer);
+            self.peers.queue_idle(&peer);
         }
         self.peers.tags.forget_if_idle(&peer);
         self.peers.skip_stale_front();
@@ -304,23 +297,16 @@ impl Core {
     /// live connection always do (connections have their own limits).
     fn admit(&mut self, peer: &PeerId, change: &TagChange, known: bool) -> bool {
         let protecting = match change {
-            TagChange::Protect(_) => !self.peers.tags.is_protected(peer, None),
             TagChange::Remove(_) | TagChange::Unprotect(_) => return true,
+            TagChange::Protect(_) => !self.peers.tags.is_protected(peer, None),
             _ if known => return true,
             _ => false,
         };
-        let connected = || {
-            self.records
-                .values()
-                .any(|r| r.is_live() && r.peer_id().as_ref() == Some(peer))
-        };
-        if !protecting && known {
-            return true;
-        }
-        if connected() {
-            return true;
-        }
-        self.peers.make_room(protecting)
+        let connected = self
+            .records
+            .values()
+            .any(|r| r.is_live() && r.peer_id().as_ref() == Some(peer));
+        connected || self.peers.make_room(protecting)
     }
 
     /// Gives connection `id` a new peer identity (for example the node id

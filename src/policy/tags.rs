@@ -559,12 +559,6 @@ impl PeerTags {
     /// Such entries come from tagging peers that never connected, or from
     /// peers that disconnected while protected and were unprotected later.
     pub fn prune_unconnected(&mut self, max_age: Duration, now: Instant) -> usize {
-        self.prune_unconnected_peers(max_age, now).len()
-    }
-
-    /// [`prune_unconnected`](Self::prune_unconnected), returning the peers
-    /// forgotten.
-    pub fn prune_unconnected_peers(&mut self, max_age: Duration, now: Instant) -> Vec<PeerId> {
         let stale: Vec<PeerId> = self
             .peers
             .iter()
@@ -578,7 +572,7 @@ impl PeerTags {
         for peer in &stale {
             self.forget(peer);
         }
-        stale
+        stale.len()
     }
 
     /// When `peer` was first seen, if it has an entry with no connection

@@ -55,16 +55,10 @@ fn rank(c: &TrimCandidate) -> Rank {
     (c.value, !c.inbound, Reverse(c.opened), c.key)
 }
 
-/// Whether a connection's grace period is over at `now` (`opened + grace
-/// <= now`).
-fn out_of_grace(c: &TrimCandidate, grace: Duration, now: Instant) -> bool {
-    c.opened.checked_add(grace).is_some_and(|end| end <= now)
-}
-
 /// Whether a connection may be trimmed at `now`: not protected and out of
-/// its grace period.
+/// its grace period (`opened + grace <= now`).
 fn is_eligible(c: &TrimCandidate, grace: Duration, now: Instant) -> bool {
-    !c.protected && out_of_grace(c, grace, now)
+    !c.protected && c.opened.checked_add(grace).is_some_and(|end| end <= now)
 }
 
 /// Picks the connections to close, returning their keys in closing order.

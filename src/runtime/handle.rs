@@ -26,6 +26,7 @@ const LOG: &str = "connmgr";
 pub(super) const NEW: u8 = 0;
 pub(super) const RUNNING: u8 = 1;
 pub(super) const STOPPED: u8 = 2;
+pub(super) const CRASHED: u8 = 3;
 
 /// Why a manager call could not be done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +106,8 @@ pub(super) struct Shared {
     /// Mints caller ids (the Core mints its own).
     pub(super) caller_ids: AtomicU64,
     pub(super) store: Arc<Mutex<SnapshotStore>>,
-    pub(super) phase: AtomicU8,
+    /// `NEW`, `RUNNING`, `STOPPED`, or `CRASHED` (set by a dying handler).
+    pub(super) phase: Arc<AtomicU8>,
     pub(super) has_source: bool,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) events_rx: Receiver<Event>,
@@ -321,7 +323,7 @@ impl Handle {
 
     /// Whether the manager is between `start` and `stop`.
     pub fn is_running(&self) -> bool {
-        self.shared.phase.load(Ordering::Acquire) == RUNNING && self.shared.crashed.lock().is_none()
+        self.shared.phase.load(Ordering::Acquire) == RUNNING
     }
 
     /// The addresses the manager's listeners accept on.
@@ -372,13 +374,13 @@ impl Handle {
     }
 
     pub(super) fn check_open(&self) -> Result<(), Error> {
-        if self.shared.phase.load(Ordering::Acquire) == STOPPED {
-            return Err(Error::Stopped);
+        match self.shared.phase.load(Ordering::Acquire) {
+            STOPPED => Err(Error::Stopped),
+            CRASHED => Err(Error::Crashed(
+                self.shared.crashed.lock().clone().unwrap_or_default(),
+            )),
+            _ => Ok(()),
         }
-        if let Some(why) = self.shared.crashed.lock().as_ref() {
-            return Err(Error::Crashed(why.clone()));
-        }
-        Ok(())
     }
 
     /// Sends one input to the handler.

@@ -17,7 +17,7 @@ use crate::policy::banlist::BanList;
 use crate::runtime::accept::{spawn_acceptor, AcceptorHandle};
 use crate::runtime::config::{Config, ConfigError};
 use crate::runtime::event::Event;
-use crate::runtime::handle::{Error, Handle, JoinAll, Shared, NEW, RUNNING};
+use crate::runtime::handle::{Error, Handle, JoinAll, Shared, CRASHED, NEW, RUNNING, STOPPED};
 use crate::runtime::handler::{Handler, HandlerParts, PersistTx};
 use crate::runtime::join::join_unless_self;
 use crate::runtime::msg::{Accepted, Msg};
@@ -159,7 +159,9 @@ impl ConnManager {
                 .chain([Input::LoadBans(loaded_bans)]),
         );
         let crashed = Arc::new(Mutex::new(None));
+        let phase = Arc::new(AtomicU8::new(NEW));
         let report = CrashReport {
+            phase: Arc::clone(&phase),
             crashed: Arc::clone(&crashed),
             store: Arc::clone(&store),
             events: notify_tx.clone(),
@@ -199,7 +201,7 @@ impl ConnManager {
             requests: requests_tx,
             caller_ids: AtomicU64::new(0),
             store,
-            phase: AtomicU8::new(NEW),
+            phase,
             has_source,
             clock,
             events_rx,
@@ -335,6 +337,7 @@ impl ConnManager {
 /// What a dying thread leaves behind: the reason for every later call, a
 /// store that no longer says running, and one event.
 struct CrashReport {
+    phase: Arc<AtomicU8>,
     crashed: Arc<Mutex<Option<String>>>,
     store: Arc<Mutex<SnapshotStore>>,
     events: Sender<Vec<Event>>,
@@ -344,6 +347,13 @@ impl CrashReport {
     fn died(self, thread: &str, why: String) {
         error!(target: LOG, "{thread} died: {why}");
         *self.crashed.lock() = Some(why.clone());
+        // A stop already under way keeps its STOPPED; otherwise calls
+        // now fail with the reason.
+        let _ = self
+            .phase
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                (p != STOPPED).then_some(CRASHED)
+            });
         self.store.lock().running = false;
         let _ = self.events.send(vec![Event::ThreadFailed {
             thread: thread.to_owned(),
