@@ -45,3 +45,11 @@ pub const MAX_DECAYING_TAGS: usize = 256;
 /// Longest duration setting: retry waits, stable time, dial timeout, ban
 /// duration, trim grace and silence, decay intervals (one year).
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Most host-name lookups [`TcpDialer`](crate::TcpDialer) runs at once in
+/// the process. Each runs on a helper thread, because the system resolver
+/// cannot be interrupted; a dial stops waiting for its lookup at its
+/// deadline or cancel, and the lookup finishes alone within the system
+/// resolver's own timeout. Past the bound, dials to names fail at once
+/// instead of piling up threads behind a silent DNS server.
+pub const MAX_NAME_LOOKUPS: usize = 64;

@@ -6,6 +6,7 @@ pub(crate) mod listener;
 pub(crate) mod memory;
 pub(crate) mod pipe;
 pub(crate) mod proxy;
+pub(crate) mod resolve;
 pub(crate) mod socks;
 pub(crate) mod stream;
 pub(crate) mod tcp;

@@ -3,7 +3,7 @@
 //! thread.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -11,6 +11,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::addr::Addr;
 use crate::transport::dial::{Dial, DialContext};
 use crate::transport::listener::Listener;
+use crate::transport::resolve::resolve;
 use crate::transport::stream::{Closer, Stream};
 use crate::types::DialError;
 
@@ -88,10 +89,7 @@ impl Dial for TcpDialer {
     fn dial(&self, addr: &Addr, ctx: &DialContext) -> Result<Box<dyn Stream>, DialError> {
         let targets: Vec<SocketAddr> = match addr {
             Addr::Ip(sa) => vec![*sa],
-            Addr::Dns { host, port } => (host.as_ref(), *port)
-                .to_socket_addrs()
-                .map_err(|e| DialError::Other(format!("cannot resolve {host}: {e}")))?
-                .collect(),
+            Addr::Dns { host, port } => resolve(host, *port, ctx)?,
             Addr::Onion { .. } => {
                 return Err(DialError::Unsupported(
                     "onion addresses are reachable only through a SOCKS5 proxy such as Tor".into(),
