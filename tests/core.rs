@@ -50,7 +50,9 @@ impl Out {
         for e in effects {
             match e {
                 Effect::FetchAddress { id } => out.fetch.push(id),
-                Effect::Dial { id, attempt, addr } => out.dial.push((id, attempt, addr)),
+                Effect::Dial {
+                    id, attempt, addr, ..
+                } => out.dial.push((id, attempt, addr)),
                 Effect::CancelDial { id, .. } => out.cancel.push(id),
                 Effect::Established {
                     req,

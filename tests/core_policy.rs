@@ -479,3 +479,68 @@ fn ban_list_is_bounded() {
     assert!(hosts.iter().any(|h| h.starts_with("198.51.100.4")));
     assert!(hosts.iter().any(|h| h.starts_with("198.51.100.5")));
 }
+
+/// The Core owns dial deadlines: a dial still in flight at its deadline
+/// is expired and reported as timed out (a permanent request then
+/// retries), never earlier; a success that arrives afterwards is closed.
+#[test]
+fn dials_expire_at_their_deadline_and_late_results_are_closed() {
+    let mut n = Node::new(|c| c.dial_timeout = Some(2 * SEC));
+    let req = n.core.request(addr("10.0.0.1:8333"), true);
+    let id = req.id;
+    let (attempt, deadline) = match n.step(Input::Connect(req)).as_slice() {
+        [Effect::Dial {
+            attempt, deadline, ..
+        }] => (*attempt, *deadline),
+        other => panic!("expected one dial: {other:?}"),
+    };
+    assert_eq!(deadline, Some(n.now + 2 * SEC));
+    assert_eq!(n.core.next_deadline(), deadline);
+
+    n.now += 2 * SEC - Duration::from_millis(1);
+    assert!(n.step(Input::Tick).is_empty(), "expired early");
+
+    n.now += Duration::from_millis(1);
+    let out = n.step(Input::Tick);
+    assert!(
+        matches!(out.first(), Some(Effect::DialExpired { id: i, attempt: a }) if *i == id && *a == attempt),
+        "{out:?}"
+    );
+    assert!(out.iter().any(|e| matches!(
+        e,
+        Effect::Notify(connmgr::core::CoreEvent::DialFailed {
+            error: DialError::TimedOut,
+            retry_in: Some(_),
+            ..
+        })
+    )));
+
+    let late = n.step(Input::DialSucceeded {
+        id,
+        attempt,
+        conn: 7,
+        remote: None,
+    });
+    assert!(
+        matches!(late.as_slice(), [Effect::Discard { conn: 7 }]),
+        "{late:?}"
+    );
+    assert_eq!(n.core.connection_count(), 0);
+    assert_eq!(n.core.state(id), Some(connmgr::ConnState::Failing));
+}
+
+/// Dials that end before their deadline leave no wake-up behind, however
+/// many there were.
+#[test]
+fn ended_dials_leave_no_deadlines() {
+    let mut n = Node::new(|c| c.dial_timeout = Some(10 * SEC));
+    for i in 0..1_000u32 {
+        let (id, _) = n.outbound(&format!("10.0.{}.{}:8333", i / 250, i % 250 + 1), false);
+        n.step(Input::Teardown {
+            id,
+            mode: connmgr::core::Teardown::Remove,
+        });
+    }
+    assert_eq!(n.core.next_deadline(), None);
+    assert_eq!(n.core.queued_timers(), 0);
+}

@@ -301,43 +301,45 @@ impl connmgr::Clock for BrokenClock {
     }
 }
 
-/// If the handler thread dies anyway (here of a panicking injected
-/// clock), the manager says so: one event, `is_running() == false`, an
-/// error from every call, and `stop()` still returns.
+/// A panicking injected clock is contained: the manager keeps running,
+/// answers calls, and its timers still fire on the real time that passes
+/// (here a permanent request's retry after a refused dial).
 #[test]
-fn a_dead_handler_is_reported() {
+fn a_panicking_clock_is_contained() {
     let net = MemoryNetwork::new();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clock = BrokenClock {
         fail: Arc::clone(&fail),
     };
-    let m = ConnManager::new(base(&net).clock(clock).build()).unwrap();
+    let m = ConnManager::new(
+        base(&net)
+            .clock(clock)
+            .retry_duration(Duration::from_millis(20))
+            .build(),
+    )
+    .unwrap();
     let events = m.handle().events();
     m.start().unwrap();
     sync(m.handle());
     fail.store(true, Ordering::SeqCst);
     m.handle().tag("peer", "t", 1).unwrap();
-    let ev = events
-        .recv_timeout(DEADLINE)
-        .expect("the death went unreported");
-    match &ev {
-        Event::ThreadFailed { thread, error } => {
-            assert_eq!(thread, "connmgr-handler");
-            assert!(error.contains("clock failure"), "{error}");
-        }
-        other => panic!("expected ThreadFailed, got {other:?}"),
+    sync(m.handle());
+    assert!(m.handle().is_running());
+    assert_eq!(
+        m.handle().tag_info(&"peer".into()).map(|t| t.value),
+        Some(1)
+    );
+    // Nothing listens at the address: each attempt is refused and retried.
+    m.handle().connect(ConnReq::permanent(mem_addr(1))).unwrap();
+    for attempt in 0..2 {
+        let ev = events.recv_timeout(DEADLINE).expect("a retry never came");
+        assert!(
+            matches!(ev, Event::DialFailed { .. }),
+            "attempt {attempt}: {ev:?}"
+        );
     }
-    assert!(!m.handle().is_running());
-    assert!(matches!(
-        m.handle().connect(ConnReq::new(mem_addr(1))),
-        Err(connmgr::Error::Crashed(_))
-    ));
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        m.stop();
-        tx.send(()).unwrap();
-    });
-    rx.recv_timeout(DEADLINE).expect("stop after a crash hung");
+    assert!(m.handle().is_running());
+    m.stop();
 }
 
 /// An events receiver nobody drains holds at most `max_queued_events`;
@@ -360,4 +362,121 @@ fn undrained_events_receiver_is_bounded() {
     assert_eq!(events.len(), 5);
     drop(clients);
     m.stop();
+}
+
+/// A dialer that blocks until released, ignoring its deadline and cancel;
+/// each call reports its start and, when released, returns `stream`.
+fn stuck_dialer(
+    entered: crossbeam_channel::Sender<()>,
+    release: crossbeam_channel::Receiver<()>,
+    stream: impl Fn() -> Box<dyn Stream> + Send + Sync + 'static,
+) -> impl connmgr::Dial {
+    move |_: &Addr, _: &connmgr::DialContext| -> Result<Box<dyn Stream>, connmgr::DialError> {
+        let _ = entered.send(());
+        let _ = release.recv_timeout(DEADLINE * 3);
+        Ok(stream())
+    }
+}
+
+/// The manager owns dial deadlines: a dialer that ignores its deadline is
+/// reported as timed out at the deadline (on the injected clock), a
+/// replacement thread keeps dialing going with a pool of one, and what
+/// the stuck dialer returns late is closed.
+#[test]
+fn a_dialer_ignoring_its_deadline_times_out_on_time() {
+    let clock = connmgr::ManualClock::new();
+    let (entered_tx, entered) = crossbeam_channel::unbounded();
+    let (release_tx, release) = crossbeam_channel::unbounded();
+    let (late_tx, late) = crossbeam_channel::unbounded();
+    let stuck = stuck_dialer(entered_tx.clone(), release, move || {
+        let (ours, theirs) = connmgr::pipe();
+        let _ = late_tx.send(theirs);
+        Box::new(ours)
+    });
+    // Only the first address sticks; the second fails at once.
+    let dialer = move |a: &Addr, ctx: &connmgr::DialContext| {
+        if *a == mem_addr(1) {
+            return connmgr::Dial::dial(&stuck, a, ctx);
+        }
+        let _ = entered_tx.send(());
+        Err(connmgr::DialError::Refused)
+    };
+    let m = ConnManager::new(
+        Config::builder()
+            .dialer(dialer)
+            .dialer_pool_size(1)
+            .dial_timeout(Duration::from_millis(200))
+            .clock(clock.clone())
+            .build(),
+    )
+    .unwrap();
+    let events = m.handle().events();
+    m.start().unwrap();
+    let h = m.handle();
+    let first = ConnReq::new(mem_addr(1));
+    h.connect(first.clone()).unwrap();
+    entered
+        .recv_timeout(DEADLINE)
+        .expect("first dial never started");
+
+    clock.advance(Duration::from_millis(200));
+    match events.recv_timeout(DEADLINE).expect("no timeout reported") {
+        Event::DialFailed {
+            req,
+            error: connmgr::DialError::TimedOut,
+            ..
+        } => assert_eq!(req.id(), first.id()),
+        other => panic!("expected a timed-out dial, got {other:?}"),
+    }
+    assert_eq!(first.state(), connmgr::ConnState::Failing);
+
+    // The only pool thread is still stuck: a second dial starts anyway.
+    h.connect(ConnReq::new(mem_addr(2))).unwrap();
+    entered
+        .recv_timeout(DEADLINE)
+        .expect("no thread took the second dial");
+
+    // Released, the first dial's late stream is closed, never handed out.
+    release_tx.send(()).unwrap();
+    let mut theirs = late.recv_timeout(DEADLINE).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        io::Read::read(&mut theirs, &mut buf).unwrap(),
+        0,
+        "late stream left open"
+    );
+    m.stop();
+    assert!(!events
+        .try_iter()
+        .any(|e| matches!(e, Event::Connected { ref req, .. } if req.id() == first.id())));
+}
+
+/// `stop` waits for a dialer that ignores its cancel only as long as the
+/// stop grace, then returns.
+#[test]
+fn stop_does_not_wait_past_the_grace_for_a_stuck_dialer() {
+    let (entered_tx, entered) = crossbeam_channel::unbounded();
+    let (release_tx, release) = crossbeam_channel::unbounded();
+    let dialer = stuck_dialer(entered_tx, release, || Box::new(connmgr::pipe().0));
+    let m = ConnManager::new(
+        Config::builder()
+            .dialer(dialer)
+            .stop_grace(Duration::from_millis(100))
+            .build(),
+    )
+    .unwrap();
+    m.start().unwrap();
+    let req = ConnReq::new(mem_addr(1));
+    m.handle().connect(req.clone()).unwrap();
+    entered.recv_timeout(DEADLINE).unwrap();
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    let h = m.handle().clone();
+    thread::spawn(move || {
+        h.stop();
+        let _ = done_tx.send(());
+    });
+    done.recv_timeout(DEADLINE)
+        .expect("stop waited for a stuck dialer past its grace");
+    assert_eq!(req.state(), connmgr::ConnState::Canceled);
+    drop(release_tx);
 }

@@ -268,9 +268,22 @@ pub enum Effect<C> {
         attempt: u64,
         /// Where to.
         addr: Addr,
+        /// When the Core gives up on it (see
+        /// [`CoreConfig::dial_timeout`]); tell the dialer.
+        deadline: Option<Instant>,
     },
     /// Give up dial `attempt` of `id`, which is in flight.
     CancelDial {
+        /// Which request.
+        id: ConnId,
+        /// Which attempt.
+        attempt: u64,
+    },
+    /// Dial `attempt` of `id` passed its deadline and was reported as
+    /// timed out: cancel it and stop waiting for it. Whatever it returns
+    /// later is closed; the dialer running it may be stuck, so a shell
+    /// may start another in its place.
+    DialExpired {
         /// Which request.
         id: ConnId,
         /// Which attempt.
@@ -671,6 +684,9 @@ impl Core {
         }
         if let Some(o) = r.out() {
             self.out.request_gone(o, r.addr.as_ref());
+            if o.dialing {
+                self.skip_ended_deadlines();
+            }
         }
         let retries = r.out().map_or(0, |o| o.retries);
         self.finished.push(Finished { id, state, retries });

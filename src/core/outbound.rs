@@ -2,7 +2,7 @@
 //! backoff, the netgroup diversity rule, anchors and teardown.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
@@ -56,7 +56,16 @@ pub(super) struct OutboundBook {
     anchors: Vec<Addr>,
     /// Established outbound connections.
     established: usize,
+    /// How long a dial may take, if the Core enforces it.
+    dial_timeout: Option<Duration>,
+    /// Deadlines of dials, in the order they were made (so oldest first:
+    /// the timeout is one constant). Entries of dials that already ended
+    /// are skipped at the front and compacted away in bulk.
+    deadlines: VecDeque<(Instant, ConnId, u64)>,
 }
+
+/// Ended dials' deadlines tolerated beyond the records before a compaction.
+const DEADLINE_SLACK: usize = 64;
 
 impl OutboundBook {
     pub(super) fn new(cfg: &CoreConfig, rng: SmallRng) -> Self {
@@ -77,6 +86,8 @@ impl OutboundBook {
             groups: HashMap::new(),
             anchors: Vec::new(),
             established: 0,
+            dial_timeout: cfg.dial_timeout,
+            deadlines: VecDeque::new(),
         }
     }
 
@@ -85,11 +96,21 @@ impl OutboundBook {
     }
 
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        let dial = self.deadlines.front().map(|(at, _, _)| *at);
+        timer.into_iter().chain(dial).min()
     }
 
     pub(super) fn queued_timers(&self) -> usize {
-        self.timers.len()
+        self.timers.len() + self.deadlines.len()
+    }
+
+    /// The next dial deadline that has passed, if any.
+    fn pop_expired(&mut self, now: Instant) -> Option<(ConnId, u64)> {
+        match self.deadlines.front() {
+            Some((at, _, _)) if *at <= now => self.deadlines.pop_front().map(|(_, id, a)| (id, a)),
+            _ => None,
+        }
     }
 
     pub(super) fn automatic_slots(&self) -> usize {
@@ -106,6 +127,7 @@ impl OutboundBook {
 
     pub(super) fn clear_timers(&mut self) {
         self.timers.clear();
+        self.deadlines.clear();
         self.refills = 0;
     }
 
@@ -329,12 +351,59 @@ impl Core {
         }
         self.set_dialing(id, true);
         self.stats.dials += 1;
-        out.push(Effect::Dial { id, attempt, addr });
+        let deadline = self.out.dial_timeout.map(|t| later(now, t));
+        if let Some(at) = deadline {
+            self.out.deadlines.push_back((at, id, attempt));
+            self.compact_deadlines();
+        }
+        out.push(Effect::Dial {
+            id,
+            attempt,
+            addr,
+            deadline,
+        });
     }
 
     fn set_dialing(&mut self, id: ConnId, on: bool) {
         if let Some(o) = self.records.get_mut(&id).and_then(Record::out_mut) {
             o.dialing = on;
+        }
+        if !on {
+            self.skip_ended_deadlines();
+        }
+    }
+
+    /// Drops deadlines of dials that ended from the front, so the next
+    /// wake-up is a live one.
+    pub(super) fn skip_ended_deadlines(&mut self) {
+        while let Some(&(_, id, attempt)) = self.out.deadlines.front() {
+            if self.is_current_dial(id, attempt) {
+                return;
+            }
+            self.out.deadlines.pop_front();
+        }
+    }
+
+    /// Keeps the deadline queue within the records (each has at most one
+    /// dial in flight) plus a slack: whole passes, each after at least
+    /// `DEADLINE_SLACK` pushes, so the cost per dial stays constant.
+    fn compact_deadlines(&mut self) {
+        if self.out.deadlines.len() <= self.records.len() + DEADLINE_SLACK {
+            return;
+        }
+        let mut deadlines = std::mem::take(&mut self.out.deadlines);
+        deadlines.retain(|&(_, id, attempt)| self.is_current_dial(id, attempt));
+        self.out.deadlines = deadlines;
+    }
+
+    /// Reports every dial whose deadline has passed as timed out.
+    fn expire_dials<C>(&mut self, now: Instant, out: &mut Vec<Effect<C>>) {
+        while let Some((id, attempt)) = self.out.pop_expired(now) {
+            if self.is_current_dial(id, attempt) {
+                debug!(target: LOG, "dial {id} (attempt {attempt}) passed its deadline");
+                out.push(Effect::DialExpired { id, attempt });
+                self.on_dial_failed(now, id, attempt, DialError::TimedOut, out);
+            }
         }
     }
 
@@ -469,6 +538,7 @@ impl Core {
     pub(super) fn on_tick<C>(&mut self, now: Instant, out: &mut Vec<Effect<C>>) {
         self.decay_tags(now);
         self.peers.prune(now);
+        self.expire_dials(now, out);
         while let Some(timer) = self.out.pop_due(now) {
             match timer {
                 Timer::Refill => self.out.refills = self.out.refills.saturating_sub(1),

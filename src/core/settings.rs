@@ -60,6 +60,12 @@ pub struct CoreConfig {
     /// How long an unprotected peer that has tags but no connection is
     /// kept; a timer forgets it afterwards.
     pub idle_peer_ttl: Duration,
+    /// How long an outbound dial may take, counted from when the Core asks
+    /// for it (so time spent waiting for a free dialer counts). At the
+    /// deadline the Core reports the dial as timed out whatever the dialer
+    /// does, and a result that comes later is closed. `None` leaves every
+    /// deadline to the dialer.
+    pub dial_timeout: Option<Duration>,
     /// When inbound slots are full, evict a connection (chosen by Bitcoin
     /// Core's rules) for the newcomer instead of refusing it.
     pub evict_inbound: bool,
@@ -86,6 +92,7 @@ impl Default for CoreConfig {
             warn_threshold: 50,
             ban_duration: Duration::from_secs(24 * 60 * 60),
             evict_inbound: false,
+            dial_timeout: Some(Duration::from_secs(10)),
             max_peers: 16_384,
             max_bans: 100_000,
             idle_peer_ttl: Duration::from_secs(10 * 60),

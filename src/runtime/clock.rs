@@ -128,6 +128,58 @@ impl Clock for ManualClock {
     }
 }
 
+/// A user's clock with its panics and backward steps contained: the
+/// manager wraps every injected clock in one.
+///
+/// A panicking `now` is answered with the last good reading plus the real
+/// time since (so timers keep running); readings never go backwards (the
+/// Core relies on that); a panicking `wake_at` falls back to a real timer
+/// for the same time left; a panicking `wall` to the system's.
+pub(crate) struct GuardedClock {
+    inner: Arc<dyn Clock>,
+    /// The last reading given out, and the real instant it was given.
+    last: Mutex<Option<(Instant, Instant)>>,
+}
+
+impl GuardedClock {
+    pub(crate) fn new(inner: Arc<dyn Clock>) -> Self {
+        GuardedClock {
+            inner,
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl Clock for GuardedClock {
+    fn now(&self) -> Instant {
+        let reading = crate::guard::guarded("the clock's now", || self.inner.now());
+        let real = Instant::now();
+        let mut last = self.last.lock();
+        let now = match (reading, *last) {
+            (Some(r), Some((prev, _))) => r.max(prev),
+            (Some(r), None) => r,
+            (None, Some((prev, at))) => {
+                crate::types::later(prev, real.saturating_duration_since(at))
+            }
+            (None, None) => real,
+        };
+        *last = Some((now, real));
+        now
+    }
+
+    fn wake_at(&self, deadline: Instant) -> Receiver<Instant> {
+        match crate::guard::guarded("the clock's wake_at", || self.inner.wake_at(deadline)) {
+            Some(rx) => rx,
+            None => crossbeam_channel::after(deadline.saturating_duration_since(self.now())),
+        }
+    }
+
+    fn wall(&self) -> SystemTime {
+        crate::guard::guarded("the clock's wall", || self.inner.wall())
+            .unwrap_or_else(SystemTime::now)
+    }
+}
+
 impl fmt::Display for crate::policy::banscore::DynamicBanScore {
     /// Formats like [`display_at`](crate::policy::DynamicBanScore::display_at)
     /// with the current time.

@@ -13,7 +13,7 @@ use crate::limits;
 use crate::policy::backoff::Backoff;
 use crate::policy::tags::{BumpFn, DecayFn};
 use crate::policy::trim::TrimPolicyError;
-use crate::runtime::clock::{Clock, SystemClock};
+use crate::runtime::clock::{Clock, GuardedClock, SystemClock};
 use crate::runtime::conn::Conn;
 use crate::runtime::event::Event;
 use crate::runtime::gate::Gate;
@@ -33,7 +33,7 @@ pub struct Config {
     pub(crate) listeners: Vec<Box<dyn Listener>>,
     pub(crate) listen_addrs: Vec<SocketAddr>,
     pub(crate) core: CoreConfig,
-    pub(crate) dial_timeout: Duration,
+    pub(crate) stop_grace: Duration,
     pub(crate) pool_size: usize,
     pub(crate) queue_size: usize,
     pub(crate) clock: Arc<dyn Clock>,
@@ -87,7 +87,7 @@ impl Config {
                     rng_seed: rand::random(),
                     ..CoreConfig::default()
                 },
-                dial_timeout: Duration::from_secs(10),
+                stop_grace: Duration::from_secs(5),
                 pool_size: 8,
                 queue_size: 1024,
                 clock: Arc::new(SystemClock),
@@ -116,7 +116,7 @@ impl Config {
         if self.queue_size == 0 {
             return Err(ConfigError::ZeroDialQueue);
         }
-        if self.dial_timeout.is_zero() {
+        if self.core.dial_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::ZeroDialTimeout);
         }
         if c.retry_duration.is_zero() {
@@ -180,7 +180,8 @@ impl Config {
             ("retry_duration", c.retry_duration),
             ("max_retry_duration", c.max_retry_duration),
             ("min_stable_duration", c.min_stable_duration),
-            ("dial_timeout", self.dial_timeout),
+            ("dial_timeout", c.dial_timeout.unwrap_or_default()),
+            ("stop_grace", self.stop_grace),
             ("ban_duration", c.ban_duration),
             ("trim_grace", c.trim_grace),
             ("trim_silence", c.trim_silence),
@@ -223,7 +224,8 @@ impl fmt::Debug for Config {
             .field("listeners", &self.listeners.len())
             .field("listen_addrs", &self.listen_addrs)
             .field("core", &self.core)
-            .field("dial_timeout", &self.dial_timeout)
+            .field("dial_timeout", &self.core.dial_timeout)
+            .field("stop_grace", &self.stop_grace)
             .field("pool_size", &self.pool_size)
             .field("queue_size", &self.queue_size)
             .field("close_on_stop", &self.close_on_stop)
@@ -341,9 +343,24 @@ impl ConfigBuilder {
         self
     }
 
-    /// The deadline given to each dial (default 10 s).
+    /// How long each dial may take (default 10 s), counted from when the
+    /// manager decides to dial, so time spent waiting for a free dialer
+    /// thread counts. The dialer is told the deadline; at the deadline
+    /// the manager reports the dial as timed out and cancels it whatever
+    /// the dialer does, closes anything it returns later, and starts a
+    /// replacement thread in case the dialer is stuck (at most
+    /// `dialer_pool_size` replacements at once).
     pub fn dial_timeout(mut self, d: Duration) -> Self {
-        self.config.dial_timeout = d;
+        self.config.core.dial_timeout = Some(d);
+        self
+    }
+
+    /// How long `stop` waits for dialer threads still inside a dialer
+    /// that ignores its cancel (default 5 s). Past it, `stop` returns and
+    /// leaves such threads to finish on their own; whatever they return
+    /// is closed.
+    pub fn stop_grace(mut self, d: Duration) -> Self {
+        self.config.stop_grace = d;
         self
     }
 
@@ -361,9 +378,12 @@ impl ConfigBuilder {
     }
 
     /// The clock (default the system clock); tests use a
-    /// [`ManualClock`](crate::ManualClock).
+    /// [`ManualClock`](crate::ManualClock). The manager contains its
+    /// panics and never lets its readings go backwards: a `now` that
+    /// panics is answered with the last good reading plus the real time
+    /// since, a `wake_at` that panics with a real timer.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.config.clock = Arc::new(clock);
+        self.config.clock = Arc::new(GuardedClock::new(Arc::new(clock)));
         self
     }
 

@@ -118,7 +118,7 @@ pub(super) struct Shared {
     pub(super) threads: Arc<dyn JoinAll>,
     /// Threads the manager started, so that `stop` called on one of them
     /// does not wait for itself.
-    pub(super) own_threads: Mutex<Vec<ThreadId>>,
+    pub(super) own_threads: Arc<Mutex<Vec<ThreadId>>>,
     /// Set when `stop` ran on the notifier thread: drop what is left.
     pub(super) abandon: Arc<AtomicBool>,
     pub(super) stop_done: Mutex<bool>,

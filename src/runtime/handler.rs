@@ -15,17 +15,18 @@ use parking_lot::Mutex;
 use crate::addr::Addr;
 use crate::core::{Changes, Core, CoreEvent, Effect, Input, ReqSpec};
 use crate::idmap::{IdHasher, IdMap};
+use crate::limits;
 use crate::runtime::clock::Clock;
 use crate::runtime::conn::{Conn, ConnShared};
 use crate::runtime::event::Event;
 use crate::runtime::msg::{Accepted, Msg, Stream0};
 use crate::runtime::persist::SaveJob;
-use crate::runtime::pool::{self, DialMsg, Job, WorkerCtx};
+use crate::runtime::pool::{self, DialMsg, Job, Pool, WorkerCtx};
 use crate::runtime::request::{ConnReq, ReqView};
 use crate::runtime::snapshot::SnapshotStore;
 use crate::transport::dial::CancelToken;
 use crate::transport::stream::{discard, Closer};
-use crate::types::{ConnId, ConnState};
+use crate::types::{later, ConnId, ConnState};
 
 const LOG: &str = "connmgr";
 
@@ -54,6 +55,9 @@ pub(crate) struct HandlerParts {
     pub(crate) close_on_stop: bool,
     /// Set when dials and the address source run on this thread.
     pub(crate) inline: Option<Arc<WorkerCtx>>,
+    /// The dialer threads, to replace one stuck past a deadline (`None`
+    /// when dials run inline).
+    pub(crate) pool: Option<Arc<Pool>>,
     /// Where saves go, if anything is persisted.
     pub(crate) persist: Option<PersistTx>,
 }
@@ -323,10 +327,23 @@ impl Handler {
                 }
                 None => self.queue(Job::Fetch { id }),
             },
-            Effect::Dial { id, attempt, addr } => self.dial(id, attempt, addr),
+            Effect::Dial {
+                id,
+                attempt,
+                addr,
+                deadline,
+            } => self.dial(id, attempt, addr, deadline),
             Effect::CancelDial { id, attempt } => {
                 if let Some(token) = self.dials.remove(&(id, attempt)) {
                     token.cancel();
+                }
+            }
+            Effect::DialExpired { id, attempt } => {
+                if let Some(token) = self.dials.remove(&(id, attempt)) {
+                    token.cancel();
+                    if let Some(pool) = &self.parts.pool {
+                        pool.replace_stuck();
+                    }
                 }
             }
             Effect::Established {
@@ -369,10 +386,15 @@ impl Handler {
         }
     }
 
-    fn dial(&mut self, id: ConnId, attempt: u64, addr: Addr) {
+    fn dial(&mut self, id: ConnId, attempt: u64, addr: Addr, deadline: Option<Instant>) {
+        // The Core's deadline is on the injected clock; the dialer's is
+        // the same time left, on the real one.
+        let now = self.now.unwrap_or_else(|| self.parts.clock.now());
+        let left = deadline.map_or(limits::MAX_DURATION, |d| d.saturating_duration_since(now));
+        let deadline = later(Instant::now(), left);
         match &self.parts.inline {
             Some(ctx) => {
-                let result = pool::dial(ctx, &addr, self.never_canceled.clone());
+                let result = pool::dial(ctx, &addr, deadline, self.never_canceled.clone());
                 let msg = DialMsg::Done {
                     id,
                     attempt,
@@ -387,6 +409,7 @@ impl Handler {
                     id,
                     attempt,
                     addr,
+                    deadline,
                     token,
                 });
             }

@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use log::{error, info};
@@ -23,7 +24,7 @@ use crate::runtime::join::join_unless_self;
 use crate::runtime::msg::{Accepted, Msg};
 use crate::runtime::notifier::{self, Callbacks, EventSink};
 use crate::runtime::persist::{spawn_writer, take_anchors, Files, SaveJob};
-use crate::runtime::pool::{spawn_pool, DialMsg, Job, WorkerCtx};
+use crate::runtime::pool::{DialMsg, Pool, WorkerCtx};
 use crate::runtime::snapshot::SnapshotStore;
 use crate::transport::listener::Listener;
 use crate::transport::tcp::TcpListener;
@@ -54,16 +55,16 @@ pub(super) struct Parts {
     events_tx: Sender<Event>,
     notify_tx: Sender<Vec<Event>>,
     notify_rx: Receiver<Vec<Event>>,
-    jobs_rx: Receiver<Job>,
     results_tx: Sender<DialMsg>,
     accepted_tx: Sender<Accepted>,
     persist_rx: Option<Receiver<SaveJob>>,
-    ctx: Arc<WorkerCtx>,
+    pool: Arc<Pool>,
 }
 
 pub(super) struct Threads {
     handler: JoinHandle<()>,
-    pool: Vec<JoinHandle<()>>,
+    pool: Arc<Pool>,
+    stop_grace: Duration,
     notifier: Option<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
     acceptors: Vec<AcceptorHandle>,
@@ -127,8 +128,14 @@ impl ConnManager {
             dialer,
             config.dial_gate.clone(),
             config.source.clone(),
-            config.dial_timeout,
             results_tx.clone(),
+        );
+        let own_threads = Arc::new(Mutex::new(Vec::new()));
+        let pool = Pool::new(
+            jobs_rx,
+            Arc::clone(&ctx),
+            config.pool_size,
+            Arc::clone(&own_threads),
         );
         let store = Arc::new(Mutex::new(SnapshotStore::default()));
         let mut handler = Handler::new(HandlerParts {
@@ -145,6 +152,7 @@ impl ConnManager {
             store: Arc::clone(&store),
             close_on_stop: config.close_on_stop,
             inline: config.inline_dial.then(|| Arc::clone(&ctx)),
+            pool: (!config.inline_dial).then(|| Arc::clone(&pool)),
             persist: persist_tx.map(|tx| PersistTx {
                 tx,
                 bans: config.ban_file.is_some(),
@@ -175,6 +183,7 @@ impl ConnManager {
             })
             .map_err(|e| ConfigError::Spawn(e.to_string()))?;
         let handler_thread = handler.thread().id();
+        own_threads.lock().push(handler_thread);
         let has_source = config.core.has_address_source;
         let clock = Arc::clone(&config.clock);
         let abandon = Arc::new(AtomicBool::new(false));
@@ -187,11 +196,10 @@ impl ConnManager {
                     events_tx,
                     notify_tx,
                     notify_rx,
-                    jobs_rx,
                     results_tx,
                     accepted_tx,
                     persist_rx,
-                    ctx,
+                    pool,
                 }),
             }),
             requests: requests_tx.clone(),
@@ -209,7 +217,7 @@ impl ConnManager {
             listen_addrs,
             handler_thread,
             threads: Arc::clone(&lifecycle) as Arc<dyn JoinAll>,
-            own_threads: Mutex::new(vec![handler_thread]),
+            own_threads,
             abandon,
             stop_done: Mutex::new(false),
             stop_cv: Condvar::new(),
@@ -251,7 +259,8 @@ impl ConnManager {
             .unwrap_or_default();
         let mut threads = Threads {
             handler,
-            pool: Vec::new(),
+            pool: Arc::clone(&parts.pool),
+            stop_grace: parts.config.stop_grace,
             notifier: None,
             writer: None,
             acceptors: Vec::new(),
@@ -283,11 +292,10 @@ impl ConnManager {
             events_tx,
             notify_tx,
             notify_rx,
-            jobs_rx,
             results_tx,
             accepted_tx,
             persist_rx,
-            ctx,
+            pool,
         } = parts;
         drop(results_tx);
         let handle = self.handle.clone();
@@ -312,7 +320,7 @@ impl ConnManager {
         } else {
             config.pool_size
         };
-        spawn_pool(pool_size, jobs_rx, &ctx, &mut threads.pool)?;
+        pool.spawn(pool_size)?;
         for l in listeners {
             let gate = config.accept_gate.clone();
             let acceptor = spawn_acceptor(l, accepted_tx.clone(), gate)?;
@@ -394,7 +402,6 @@ impl Threads {
         let mut ids = vec![self.handler.thread().id()];
         ids.extend(self.notifier.iter().map(|h| h.thread().id()));
         ids.extend(self.writer.iter().map(|h| h.thread().id()));
-        ids.extend(self.pool.iter().map(|h| h.thread().id()));
         ids.extend(self.acceptors.iter().map(|a| a.thread_id()));
         ids
     }
@@ -448,13 +455,52 @@ impl Threads {
         if let Some(writer) = self.writer {
             join_unless_self(writer, me);
         }
-        for worker in self.pool {
-            join_unless_self(worker, me);
-        }
+        // The handler dropped the job queue; workers finish their dials
+        // (canceled) and exit. One stuck in a dialer delays stop by at
+        // most the grace.
+        self.pool.join(self.stop_grace, me);
         match self.notifier {
             Some(n) if n.thread().id() == me => abandon.store(true, Ordering::Release),
             Some(n) => join_unless_self(n, me),
             None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread that dies leaves its reason, the CRASHED phase (unless a
+    /// stop already began), a store that no longer says running, and one
+    /// event naming the thread. No outside input can kill the handler any
+    /// more, so the report is checked here directly.
+    #[test]
+    fn a_crash_report_leaves_phase_reason_and_event() {
+        for (before, after) in [(RUNNING, CRASHED), (STOPPED, STOPPED)] {
+            let (events, rx) = crossbeam_channel::unbounded();
+            let store = Arc::new(Mutex::new(SnapshotStore::default()));
+            store.lock().running = true;
+            let report = CrashReport {
+                phase: Arc::new(AtomicU8::new(before)),
+                crashed: Arc::new(Mutex::new(None)),
+                store: Arc::clone(&store),
+                events,
+            };
+            let (phase, crashed) = (Arc::clone(&report.phase), Arc::clone(&report.crashed));
+            report.died("connmgr-handler", "boom".into());
+            assert_eq!(phase.load(Ordering::Acquire), after);
+            assert_eq!(crashed.lock().as_deref(), Some("boom"));
+            assert!(!store.lock().running);
+            match rx.try_recv().unwrap().as_slice() {
+                [Event::ThreadFailed { thread, error }] => {
+                    assert_eq!(
+                        (thread.as_str(), error.as_str()),
+                        ("connmgr-handler", "boom")
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 }

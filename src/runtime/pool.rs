@@ -3,12 +3,14 @@
 //! handler thread.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{error, warn};
+use parking_lot::Mutex;
 
 use crate::addr::Addr;
 use crate::guard::panic_message;
@@ -31,6 +33,7 @@ pub(crate) enum Job {
         id: ConnId,
         attempt: u64,
         addr: Addr,
+        deadline: Instant,
         token: CancelToken,
     },
 }
@@ -53,7 +56,6 @@ pub(crate) struct WorkerCtx {
     dialer: Arc<dyn Dial>,
     gate: Option<Gate>,
     source: Option<Arc<dyn AddressSource>>,
-    dial_timeout: Duration,
     results: Sender<DialMsg>,
 }
 
@@ -62,40 +64,136 @@ impl WorkerCtx {
         dialer: Arc<dyn Dial>,
         gate: Option<Gate>,
         source: Option<Arc<dyn AddressSource>>,
-        dial_timeout: Duration,
         results: Sender<DialMsg>,
     ) -> Arc<Self> {
         Arc::new(WorkerCtx {
             dialer,
             gate,
             source,
-            dial_timeout,
             results,
         })
     }
 }
 
-/// Starts `size` workers reading from `jobs`, pushing each into
-/// `threads` as it starts (so a failure leaves the started ones there to
-/// join). They exit when every sender of `jobs` is gone.
-pub(crate) fn spawn_pool(
-    size: usize,
+/// The dialer threads: a fixed number, plus replacements for threads a
+/// dialer holds past its deadline. Each replacement leaves one "retire"
+/// ticket, and the next worker to finish a job takes it and exits, so the
+/// pool shrinks back once the stuck dial returns.
+pub(crate) struct Pool {
     jobs: Receiver<Job>,
-    ctx: &Arc<WorkerCtx>,
-    threads: &mut Vec<JoinHandle<()>>,
-) -> std::io::Result<()> {
-    for n in 0..size {
-        let ctx = Arc::clone(ctx);
-        let jobs = jobs.clone();
-        let t = thread::Builder::new()
-            .name(format!("connmgr-dial-{n}"))
-            .spawn(move || worker(&ctx, &jobs))?;
-        threads.push(t);
-    }
-    Ok(())
+    ctx: Arc<WorkerCtx>,
+    /// Most replacements alive at once (beyond the fixed size).
+    max_spares: usize,
+    retire: Arc<AtomicUsize>,
+    /// Each worker with a channel its thread drops on exit (so a join can
+    /// wait for it with a deadline); `None` once joining began.
+    threads: Mutex<Option<Vec<Worker>>>,
+    /// The ids of the manager's own threads, which `stop` must not wait
+    /// for from inside them.
+    ids: Arc<Mutex<Vec<ThreadId>>>,
+    spawned: AtomicUsize,
 }
 
-fn worker(ctx: &WorkerCtx, jobs: &Receiver<Job>) {
+struct Worker {
+    thread: JoinHandle<()>,
+    gone: Receiver<()>,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        jobs: Receiver<Job>,
+        ctx: Arc<WorkerCtx>,
+        max_spares: usize,
+        ids: Arc<Mutex<Vec<ThreadId>>>,
+    ) -> Arc<Self> {
+        Arc::new(Pool {
+            jobs,
+            ctx,
+            max_spares,
+            retire: Arc::new(AtomicUsize::new(0)),
+            threads: Mutex::new(Some(Vec::new())),
+            ids,
+            spawned: AtomicUsize::new(0),
+        })
+    }
+
+    /// Starts `n` workers; they exit when every sender of the job queue
+    /// is gone (or when they take a retire ticket).
+    pub(crate) fn spawn(&self, n: usize) -> std::io::Result<()> {
+        for _ in 0..n {
+            self.spawn_one()?;
+        }
+        Ok(())
+    }
+
+    fn spawn_one(&self) -> std::io::Result<()> {
+        let mut threads = self.threads.lock();
+        let Some(threads) = threads.as_mut() else {
+            return Ok(()); // stopping: no new threads
+        };
+        let n = self.spawned.fetch_add(1, Ordering::Relaxed);
+        let (ctx, jobs) = (Arc::clone(&self.ctx), self.jobs.clone());
+        let retire = Arc::clone(&self.retire);
+        let (alive, gone) = crossbeam_channel::bounded::<()>(0);
+        let thread = thread::Builder::new()
+            .name(format!("connmgr-dial-{n}"))
+            .spawn(move || {
+                let _alive = alive;
+                worker(&ctx, &jobs, &retire);
+            })?;
+        self.ids.lock().push(thread.thread().id());
+        threads.retain(|w| !w.thread.is_finished());
+        threads.push(Worker { thread, gone });
+        Ok(())
+    }
+
+    /// A dial passed its deadline and its thread may be stuck in the
+    /// dialer: start a replacement, unless `max_spares` already run.
+    pub(crate) fn replace_stuck(&self) {
+        let took = self
+            .retire
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                (r < self.max_spares).then_some(r + 1)
+            });
+        if took.is_err() {
+            warn!(target: LOG, "{} dialer threads already replaced; not starting another", self.max_spares);
+            return;
+        }
+        if let Err(e) = self.spawn_one() {
+            self.retire.fetch_sub(1, Ordering::AcqRel);
+            warn!(target: LOG, "cannot start a replacement dialer thread: {e}");
+        }
+    }
+
+    /// Waits until `grace` from now for every worker but `me` to exit (the
+    /// job queue must be closed first), joins those that did and leaves
+    /// the rest, stuck in a dialer that ignores its cancel, to finish
+    /// alone. Returns how many were left.
+    pub(crate) fn join(&self, grace: Duration, me: ThreadId) -> usize {
+        let threads = self.threads.lock().take().unwrap_or_default();
+        let end = later(Instant::now(), grace);
+        let mut left = 0;
+        for w in threads {
+            if w.thread.thread().id() == me {
+                continue;
+            }
+            // Nothing is ever sent: disconnected means the thread let go
+            // of its end on the way out.
+            match w.gone.recv_deadline(end) {
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = w.thread.join();
+                }
+                _ => left += 1,
+            }
+        }
+        if left > 0 {
+            warn!(target: LOG, "{left} dialer thread(s) still in a dialer after the stop grace; leaving them to finish alone");
+        }
+        left
+    }
+}
+
+fn worker(ctx: &WorkerCtx, jobs: &Receiver<Job>, retire: &AtomicUsize) {
     for job in jobs.iter() {
         let msg = match job {
             Job::Fetch { id } => DialMsg::Address {
@@ -106,15 +204,20 @@ fn worker(ctx: &WorkerCtx, jobs: &Receiver<Job>) {
                 id,
                 attempt,
                 addr,
+                deadline,
                 token,
             } => DialMsg::Done {
                 id,
                 attempt,
-                result: dial(ctx, &addr, token),
+                result: dial(ctx, &addr, deadline, token),
             },
         };
         if ctx.results.send(msg).is_err() {
             return; // the handler is gone: the result (and any stream) is dropped
+        }
+        let ticket = retire.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1));
+        if ticket.is_ok() {
+            return; // a replacement took this thread's place
         }
     }
 }
@@ -135,13 +238,14 @@ pub(crate) fn fetch(ctx: &WorkerCtx) -> Option<Addr> {
 pub(crate) fn dial(
     ctx: &WorkerCtx,
     addr: &Addr,
+    deadline: Instant,
     token: CancelToken,
 ) -> Result<Box<dyn Stream>, DialError> {
     if token.is_canceled() {
         return Err(DialError::Canceled);
     }
     gate::check(ctx.gate.as_ref(), addr).map_err(DialError::Rejected)?;
-    let dctx = DialContext::new(later(Instant::now(), ctx.dial_timeout), token);
+    let dctx = DialContext::new(deadline, token);
     match catch_unwind(AssertUnwindSafe(|| ctx.dialer.dial(addr, &dctx))) {
         Ok(result) => result,
         Err(panic) => {

@@ -1,7 +1,7 @@
 //! Drives a bare Core against the seeded world with made-up time, every
 //! input kind included, and checks the invariants after every step.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -48,6 +48,8 @@ pub struct Sim {
     fetches: Vec<ConnId>,
     dials: Vec<(ConnId, u64, Addr)>,
     canceled: Vec<(ConnId, u64)>,
+    /// The deadline the Core gave each dial in flight.
+    deadlines: HashMap<(ConnId, u64), Instant>,
     live: BTreeMap<ConnId, Live>,
     /// Ids the Core has shown in this incarnation.
     ids: HashSet<ConnId>,
@@ -84,6 +86,7 @@ impl Sim {
             now,
             fetches: Vec::new(),
             dials: Vec::new(),
+            deadlines: HashMap::new(),
             canceled: Vec::new(),
             live: BTreeMap::new(),
             ids: HashSet::new(),
@@ -219,6 +222,7 @@ impl Sim {
             },
         };
         self.dials.swap_remove(i);
+        self.deadlines.remove(&(id, attempt));
         self.step(input, &Explained::default())
     }
 
@@ -312,7 +316,20 @@ impl Sim {
             _ => Duration::from_millis(self.rng.random_range(0..=20_000)),
         };
         self.now += by;
-        self.step(Input::Tick, &Explained::default())
+        self.step(Input::Tick, &Explained::default())?;
+        // Every dial whose deadline passed was reported at that tick.
+        for (id, attempt, _) in &self.dials {
+            if self
+                .deadlines
+                .get(&(*id, *attempt))
+                .is_some_and(|at| *at <= self.now)
+            {
+                return Err(format!(
+                    "dial {id}/{attempt} past its deadline still in flight"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A peer to tag or protect: one behind a live connection, or a
@@ -532,6 +549,7 @@ impl Sim {
         )?;
         self.fetches.clear();
         self.dials.clear();
+        self.deadlines.clear();
         if !self.live.is_empty() {
             return Err(format!("{} connections live after Stop", self.live.len()));
         }
@@ -689,9 +707,21 @@ impl Sim {
                 self.ids.insert(*id);
                 self.fetches.push(*id);
             }
-            Effect::Dial { id, attempt, addr } => {
+            Effect::Dial {
+                id,
+                attempt,
+                addr,
+                deadline,
+            } => {
                 if self.is_banned(addr) {
                     return Err(format!("dialed banned {addr} for {id}"));
+                }
+                let want = self.cfg.dial_timeout.map(|t| self.now + t);
+                if *deadline != want {
+                    return Err(format!("dial {id} has deadline {deadline:?}, not {want:?}"));
+                }
+                if let Some(at) = deadline {
+                    self.deadlines.insert((*id, *attempt), *at);
                 }
                 self.ids.insert(*id);
                 self.dials.push((*id, *attempt, addr.clone()));
@@ -704,6 +734,24 @@ impl Sim {
                         "canceled dial {id}/{attempt} that was not in flight"
                     ));
                 }
+                self.deadlines.remove(&(*id, *attempt));
+                self.canceled.push((*id, *attempt));
+            }
+            Effect::DialExpired { id, attempt } => {
+                let Some(at) = self.deadlines.remove(&(*id, *attempt)) else {
+                    return Err(format!("expired dial {id}/{attempt} that has no deadline"));
+                };
+                if at > self.now {
+                    return Err(format!("dial {id}/{attempt} expired before its deadline"));
+                }
+                let before = self.dials.len();
+                self.dials.retain(|(i, a, _)| !(i == id && a == attempt));
+                if self.dials.len() == before {
+                    return Err(format!(
+                        "expired dial {id}/{attempt} that was not in flight"
+                    ));
+                }
+                // Its dialer may still answer: that answer must be closed.
                 self.canceled.push((*id, *attempt));
             }
             Effect::Established {

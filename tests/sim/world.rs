@@ -113,6 +113,10 @@ pub fn random_config(rng: &mut SmallRng) -> CoreConfig {
     c.ban_threshold = rng.random_range(10..=100);
     c.warn_threshold = c.ban_threshold / 2;
     c.ban_duration = Duration::from_secs(rng.random_range(1..=3_600));
+    c.dial_timeout = match rng.random_range(0..4) {
+        0 => None,
+        _ => Some(Duration::from_millis(rng.random_range(1..=30_000))),
+    };
     c
 }
 
