@@ -364,6 +364,44 @@ fn undrained_events_receiver_is_bounded() {
     m.stop();
 }
 
+/// A callback that blocks holds at most `max_queued_events` events
+/// behind it; connections in the events dropped past that are closed, and
+/// the manager counts them closed.
+#[test]
+fn events_behind_a_blocked_callback_are_bounded() {
+    let net = MemoryNetwork::new();
+    let addr = mem_addr(9);
+    let listener = net.listen(addr.clone()).unwrap();
+    let (release_tx, release) = crossbeam_channel::bounded::<()>(0);
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&delivered);
+    let m = ConnManager::new(
+        base(&net)
+            .listener(listener)
+            .max_queued_events(5)
+            .on_accept(move |_, conn| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = release.recv_timeout(DEADLINE);
+                drop(conn);
+            })
+            .build(),
+    )
+    .unwrap();
+    m.start().unwrap();
+    let clients: Vec<_> = (0..20).map(|_| net.connect(&addr).unwrap()).collect();
+    assert!(
+        common::wait_until(|| m.handle().snapshot().stats.inbound_accepted == 20
+            && m.handle().counts().inbound == 5),
+        "{:?}",
+        m.handle().counts()
+    );
+    drop(release_tx);
+    assert!(common::wait_until(|| m.handle().counts().inbound == 0));
+    assert_eq!(delivered.load(Ordering::SeqCst), 5);
+    drop(clients);
+    m.stop();
+}
+
 /// A dialer that blocks until released, ignoring its deadline and cancel;
 /// each call reports its start and, when released, returns `stream`.
 fn stuck_dialer(

@@ -509,10 +509,13 @@ impl ConfigBuilder {
         self
     }
 
-    /// Most events left waiting in the [`Handle::events`] receiver
-    /// (default 65,536). Past it new events are dropped with a warning, and
-    /// a connection in a dropped event is closed, so a receiver nobody
-    /// drains cannot grow without bound.
+    /// Most events left waiting (default 65,536), counted twice over:
+    /// those waiting in the [`Handle::events`] receiver, and those waiting
+    /// behind a callback that has not returned. Past it new events are
+    /// dropped with a warning, and a connection in a dropped event is
+    /// closed (the manager sees the close like any other), so neither a
+    /// receiver nobody drains nor a callback that blocks can grow memory
+    /// without bound.
     pub fn max_queued_events(mut self, n: usize) -> Self {
         self.config.max_queued_events = n;
         self

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,6 +52,10 @@ pub(crate) struct HandlerParts {
     pub(crate) _accepted_tx: Sender<Accepted>,
     pub(crate) jobs: Sender<Job>,
     pub(crate) events: Sender<Vec<Event>>,
+    /// Events sent to the notifier and not yet delivered; shared with it.
+    pub(crate) undelivered: Arc<AtomicUsize>,
+    /// Most undelivered events; past it new ones are dropped.
+    pub(crate) max_undelivered: usize,
     pub(crate) store: Arc<Mutex<SnapshotStore>>,
     pub(crate) close_on_stop: bool,
     /// Set when dials and the address source run on this thread.
@@ -105,6 +110,8 @@ pub(crate) struct Handler {
     now: Option<Instant>,
     timer: Option<(Instant, Receiver<Instant>)>,
     stopping: bool,
+    /// Whether the last batch had to be cut (warn once per episode).
+    overflowing: bool,
 }
 
 impl Handler {
@@ -124,6 +131,7 @@ impl Handler {
             now: None,
             timer: None,
             stopping: false,
+            overflowing: false,
         }
     }
 
@@ -482,11 +490,39 @@ impl Handler {
         if self.outbox.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.outbox);
+        let mut batch = std::mem::take(&mut self.outbox);
+        self.bound_batch(&mut batch);
+        if batch.is_empty() {
+            return;
+        }
         // The notifier outlives the handler, so this fails only if it died.
         if self.parts.events.send(batch).is_err() {
             debug!(target: LOG, "notifier gone; events dropped");
         }
+    }
+
+    /// Cuts `batch` to what fits behind a slow callback: a connection in
+    /// a dropped event closes as its handle drops, and the Core hears of
+    /// it like any close.
+    fn bound_batch(&mut self, batch: &mut Vec<Event>) {
+        let queued = self.parts.undelivered.load(Ordering::Acquire);
+        let room = self.parts.max_undelivered.saturating_sub(queued);
+        if batch.len() > room {
+            if !self.overflowing {
+                warn!(
+                    target: LOG,
+                    "{queued} events wait for a callback that does not return; dropping {} (connections in them close)",
+                    batch.len() - room
+                );
+            }
+            self.overflowing = true;
+            batch.truncate(room);
+        } else {
+            self.overflowing = false;
+        }
+        self.parts
+            .undelivered
+            .fetch_add(batch.len(), Ordering::AcqRel);
     }
 
     fn queue(&mut self, job: Job) {

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
@@ -55,6 +55,7 @@ pub(super) struct Parts {
     events_tx: Sender<Event>,
     notify_tx: Sender<Vec<Event>>,
     notify_rx: Receiver<Vec<Event>>,
+    undelivered: Arc<AtomicUsize>,
     results_tx: Sender<DialMsg>,
     accepted_tx: Sender<Accepted>,
     persist_rx: Option<Receiver<SaveJob>>,
@@ -115,6 +116,7 @@ impl ConnManager {
         let (results_tx, results_rx) = crossbeam_channel::unbounded::<DialMsg>();
         let (accepted_tx, accepted_rx) = crossbeam_channel::bounded::<Accepted>(1024);
         let (notify_tx, notify_rx) = crossbeam_channel::unbounded();
+        let undelivered = Arc::new(AtomicUsize::new(0));
         let persisted = config.ban_file.is_some() || config.anchors_file.is_some();
         let (persist_tx, persist_rx) = match persisted {
             true => {
@@ -149,6 +151,8 @@ impl ConnManager {
             _accepted_tx: accepted_tx.clone(),
             jobs: jobs_tx,
             events: notify_tx.clone(),
+            undelivered: Arc::clone(&undelivered),
+            max_undelivered: config.max_queued_events,
             store: Arc::clone(&store),
             close_on_stop: config.close_on_stop,
             inline: config.inline_dial.then(|| Arc::clone(&ctx)),
@@ -196,6 +200,7 @@ impl ConnManager {
                     events_tx,
                     notify_tx,
                     notify_rx,
+                    undelivered,
                     results_tx,
                     accepted_tx,
                     persist_rx,
@@ -292,6 +297,7 @@ impl ConnManager {
             events_tx,
             notify_tx,
             notify_rx,
+            undelivered,
             results_tx,
             accepted_tx,
             persist_rx,
@@ -303,8 +309,12 @@ impl ConnManager {
             handle,
             notify_rx,
             config.callbacks,
-            events_tx,
-            config.max_queued_events,
+            EventSink {
+                tx: events_tx,
+                enabled: Arc::clone(&self.handle.shared.events_enabled),
+                max_queued: config.max_queued_events,
+                undelivered,
+            },
         )?;
         threads.notifier = Some(notifier);
         if let Some(rx) = persist_rx {
@@ -383,14 +393,8 @@ fn spawn_notifier(
     handle: Handle,
     rx: Receiver<Vec<Event>>,
     callbacks: Callbacks,
-    events_tx: Sender<Event>,
-    max_queued: usize,
+    sink: EventSink,
 ) -> std::io::Result<JoinHandle<()>> {
-    let sink = EventSink {
-        tx: events_tx,
-        enabled: Arc::clone(&handle.shared.events_enabled),
-        max_queued,
-    };
     let abandon = Arc::clone(&handle.shared.abandon);
     thread::Builder::new()
         .name("connmgr-notify".into())

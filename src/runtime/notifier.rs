@@ -2,7 +2,7 @@
 //! off the handler thread, surviving panics.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -31,6 +31,20 @@ pub(crate) struct Callbacks {
     pub(crate) event: Option<Box<EventFn>>,
 }
 
+/// Counts one event as delivered when dropped (after its callback, or if
+/// it panicked).
+struct Taken<'a>(&'a AtomicUsize);
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        // Events sent around the handler (a thread's death, a failed
+        // save) were never counted in.
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
 /// Where events go that no callback takes.
 pub(crate) struct EventSink {
     pub(crate) tx: Sender<Event>,
@@ -38,6 +52,8 @@ pub(crate) struct EventSink {
     /// Most events left waiting in the receiver; past it new ones are
     /// dropped (a dropped connection closes).
     pub(crate) max_queued: usize,
+    /// Events the handler sent that are not delivered yet.
+    pub(crate) undelivered: Arc<AtomicUsize>,
 }
 
 /// Delivers every event from `events` until the handler hangs up, unless
@@ -52,6 +68,9 @@ pub(crate) fn run(
 ) {
     let mut warned = false;
     for event in events.iter().flatten() {
+        // Counted out as it is taken, so a callback that blocks holds the
+        // handler's count (and its bound) up.
+        let _taken = Taken(&sink.undelivered);
         if abandon.load(Ordering::Acquire) {
             continue; // dropping a connection here closes it
         }
