@@ -518,3 +518,47 @@ fn stop_does_not_wait_past_the_grace_for_a_stuck_dialer() {
     assert_eq!(req.state(), connmgr::ConnState::Canceled);
     drop(release_tx);
 }
+
+/// A stream the manager could not close (no closer: say, no descriptor
+/// left to duplicate) is never handed out to escape stop, trims and
+/// bans: it is closed at once and the manager counts it closed.
+#[test]
+fn a_stream_without_a_closer_is_closed_not_leaked() {
+    struct NoCloser(connmgr::PipeStream);
+    impl io::Read for NoCloser {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    impl io::Write for NoCloser {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+    impl Stream for NoCloser {
+        fn closer(&self) -> io::Result<Closer> {
+            Err(io::Error::from_raw_os_error(24)) // EMFILE
+        }
+    }
+    let (peer_tx, peer) = crossbeam_channel::unbounded();
+    let dialer = move |_: &Addr, _: &connmgr::DialContext| {
+        let (ours, theirs) = connmgr::pipe();
+        let _ = peer_tx.send(theirs);
+        Ok(Box::new(NoCloser(ours)) as Box<dyn Stream>)
+    };
+    let m = ConnManager::new(Config::builder().dialer(dialer).build()).unwrap();
+    let events = m.handle().events();
+    m.start().unwrap();
+    let req = ConnReq::new(mem_addr(1));
+    m.handle().connect(req.clone()).unwrap();
+    let ev = events.recv_timeout(DEADLINE).expect("no event");
+    assert!(matches!(ev, Event::Disconnected { .. }), "{ev:?}");
+    let mut theirs = peer.recv_timeout(DEADLINE).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(io::Read::read(&mut theirs, &mut buf).unwrap(), 0);
+    assert!(common::wait_until(|| m.handle().counts().outbound == 0));
+    m.stop();
+}

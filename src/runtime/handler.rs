@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{never, select, Receiver, Sender, TrySendError};
-use log::{debug, warn};
+use log::{debug, error, warn};
 use parking_lot::Mutex;
 
 use crate::addr::Addr;
@@ -26,7 +26,7 @@ use crate::runtime::pool::{self, DialMsg, Job, Pool, WorkerCtx};
 use crate::runtime::request::{ConnReq, ReqView};
 use crate::runtime::snapshot::SnapshotStore;
 use crate::transport::dial::CancelToken;
-use crate::transport::stream::{discard, Closer};
+use crate::transport::stream::discard;
 use crate::types::{later, ConnId, ConnState};
 
 const LOG: &str = "connmgr";
@@ -434,10 +434,21 @@ impl Handler {
         direction: crate::types::Direction,
         conn: Stream0,
     ) {
-        let closer = conn.closer().unwrap_or_else(|e| {
-            warn!(target: LOG, "cannot get a closer for {id}: {e}; the manager cannot close it");
-            Closer::noop()
-        });
+        let closer = match conn.closer() {
+            Ok(closer) => closer,
+            Err(e) => {
+                // A connection the manager could not close would escape
+                // stop, trims and bans: close it now instead, and let the
+                // Core count it closed (the user sees the disconnect).
+                error!(target: LOG, "cannot keep connection {id} to {addr}: no closer ({e}); closing it");
+                drop(conn);
+                let _ = self
+                    .parts
+                    .request_tx
+                    .send(Msg::Input(Input::Closed { id, serial }));
+                return;
+            }
+        };
         let shared = ConnShared::new(
             id,
             serial,

@@ -7,7 +7,7 @@ use log::debug;
 use crate::addr::Addr;
 use crate::transport::dial::{Dial, DialContext};
 use crate::transport::socks::{Socks5Proxy, SocksError, SocksTarget};
-use crate::transport::stream::{Proxied, Stream};
+use crate::transport::stream::{Proxied, SharedTcp, Stream};
 use crate::transport::tcp::TcpDialer;
 use crate::types::DialError;
 
@@ -128,7 +128,9 @@ impl Dial for Socks5Dialer {
             Route::Proxy(proxy) => {
                 debug!(target: LOG, "dialing {addr} through {}", proxy.addr());
                 let target = SocksTarget::from_addr(addr)?;
-                Ok(Box::new(Proxied(proxy.connect(&target, ctx)?)))
+                Ok(Box::new(Proxied(SharedTcp::new(
+                    proxy.connect(&target, ctx)?,
+                ))))
             }
         }
     }

@@ -86,9 +86,54 @@ impl Stream for TcpStream {
     }
 }
 
+/// A TCP stream shared with its closer and its clones, so the manager
+/// can always close it: closing needs no second descriptor, and so cannot
+/// fail when the process is out of them (`EMFILE`). The dialers and
+/// listeners of this crate hand out TCP in this form.
+pub(crate) struct SharedTcp(Arc<TcpStream>);
+
+impl SharedTcp {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        SharedTcp(Arc::new(stream))
+    }
+}
+
+impl Read for SharedTcp {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for SharedTcp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
+impl Stream for SharedTcp {
+    fn closer(&self) -> io::Result<Closer> {
+        let stream = Arc::clone(&self.0);
+        Ok(Closer::new(move || {
+            // NotConnected only means the peer got there first.
+            let _ = stream.shutdown(Shutdown::Both);
+        }))
+    }
+
+    fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
+        Ok(Box::new(SharedTcp(Arc::clone(&self.0))))
+    }
+
+    fn remote_ip(&self) -> Option<IpAddr> {
+        self.0.peer_addr().ok().map(|a| a.ip())
+    }
+}
+
 /// A TCP stream to a SOCKS5 proxy, carrying a tunnel to the peer: its
 /// socket's peer is the proxy, so it reports no remote IP.
-pub(crate) struct Proxied(pub(crate) TcpStream);
+pub(crate) struct Proxied(pub(crate) SharedTcp);
 
 impl Read for Proxied {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -111,7 +156,7 @@ impl Stream for Proxied {
     }
 
     fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
-        Ok(Box::new(Proxied(self.0.try_clone()?)))
+        Ok(Box::new(Proxied(SharedTcp(Arc::clone(&(self.0).0)))))
     }
 }
 
@@ -133,5 +178,31 @@ impl Stream for Box<dyn Stream> {
 pub(crate) fn discard(stream: Box<dyn Stream>) {
     if let Ok(closer) = stream.closer() {
         closer.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// The closer and every clone share the one socket (no descriptor is
+    /// duplicated, so neither can fail with `EMFILE`), and the closer ends
+    /// reads on all of them.
+    #[test]
+    fn shared_tcp_closes_without_a_second_descriptor() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        let _peer = server.accept().unwrap();
+        let mut stream = SharedTcp::new(client);
+        let closer = stream.closer().unwrap();
+        let clone = stream.try_clone_stream().unwrap();
+        assert_eq!(Arc::strong_count(&stream.0), 3);
+        assert_eq!(stream.remote_ip(), Some(IpAddr::from([127, 0, 0, 1])));
+        closer.close();
+        let mut buf = [0u8; 1];
+        assert_eq!(stream.read(&mut buf).unwrap(), 0);
+        drop((clone, closer));
+        assert_eq!(Arc::strong_count(&stream.0), 1);
     }
 }

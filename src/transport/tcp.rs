@@ -12,7 +12,7 @@ use crate::addr::Addr;
 use crate::transport::dial::{Dial, DialContext};
 use crate::transport::listener::Listener;
 use crate::transport::resolve::resolve;
-use crate::transport::stream::{Closer, Stream};
+use crate::transport::stream::{Closer, SharedTcp, Stream};
 use crate::types::DialError;
 
 /// Listen backlog: std's 128 overflows under connection floods and stalls
@@ -105,7 +105,7 @@ impl Dial for TcpDialer {
         let mut last = DialError::Other(format!("{addr} resolved to no addresses"));
         for target in targets {
             match self.connect(target, ctx) {
-                Ok(stream) => return Ok(Box::new(stream)),
+                Ok(stream) => return Ok(Box::new(SharedTcp::new(stream))),
                 Err(e @ (DialError::Canceled | DialError::TimedOut)) => return Err(e),
                 Err(e) => last = e,
             }
@@ -149,7 +149,7 @@ impl TcpListener {
 impl Listener for TcpListener {
     fn accept(&mut self) -> io::Result<(Box<dyn Stream>, Addr)> {
         let (stream, peer) = self.inner.accept()?;
-        Ok((Box::new(stream), Addr::Ip(peer)))
+        Ok((Box::new(SharedTcp::new(stream)), Addr::Ip(peer)))
     }
 
     fn local_addr(&self) -> io::Result<Addr> {
