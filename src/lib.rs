@@ -48,6 +48,9 @@ mod addr;
 pub mod core;
 #[cfg(feature = "ffi")]
 pub mod ffi;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod idmap;
 pub mod limits;

@@ -47,13 +47,19 @@ pub(crate) fn take_anchors(path: &Path) -> Vec<Addr> {
     if let Err(e) = fs::remove_file(path) {
         warn!(target: LOG, "cannot remove anchors file {}: {e}", path.display());
     }
+    parse_anchors(&text, &path.display().to_string())
+}
+
+/// The addresses in an anchors file's text, at most `MAX_ANCHORS`; a line
+/// that does not parse is skipped with a warning naming `file`.
+pub(crate) fn parse_anchors(text: &str, file: &str) -> Vec<Addr> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| match l.parse::<Addr>() {
             Ok(addr) => Some(addr),
             Err(e) => {
-                warn!(target: LOG, "anchors file {}: skipping line: {e}", path.display());
+                warn!(target: LOG, "anchors file {file}: skipping line: {e}");
                 None
             }
         })

@@ -369,12 +369,12 @@ fn collect<F: FnMut(SeedResult)>(
     }
 }
 
-/// Drops duplicates and addresses nobody can be dialed at (unspecified,
-/// multicast, broadcast: a bogus answer must not make the node connect
-/// to itself or flood a group), keeping the answer's order.
-/// The dialable answers, each once: an IPv4-mapped IPv6 address is the
-/// IPv4 address it holds, and local ones go unless `allow_local`.
-fn usable_ips(ips: Vec<IpAddr>, allow_local: bool) -> Vec<IpAddr> {
+/// The dialable answers, each once, in the answer's order: an
+/// IPv4-mapped IPv6 address is the IPv4 address it holds; unspecified,
+/// multicast and broadcast ones go (a bogus answer must not make the node
+/// connect to itself or flood a group), and local ones unless
+/// `allow_local`.
+pub(crate) fn usable_ips(ips: Vec<IpAddr>, allow_local: bool) -> Vec<IpAddr> {
     let mut seen = HashSet::new();
     ips.into_iter()
         .map(|ip| ip.to_canonical())
@@ -390,7 +390,7 @@ fn is_dialable(ip: &IpAddr) -> bool {
 }
 
 /// Loopback, private, shared, link-local or unique local.
-fn is_local(ip: &IpAddr) -> bool {
+pub(crate) fn is_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();

@@ -34,11 +34,11 @@ const METHOD_USER_PASS: u8 = 0x02;
 /// The proxy's answer when it accepts none of the offered methods.
 const METHOD_NONE_ACCEPTABLE: u8 = 0xFF;
 /// Command: open a TCP stream to the target.
-const CMD_CONNECT: u8 = 0x01;
+pub(crate) const CMD_CONNECT: u8 = 0x01;
 /// Tor extension: resolve a host name to an address.
-const CMD_RESOLVE: u8 = 0xF0;
+pub(crate) const CMD_RESOLVE: u8 = 0xF0;
 /// Tor extension: resolve an address to a host name.
-const CMD_RESOLVE_PTR: u8 = 0xF1;
+pub(crate) const CMD_RESOLVE_PTR: u8 = 0xF1;
 /// Address type: IPv4.
 const ATYP_IPV4: u8 = 0x01;
 /// Address type: domain name with a length byte.
@@ -488,8 +488,7 @@ impl Socks5Proxy {
             stream: &stream,
             deadline,
         };
-        let result =
-            negotiate(&mut io, creds.as_ref()).and_then(|()| request(&mut io, cmd, target));
+        let result = client_exchange(&mut io, creds.as_ref(), cmd, target);
         // A cancel shuts the socket down, which surfaces as a read error.
         let bound = result.map_err(|e| {
             if ctx.is_canceled() {
@@ -827,6 +826,18 @@ fn authenticate<S: Read + Write>(
         0 => Ok(()),
         status => Err(SocksError::AuthFailed(status)),
     }
+}
+
+/// The client's side of one exchange over `io`: method negotiation (with
+/// `creds` if given), then request `cmd` for `target`; the reply's
+/// address.
+pub(crate) fn client_exchange<S: Read + Write>(
+    io: &mut S,
+    creds: Option<&(String, String)>,
+    cmd: u8,
+    target: &SocksTarget,
+) -> Result<SocksTarget, SocksError> {
+    negotiate(io, creds).and_then(|()| request(io, cmd, target))
 }
 
 /// Sends a request and reads its reply, returning the reply's address.
