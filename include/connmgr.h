@@ -436,6 +436,17 @@ connmgr_status connmgr_config_set_dialer_pool_size(connmgr_config *cfg, size_t n
 connmgr_status connmgr_config_set_dial_timeout(connmgr_config *cfg, uint64_t ms);
 
 /**
+ * How long `connmgr_manager_stop` waits for dialer threads still inside
+ * a dialer that ignores its cancel, in milliseconds (default 5000); past
+ * it, stop returns and leaves them to finish on their own.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_stop_grace(connmgr_config *cfg, uint64_t ms);
+
+/**
  * Dials through the SOCKS5 proxy at `addr` ("127.0.0.1:9050"): host
  * names and onion addresses go through it (IP addresses too with
  * connmgr_config_set_proxy_all). With `isolate`, every connection uses

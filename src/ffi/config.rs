@@ -36,6 +36,7 @@ pub struct ConnmgrConfig {
     backoff: Option<Backoff>,
     pool_size: Option<usize>,
     dial_timeout: Option<Duration>,
+    stop_grace: Option<Duration>,
     proxy: Option<ProxySettings>,
     proxy_all: bool,
     listen: Vec<SocketAddr>,
@@ -78,6 +79,9 @@ impl ConnmgrConfig {
         }
         if let Some(d) = self.dial_timeout {
             b = b.dial_timeout(d);
+        }
+        if let Some(d) = self.stop_grace {
+            b = b.stop_grace(d);
         }
         for addr in &self.listen {
             b = b.listen(*addr);
@@ -313,6 +317,28 @@ pub unsafe extern "C" fn connmgr_config_set_dial_timeout(
         let d = Duration::from_millis(ms);
         check_duration("dial_timeout", d)?;
         c.dial_timeout = Some(d);
+        Ok(())
+    })
+}
+
+/// How long `connmgr_manager_stop` waits for dialer threads still inside
+/// a dialer that ignores its cancel, in milliseconds (default 5000); past
+/// it, stop returns and leaves them to finish on their own.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_stop_grace(
+    cfg: *mut ConnmgrConfig,
+    ms: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_stop_grace", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        let d = Duration::from_millis(ms);
+        check_duration("stop_grace", d)?;
+        c.stop_grace = Some(d);
         Ok(())
     })
 }

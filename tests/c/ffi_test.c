@@ -357,6 +357,8 @@ static void test_errors(void) {
     EXPECT(connmgr_config_set_socks5_auth(cfg, "u", "p"), CONNMGR_STATUS_INVALID_ARGUMENT);
     EXPECT(connmgr_config_set_socks5_proxy(cfg, "nope", true), CONNMGR_STATUS_INVALID_ARGUMENT);
     EXPECT(connmgr_config_set_callbacks(cfg, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_config_set_stop_grace(cfg, UINT64_MAX), CONNMGR_STATUS_CONFIG);
+    ERROR_MENTIONS("stop_grace");
     EXPECT(connmgr_config_set_address_source(cfg, NULL, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     connmgr_manager *m = NULL;
     EXPECT(connmgr_manager_new(NULL, &m), CONNMGR_STATUS_NULL_ARGUMENT);
@@ -470,6 +472,7 @@ static void test_connections(void) {
     OK(connmgr_config_set_backoff(cfg, CONNMGR_BACKOFF_EXPONENTIAL, 0.5));
     OK(connmgr_config_set_dialer_pool_size(cfg, 2));
     OK(connmgr_config_set_dial_timeout(cfg, 5000));
+    OK(connmgr_config_set_stop_grace(cfg, 2000));
     OK(connmgr_config_add_listen_addr(cfg, "127.0.0.1:0"));
     OK(connmgr_config_set_callbacks(cfg, &cbs));
     connmgr_manager *m = NULL;
