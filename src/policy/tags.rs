@@ -18,9 +18,10 @@
 //! of a peer closes ([`PeerTags::disconnected`]) its tags and decaying tag
 //! values are forgotten, unless the peer is protected at that moment.
 //! Protection itself is kept in its own map and survives disconnection.
-//! Tagging a peer that has no connection creates its entry too; such
-//! entries are dropped by [`PeerTags::prune_unconnected`] once they are old
-//! enough, so tagging arbitrary peers cannot grow the store forever.
+//! Tagging a peer that has no connection creates its entry too; the Core's
+//! peer book bounds such entries and forgets them once they are old (it
+//! keeps them in a queue by age, see [`PeerTags::idle_since`]), so tagging
+//! arbitrary peers cannot grow the store forever.
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
@@ -394,8 +395,9 @@ fn scaled(interval: Duration, steps: u128) -> Duration {
 /// that moment. Protection is kept in its own map and survives
 /// disconnection. Tagging a peer that has no connection creates its entry
 /// too; it stays until its tags are removed
-/// ([`forget_if_idle`](Self::forget_if_idle)) or the caller prunes old
-/// unconnected entries with [`prune_unconnected`](Self::prune_unconnected).
+/// ([`forget_if_idle`](Self::forget_if_idle)) or the owner forgets it
+/// ([`forget`](Self::forget)); the Core's peer book does so for entries
+/// idle too long or past its bound.
 #[derive(Debug, Default)]
 pub struct PeerTags {
     peers: HashMap<PeerId, PeerInfo>,
@@ -551,28 +553,6 @@ impl PeerTags {
             .is_some_and(|p| p.tags.is_empty() && p.conns.is_empty())
             && !self.decaying.values().any(|d| d.values.contains_key(peer));
         idle && self.peers.remove(peer).is_some()
-    }
-
-    /// Forgets every unprotected peer without connections whose entry is
-    /// at least `max_age` old; returns how many were forgotten.
-    ///
-    /// Such entries come from tagging peers that never connected, or from
-    /// peers that disconnected while protected and were unprotected later.
-    pub fn prune_unconnected(&mut self, max_age: Duration, now: Instant) -> usize {
-        let stale: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(peer, info)| {
-                info.conns.is_empty()
-                    && now.saturating_duration_since(info.first_seen) >= max_age
-                    && !self.protected.contains_key(*peer)
-            })
-            .map(|(peer, _)| peer.clone())
-            .collect();
-        for peer in &stale {
-            self.forget(peer);
-        }
-        stale.len()
     }
 
     /// When `peer` was first seen, if it has an entry with no connection
@@ -946,21 +926,6 @@ mod tests {
         let info = store.tag_info(&a).unwrap();
         assert_eq!(info.first_seen, t0 + 5 * SEC);
         assert!(info.tags.is_empty());
-    }
-
-    #[test]
-    fn prune_unconnected_drops_only_old_unprotected_entries() {
-        let t0 = Instant::now();
-        let mut store = PeerTags::new();
-        let (old, young, conn, prot) = (p("old"), p("young"), p("conn"), p("prot"));
-        store.tag(&old, "x", 1, t0);
-        store.tag(&young, "x", 1, t0 + 50 * SEC);
-        store.connected(&conn, 1, t0);
-        store.tag(&prot, "x", 1, t0);
-        store.protect(&prot, "keep");
-        assert_eq!(store.prune_unconnected(60 * SEC, t0 + 60 * SEC), 1);
-        assert!(!store.contains(&old));
-        assert!(store.contains(&young) && store.contains(&conn) && store.contains(&prot));
     }
 
     #[test]
