@@ -141,8 +141,19 @@ impl Pool {
                 let _alive = alive;
                 worker(&ctx, &jobs, &retire);
             })?;
-        self.ids.lock().push(thread.thread().id());
-        threads.retain(|w| !w.thread.is_finished());
+        // Workers that retired leave the lists, so replacements over a
+        // long run cost nothing that stays.
+        let (done, running): (Vec<Worker>, Vec<Worker>) = std::mem::take(threads)
+            .into_iter()
+            .partition(|w| w.thread.is_finished());
+        *threads = running;
+        let mut ids = self.ids.lock();
+        ids.retain(|id| !done.iter().any(|w| w.thread.thread().id() == *id));
+        ids.push(thread.thread().id());
+        drop(ids);
+        for w in done {
+            let _ = w.thread.join();
+        }
         threads.push(Worker { thread, gone });
         Ok(())
     }
@@ -253,5 +264,65 @@ pub(crate) fn dial(
             warn!(target: LOG, "dialer panicked dialing {addr}: {msg}");
             Err(DialError::Panicked(msg))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ConnId;
+
+    fn live(pool: &Pool) -> usize {
+        let threads = pool.threads.lock();
+        threads
+            .as_ref()
+            .map_or(0, |t| t.iter().filter(|w| !w.thread.is_finished()).count())
+    }
+
+    /// Replacements for stuck threads are bounded, the pool shrinks back
+    /// once the stuck dial returns, and join waits only for the grace.
+    #[test]
+    fn replacements_are_bounded_and_retire() {
+        let (release_tx, release) = crossbeam_channel::unbounded::<()>();
+        let dialer = move |_: &Addr, _: &DialContext| -> Result<Box<dyn Stream>, DialError> {
+            let _ = release.recv_timeout(Duration::from_secs(30));
+            Err(DialError::Refused)
+        };
+        let (results_tx, results) = crossbeam_channel::unbounded();
+        let ctx = WorkerCtx::new(Arc::new(dialer), None, None, results_tx);
+        let (jobs_tx, jobs) = crossbeam_channel::unbounded();
+        let pool = Pool::new(jobs, ctx, 1, Arc::new(Mutex::new(Vec::new())));
+        pool.spawn(1).unwrap();
+        let job = |n| Job::Dial {
+            id: ConnId(n),
+            attempt: 1,
+            addr: "10.0.0.1:1".parse().unwrap(),
+            deadline: Instant::now(),
+            token: CancelToken::new(),
+        };
+        jobs_tx.send(job(1)).unwrap();
+        for _ in 0..3 {
+            pool.replace_stuck();
+        }
+        assert_eq!(live(&pool), 2, "one replacement at most");
+        // The replacement takes the next job while the first is stuck.
+        jobs_tx.send(job(3)).unwrap();
+        release_tx.send(()).unwrap();
+        release_tx.send(()).unwrap();
+        for _ in 0..2 {
+            results.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        // One of the two took the retire ticket.
+        let end = Instant::now() + Duration::from_secs(30);
+        while live(&pool) != 1 && Instant::now() < end {
+            thread::yield_now();
+        }
+        assert_eq!(live(&pool), 1);
+        // A stuck dial holds join only for the grace.
+        jobs_tx.send(job(5)).unwrap();
+        drop(jobs_tx);
+        let me = thread::current().id();
+        assert_eq!(pool.join(Duration::from_millis(50), me), 1);
+        drop(release_tx);
     }
 }
