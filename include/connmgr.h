@@ -88,6 +88,10 @@ typedef enum {
    * the boundary. The message says where.
    */
   CONNMGR_STATUS_PANIC = 9,
+  /**
+   * A waiting call's deadline passed; what it asked for still happens.
+   */
+  CONNMGR_STATUS_TIMED_OUT = 10,
 } connmgr_status;
 
 /**
@@ -871,15 +875,36 @@ connmgr_status connmgr_unprotect(const connmgr_manager *mgr,
                                  bool *still_protected);
 
 /**
- * Trims now: closes unprotected connections, lowest tag value first, down
- * to the low watermark (watermarks are a Rust-side setting; without them
- * this does nothing).
+ * Asks for a trim and returns at once (callable from any thread, callbacks
+ * included); see connmgr_trim_wait for a trim that reports what it
+ * closed. Watermarks are a Rust-side setting; without them a trim does
+ * nothing.
  *
  * # Safety
  *
  * `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_trim(const connmgr_manager *mgr);
+
+/**
+ * Trims now and waits until done: closes unprotected connections outside
+ * their grace period, lowest tag value first, down to the low watermark.
+ * Stores how many it closed in `*closed` and the first `capacity` of
+ * their ids into `ids` (which may be NULL when `capacity` is 0). Waits at
+ * most `timeout_ms` milliseconds (0: no deadline); past it the call
+ * returns CONNMGR_STATUS_TIMED_OUT and the trim still runs. Callers that
+ * ask at the same time share one trim.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `closed` is NULL or writable; `ids` is
+ * NULL or has room for `capacity` ids.
+ */
+connmgr_status connmgr_trim_wait(const connmgr_manager *mgr,
+                                 uint64_t timeout_ms,
+                                 uint64_t *ids,
+                                 size_t capacity,
+                                 size_t *closed);
 
 /**
  * Copies the manager's published state: the counts into `*counts`, and

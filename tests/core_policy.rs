@@ -145,7 +145,7 @@ fn protection_keeps_a_peer_through_trims_and_disconnects() {
     assert_eq!(
         closed(&n.step(Input::Trim)),
         Vec::<u64>::new(),
-        "within the silence period of the automatic trim"
+        "the automatic trim already closed the unprotected one"
     );
     n.now += 2 * SEC;
     let out = n.step(Input::Trim);
@@ -166,6 +166,46 @@ fn protection_keeps_a_peer_through_trims_and_disconnects() {
         "forgotten once unprotected"
     );
     assert_eq!(n.core.tagged_peers(), 0);
+}
+
+/// An explicit trim always answers with what it closed (nothing at or
+/// below the low watermark), ignores the silence period, and records when
+/// it ran and how many it closed.
+#[test]
+fn explicit_trim_reports_what_it_closed() {
+    let mut n = Node::new(trim_config(1, 10, Duration::ZERO));
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        ids.push(n.outbound(&format!("203.0.113.{i}:8333"), false).0);
+    }
+    let done = |out: &[Effect<u32>]| {
+        out.iter()
+            .find_map(|e| match e {
+                Effect::TrimDone { closed } => Some(closed.clone()),
+                _ => None,
+            })
+            .expect("an explicit trim answers")
+    };
+    let out = n.step(Input::Trim);
+    let first = done(&out);
+    assert_eq!(first.len(), 2);
+    assert_eq!(closed(&out).len(), 2);
+    assert!(first
+        .iter()
+        .all(|id| ids.contains(id) && n.core.state(*id) != Some(connmgr::ConnState::Established)));
+    let stats = n.core.stats();
+    assert_eq!(
+        (stats.trims, stats.last_trim_closed, stats.last_trim),
+        (1, 2, Some(n.now))
+    );
+    // Within the silence period, and at the low watermark: nothing.
+    assert!(done(&n.step(Input::Trim)).is_empty());
+    n.outbound("203.0.113.9:8333", false);
+    assert_eq!(
+        done(&n.step(Input::Trim)).len(),
+        1,
+        "the silence held off an explicit trim"
+    );
 }
 
 /// A trim never closes established connections to make room for ones

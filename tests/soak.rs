@@ -350,7 +350,10 @@ fn operate(world: &World, held: &Held, clients: &mut Vec<PipeStream>, rng: &mut 
         11 => {
             h.unprotect(peer.as_str(), "p").unwrap();
         }
-        12 => h.trim().unwrap(),
+        12 => {
+            let trimmed = h.trim().unwrap();
+            assert!(trimmed.closed.len() <= 10, "{trimmed:?}");
+        }
         13 => {
             if let Some(c) = h.snapshot().conns.first() {
                 known_or_gone(h.misbehaving(c.id, rng.random_range(0..60), 0, "soak"));

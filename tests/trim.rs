@@ -320,10 +320,14 @@ fn concurrent_explicit_trims_trim_once() {
             thread::spawn(move || h.trim().unwrap())
         })
         .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    sync(n.m.handle());
+    let results: Vec<Trimmed> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    // Callers served by the trim that ran all see what it closed; later
+    // ones found nothing above the low watermark.
+    let ran: Vec<&Trimmed> = results.iter().filter(|r| !r.closed.is_empty()).collect();
+    assert!(!ran.is_empty(), "{results:?}");
+    assert!(ran
+        .iter()
+        .all(|r| r.closed == ran[0].closed && r.closed.len() == 3));
     let stats = n.stats();
     assert_eq!((stats.trims, stats.trimmed), (1, 3), "{stats:?}");
     assert_eq!(n.m.handle().counts().inbound, 3);
@@ -334,6 +338,72 @@ fn concurrent_explicit_trims_trim_once() {
     sync(n.m.handle());
     assert_eq!(n.stats().trims, 1);
     n.m.stop();
+}
+
+/// `trim` waits for the trim and returns what it closed; the counts are
+/// current when it returns, and an explicit trim ignores the silence
+/// period (as libp2p's `TrimOpenConns` does).
+#[test]
+fn trim_returns_what_it_closed_and_ignores_the_silence() {
+    let mut n = Node::start(|b| {
+        b.watermarks(3, 10)
+            .trim_grace(Duration::ZERO)
+            .trim_silence(60 * SEC)
+    });
+    let conns = n.inbound_n(6);
+    let first = n.m.handle().trim().unwrap();
+    assert_eq!(first.closed.len(), 3, "{first:?}");
+    assert_eq!(n.m.handle().counts().inbound, 3);
+    for c in &conns {
+        assert_eq!(c.is_closed(), first.closed.contains(&c.id()), "{c:?}");
+    }
+    let stats = n.stats();
+    assert_eq!((stats.trims, stats.last_trim_closed), (1, 3));
+    assert!(stats.last_trim.is_some());
+
+    let _more = n.inbound_n(2);
+    let second = n.m.handle().trim().unwrap();
+    assert_eq!(
+        second.closed.len(),
+        2,
+        "the silence period held off an explicit trim"
+    );
+    assert_eq!(n.m.handle().counts().inbound, 3);
+    assert!(n.m.handle().trim().unwrap().closed.is_empty());
+    n.m.stop();
+}
+
+/// `trim_within` gives up at its deadline when the handler is busy (here
+/// in an inline dial that waits), and the trim still runs afterwards;
+/// `request_trim` never waits.
+#[test]
+fn trim_within_times_out_and_request_trim_does_not_wait() {
+    let (release_tx, release) = crossbeam_channel::bounded::<()>(0);
+    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+    let dialer = move |_: &Addr, _: &DialContext| -> Result<Box<dyn Stream>, DialError> {
+        let _ = entered_tx.send(());
+        let _ = release.recv_timeout(DEADLINE);
+        Err(DialError::Refused)
+    };
+    let m = ConnManager::new(
+        Config::builder()
+            .dialer(dialer)
+            .inline_dial(true)
+            .watermarks(1, 2)
+            .build(),
+    )
+    .unwrap();
+    m.start().unwrap();
+    m.handle().connect(ConnReq::new(mem_addr(7))).unwrap();
+    entered.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(
+        m.handle().trim_within(Duration::from_millis(20)),
+        Err(Error::TimedOut)
+    );
+    m.handle().request_trim().unwrap();
+    release_tx.send(()).unwrap();
+    assert!(m.handle().trim().unwrap().closed.is_empty());
+    m.stop();
 }
 
 /// Tags set, removed and updated show up in `tag_info` once published.

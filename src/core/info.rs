@@ -100,10 +100,24 @@ pub struct Stats {
     pub peak_inbound: usize,
     /// Trims run (automatic and explicit).
     pub trims: u64,
+    /// When the last trim ran (on the manager's clock).
+    pub last_trim: Option<Instant>,
+    /// Connections the last trim closed.
+    pub last_trim_closed: usize,
     /// Tag and protect calls dropped because the peer book was full.
     pub peers_refused: u64,
     /// Connections closed by a policy: trimming, eviction or a ban.
     pub trimmed: u64,
     /// Inbound connections evicted to make room for a newcomer.
     pub evicted: u64,
+}
+
+/// What an explicit trim closed ([`Handle::trim`](crate::Handle::trim)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Trimmed {
+    /// The connections it closed, in the order it chose them; empty when
+    /// the count was at or below the low watermark, or no watermarks are
+    /// set.
+    pub closed: Vec<ConnId>,
 }

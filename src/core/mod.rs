@@ -206,7 +206,10 @@ pub enum Input<C> {
     },
     /// Register a decaying tag.
     RegisterDecaying(DecayingSpec),
-    /// Trim now if above the low watermark and outside the silence period.
+    /// Trim now down to the low watermark, if above it; unlike the
+    /// automatic trim this ignores the silence period (as libp2p's
+    /// `TrimOpenConns` does). Always answered by one
+    /// [`Effect::TrimDone`].
     Trim,
     /// Bans loaded from disk, merged with the bans already made.
     LoadBans(BanList),
@@ -278,6 +281,13 @@ pub enum Effect<C> {
         id: ConnId,
         /// Which attempt.
         attempt: u64,
+    },
+    /// An explicit [`Input::Trim`] finished: what it closed (nothing if
+    /// the count was at or below the low watermark, or no watermarks are
+    /// set).
+    TrimDone {
+        /// The connections it closed, in the order it chose them.
+        closed: Vec<ConnId>,
     },
     /// Dial `attempt` of `id` passed its deadline and was reported as
     /// timed out: cancel it and stop waiting for it. Whatever it returns

@@ -389,27 +389,44 @@ impl Core {
     /// `explicit`, above the low one), at most once per silence period.
     /// One Core runs this, so trims never race each other.
     pub(super) fn maybe_trim<C>(&mut self, now: Instant, explicit: bool, out: &mut Vec<Effect<C>>) {
+        let closed = self.trim_if_due(now, explicit, out);
+        if explicit {
+            out.push(Effect::TrimDone { closed });
+        }
+    }
+
+    /// Runs a trim if one is due; what it closed.
+    fn trim_if_due<C>(
+        &mut self,
+        now: Instant,
+        explicit: bool,
+        out: &mut Vec<Effect<C>>,
+    ) -> Vec<ConnId> {
         let Some(policy) = self.peers.trim else {
-            return;
+            return Vec::new();
         };
         let count = self.connection_count();
-        let last = self.peers.last_trim;
-        let due = if explicit {
-            count > policy.low_watermark
-                && last.is_none_or(|at| now.saturating_duration_since(at) >= policy.silence)
-        } else {
-            policy.should_trim(count, last, now)
+        let due = match explicit {
+            true => count > policy.low_watermark,
+            false => policy.should_trim(count, self.peers.last_trim, now),
         };
         if !due {
-            return;
+            return Vec::new();
         }
         self.peers.last_trim = Some(now);
         self.stats.trims += 1;
-        let victims = policy.select(&self.trim_candidates(), now);
+        self.stats.last_trim = Some(now);
+        let victims: Vec<ConnId> = policy
+            .select(&self.trim_candidates(), now)
+            .into_iter()
+            .map(ConnId)
+            .collect();
         info!(target: LOG, "trimming {} of {count} connections", victims.len());
-        for key in victims {
-            self.close_for_policy(now, ConnId(key), out);
+        for id in &victims {
+            self.close_for_policy(now, *id, out);
         }
+        self.stats.last_trim_closed = victims.len();
+        victims
     }
 
     /// Every established connection as the trimmer sees it; a permanent

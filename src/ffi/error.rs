@@ -40,6 +40,8 @@ pub enum ConnmgrStatus {
     /// The library hit an internal error (a Rust panic) and caught it at
     /// the boundary. The message says where.
     Panic = 9,
+    /// A waiting call's deadline passed; what it asked for still happens.
+    TimedOut = 10,
 }
 
 impl ConnmgrStatus {
@@ -56,10 +58,11 @@ impl ConnmgrStatus {
             ConnmgrStatus::Io => c"IO",
             ConnmgrStatus::BufferTooSmall => c"BUFFER_TOO_SMALL",
             ConnmgrStatus::Panic => c"PANIC",
+            ConnmgrStatus::TimedOut => c"TIMED_OUT",
         }
     }
 
-    const ALL: [ConnmgrStatus; 10] = [
+    const ALL: [ConnmgrStatus; 11] = [
         ConnmgrStatus::Ok,
         ConnmgrStatus::NullArgument,
         ConnmgrStatus::InvalidUtf8,
@@ -70,6 +73,7 @@ impl ConnmgrStatus {
         ConnmgrStatus::Io,
         ConnmgrStatus::BufferTooSmall,
         ConnmgrStatus::Panic,
+        ConnmgrStatus::TimedOut,
     ];
 }
 
@@ -114,6 +118,7 @@ impl From<Error> for Failure {
             Error::OnHandlerThread => ConnmgrStatus::InvalidArgument,
             Error::PeerBookFull => ConnmgrStatus::Io,
             Error::Crashed(_) => ConnmgrStatus::Stopped,
+            Error::TimedOut => ConnmgrStatus::TimedOut,
         };
         Failure::new(status, err.to_string())
     }

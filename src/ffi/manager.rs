@@ -590,9 +590,10 @@ pub unsafe extern "C" fn connmgr_unprotect(
     })
 }
 
-/// Trims now: closes unprotected connections, lowest tag value first, down
-/// to the low watermark (watermarks are a Rust-side setting; without them
-/// this does nothing).
+/// Asks for a trim and returns at once (callable from any thread, callbacks
+/// included); see connmgr_trim_wait for a trim that reports what it
+/// closed. Watermarks are a Rust-side setting; without them a trim does
+/// nothing.
 ///
 /// # Safety
 ///
@@ -602,7 +603,53 @@ pub unsafe extern "C" fn connmgr_trim(mgr: *const ConnmgrManager) -> ConnmgrStat
     guard("connmgr_trim", || {
         // SAFETY: the caller promises `mgr` is NULL or live.
         let m = unsafe { manager_arg(mgr) }?;
-        m.handle().trim()?;
+        m.handle().request_trim()?;
+        Ok(())
+    })
+}
+
+/// Trims now and waits until done: closes unprotected connections outside
+/// their grace period, lowest tag value first, down to the low watermark.
+/// Stores how many it closed in `*closed` and the first `capacity` of
+/// their ids into `ids` (which may be NULL when `capacity` is 0). Waits at
+/// most `timeout_ms` milliseconds (0: no deadline); past it the call
+/// returns CONNMGR_STATUS_TIMED_OUT and the trim still runs. Callers that
+/// ask at the same time share one trim.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `closed` is NULL or writable; `ids` is
+/// NULL or has room for `capacity` ids.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_trim_wait(
+    mgr: *const ConnmgrManager,
+    timeout_ms: u64,
+    ids: *mut u64,
+    capacity: usize,
+    closed: *mut usize,
+) -> ConnmgrStatus {
+    guard("connmgr_trim_wait", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        if closed.is_null() {
+            return Err(Failure::null("closed"));
+        }
+        if ids.is_null() && capacity > 0 {
+            return Err(Failure::null("ids"));
+        }
+        let trimmed = match timeout_ms {
+            0 => m.handle().trim()?,
+            ms => m
+                .handle()
+                .trim_within(std::time::Duration::from_millis(ms))?,
+        };
+        let n = trimmed.closed.len().min(capacity);
+        for (i, id) in trimmed.closed.iter().take(n).enumerate() {
+            // SAFETY: `ids` has room for `capacity` >= n entries.
+            unsafe { *ids.add(i) = id.0 };
+        }
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { *closed = trimmed.closed.len() };
         Ok(())
     })
 }

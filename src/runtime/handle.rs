@@ -57,6 +57,9 @@ pub enum Error {
     /// The handler thread died (the text says why); the manager can only
     /// be stopped. Reported once as [`Event::ThreadFailed`] too.
     Crashed(String),
+    /// A waiting call's deadline passed before the handler answered; what
+    /// it asked for still happens.
+    TimedOut,
 }
 
 impl fmt::Display for Error {
@@ -86,6 +89,9 @@ impl fmt::Display for Error {
                 "no address source configured: set ConfigBuilder::address_source, or use connect with an address",
             ),
             Error::Spawn(why) => write!(f, "cannot start a manager thread: {why}"),
+            Error::TimedOut => f.write_str(
+                "the handler did not answer before the deadline; the call still takes effect",
+            ),
             Error::OnHandlerThread => f.write_str(
                 "this call waits for the handler thread and was made on it (from an inline \
                  dialer, address source or tag function): make it from another thread",

@@ -14,6 +14,7 @@ use log::{debug, error, warn};
 use parking_lot::Mutex;
 
 use crate::addr::Addr;
+use crate::core::info::Trimmed;
 use crate::core::{Changes, Core, CoreEvent, Effect, Input, ReqSpec};
 use crate::idmap::{IdHasher, IdMap};
 use crate::limits;
@@ -106,6 +107,9 @@ pub(crate) struct Handler {
     outbox: Vec<Event>,
     /// Answers to send after the batch is published.
     replies: Vec<(Sender<bool>, bool)>,
+    /// Callers waiting for this batch's trim, and what it closed.
+    trim_waiters: Vec<Sender<Trimmed>>,
+    trimmed: Vec<ConnId>,
     /// The time of the current batch, read once when first needed.
     now: Option<Instant>,
     timer: Option<(Instant, Receiver<Instant>)>,
@@ -128,6 +132,8 @@ impl Handler {
             never_canceled: CancelToken::new(),
             outbox: Vec::new(),
             replies: Vec::new(),
+            trim_waiters: Vec::new(),
+            trimmed: Vec::new(),
             now: None,
             timer: None,
             stopping: false,
@@ -154,6 +160,7 @@ impl Handler {
                 self.wait_and_handle();
             }
             self.drain();
+            self.trim_for_waiters();
             self.flush_jobs();
             self.publish(true);
         }
@@ -262,11 +269,20 @@ impl Handler {
                 let answer = ask.is_some_and(|p| self.parts.core.is_protected(&p, None));
                 self.replies.push((reply, answer));
             }
+            Msg::Trim(reply) => self.trim_waiters.push(reply),
             Msg::Start(anchors) => {
                 self.step(Input::Anchors(anchors));
                 self.step(Input::Start);
             }
             Msg::Stop => self.stopping = true,
+        }
+    }
+
+    /// Runs one trim for every caller that asked in this batch: callers
+    /// arriving together share it, as libp2p's `TrimOpenConns` callers do.
+    fn trim_for_waiters(&mut self) {
+        if !self.trim_waiters.is_empty() && !self.stopping {
+            self.step(Input::Trim);
         }
     }
 
@@ -363,6 +379,7 @@ impl Handler {
                 conn,
             } => self.hand_over(req, id, serial, addr, direction, conn),
             Effect::Discard { conn } => discard(conn),
+            Effect::TrimDone { closed } => self.trimmed = closed,
             Effect::SaveAnchors(addrs) => self.save(|p| p.anchors, || SaveJob::Anchors(addrs)),
             Effect::SaveBans(list) => {
                 let (now, wall) = (self.parts.clock.now(), self.parts.clock.wall());
@@ -497,6 +514,14 @@ impl Handler {
     fn send_events(&mut self) {
         for (reply, answer) in self.replies.drain(..) {
             let _ = reply.send(answer);
+        }
+        if !self.trim_waiters.is_empty() {
+            let closed = std::mem::take(&mut self.trimmed);
+            for reply in self.trim_waiters.drain(..) {
+                let _ = reply.send(Trimmed {
+                    closed: closed.clone(),
+                });
+            }
         }
         if self.outbox.is_empty() {
             return;

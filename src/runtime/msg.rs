@@ -3,6 +3,7 @@
 use crossbeam_channel::Sender;
 
 use crate::addr::Addr;
+use crate::core::info::Trimmed;
 use crate::core::{Input, ReqSpec};
 use crate::policy::tags::PeerId;
 use crate::runtime::request::ConnReq;
@@ -24,6 +25,9 @@ pub(crate) enum Msg {
         ask: Option<PeerId>,
         reply: Sender<bool>,
     },
+    /// Trim now (one trim for every such message in a batch) and answer
+    /// with what it closed once the batch is published.
+    Trim(Sender<Trimmed>),
     /// The other threads run: start dialing, anchors first.
     Start(Vec<Addr>),
     /// Shut down.

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use super::handle::{Error, Handle};
+use super::msg::Msg;
+use crate::core::info::Trimmed;
 use crate::core::{Input, TagChange};
 use crate::types::ConnId;
 
@@ -138,10 +140,16 @@ impl Handle {
         })
     }
 
-    /// Trims now: closes unprotected connections outside the grace period,
-    /// lowest value first, down to the low watermark — unless the count is
-    /// already at or below it, or a trim ran within the silence period (so
-    /// concurrent calls make one trim). Needs watermarks in the config.
+    /// Trims now and waits until the trim is done: closes unprotected
+    /// connections outside the grace period, lowest value first, down to
+    /// the low watermark (nothing if the count is at or below it, or no
+    /// watermarks are set), and returns what it closed. As with libp2p's
+    /// `TrimOpenConns`, an explicit trim ignores the silence period, and
+    /// callers that ask at the same time share one trim and its result.
+    /// `snapshot()` and `counts()` show its effect once it returns.
+    /// Fails with [`Error::OnHandlerThread`] on the handler thread; see
+    /// [`trim_within`](Self::trim_within) for a deadline and
+    /// [`request_trim`](Self::request_trim) for a call that does not wait.
     ///
     /// ```
     /// use connmgr::{Config, ConnManager, MemoryNetwork};
@@ -155,13 +163,40 @@ impl Handle {
     ///     .build();
     /// let manager = ConnManager::new(config).unwrap();
     /// manager.start().unwrap();
-    /// manager.handle().trim().unwrap(); // nothing to trim yet
-    /// manager.handle().barrier().unwrap();
+    /// let trimmed = manager.handle().trim().unwrap();
+    /// assert!(trimmed.closed.is_empty()); // nothing to trim yet
     /// assert_eq!(manager.handle().snapshot().stats.trims, 0);
     /// ```
-    pub fn trim(&self) -> Result<(), Error> {
+    pub fn trim(&self) -> Result<Trimmed, Error> {
+        self.wait_for_trim(None)
+    }
+
+    /// [`trim`](Self::trim), waiting at most `timeout`: past it the call
+    /// fails with [`Error::TimedOut`] (the trim still runs).
+    pub fn trim_within(&self, timeout: Duration) -> Result<Trimmed, Error> {
+        self.wait_for_trim(Some(timeout))
+    }
+
+    /// Asks for a trim like [`trim`](Self::trim) and returns at once; the
+    /// trim runs when the handler gets to it. Callable from any thread,
+    /// the handler's own included.
+    pub fn request_trim(&self) -> Result<(), Error> {
         self.check_open()?;
         self.input(Input::Trim)
+    }
+
+    fn wait_for_trim(&self, timeout: Option<Duration>) -> Result<Trimmed, Error> {
+        self.check_open()?;
+        self.check_not_handler()?;
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.send(Msg::Trim(reply))?;
+        match timeout {
+            None => answer.recv().map_err(|_| Error::Stopped),
+            Some(t) => answer.recv_timeout(t).map_err(|e| match e {
+                crossbeam_channel::RecvTimeoutError::Timeout => Error::TimedOut,
+                crossbeam_channel::RecvTimeoutError::Disconnected => Error::Stopped,
+            }),
+        }
     }
 
     /// Raises connection `id`'s ban score by a persistent part (never

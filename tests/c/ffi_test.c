@@ -594,6 +594,15 @@ static void test_connections(void) {
     OK(connmgr_misbehaving(m, id1, 0, 1, "noise"));
     EXPECT(connmgr_misbehaving(m, 987654, 0, 1, "noise"), CONNMGR_STATUS_UNKNOWN_ID);
     OK(connmgr_trim(m));
+    {
+        /* No watermarks from C: a waited trim closes nothing. */
+        uint64_t trimmed_ids[4];
+        size_t trimmed = 99;
+        OK(connmgr_trim_wait(m, 10000, trimmed_ids, 4, &trimmed));
+        CHECK(trimmed == 0);
+        EXPECT(connmgr_trim_wait(m, 0, NULL, 1, &trimmed), CONNMGR_STATUS_NULL_ARGUMENT);
+        EXPECT(connmgr_trim_wait(m, 0, NULL, 0, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    }
 
     /* Disconnect the outbound one: both ends see end of stream. */
     OK(connmgr_disconnect(m, id1));
@@ -667,6 +676,10 @@ static void test_connections(void) {
     EXPECT(connmgr_disconnect(m, id), CONNMGR_STATUS_STOPPED);
     EXPECT(connmgr_manager_start(m), CONNMGR_STATUS_STOPPED);
     EXPECT(connmgr_trim(m), CONNMGR_STATUS_STOPPED);
+    {
+        size_t trimmed = 0;
+        EXPECT(connmgr_trim_wait(m, 0, NULL, 0, &trimmed), CONNMGR_STATUS_STOPPED);
+    }
     EXPECT(connmgr_ban(m, "203.0.113.1", 1000, "x"), CONNMGR_STATUS_STOPPED);
     OK(connmgr_manager_stop(m)); /* stopping twice does nothing */
     OK(connmgr_snapshot(m, &counts, infos, 4, &n));

@@ -777,6 +777,19 @@ impl Sim {
                 self.anchors = addrs.clone();
             }
             Effect::SaveBans(list) => self.saved_bans = Some(list.clone()),
+            // Comes after the closes it reports.
+            Effect::TrimDone { closed } => {
+                if let Some(id) = closed.iter().find(|id| self.live.contains_key(id)) {
+                    return Err(format!("trim reported {id} closed, but it is live"));
+                }
+                if closed.len() != self.policy_closed {
+                    return Err(format!(
+                        "trim reported {} closed, {} were",
+                        closed.len(),
+                        self.policy_closed
+                    ));
+                }
+            }
             _ => {}
         }
         Ok(())
