@@ -136,12 +136,32 @@ fn panicking_listener_keeps_accepting() {
     let events = m.handle().events();
     m.start().unwrap();
     let _client = net.connect(&addr).unwrap();
-    let ev = events
-        .recv_timeout(DEADLINE)
-        .expect("no inbound after the panic");
+    let next = || events.recv_timeout(DEADLINE).expect("an event");
+    let listening = next();
+    assert!(
+        matches!(&listening, Event::Listening { addr: Some(a) } if *a == addr),
+        "{listening:?}"
+    );
+    // The panic is reported like any accept error, with its pause.
+    match next() {
+        Event::ListenError {
+            error, retry_in, ..
+        } => {
+            assert!(error.contains("panicked"), "{error}");
+            assert!(retry_in > Duration::ZERO);
+        }
+        other => panic!("expected ListenError, got {other:?}"),
+    }
+    let ev = next();
     assert!(matches!(ev, Event::Accepted { .. }), "{ev:?}");
     assert!(calls.load(Ordering::SeqCst) >= 2);
     m.stop();
+    // Listeners close first at stop, before the connections do.
+    let closed: Vec<Event> = events.try_iter().collect();
+    assert!(
+        matches!(closed.first(), Some(Event::ListenerClosed { addr: Some(a) }) if *a == addr),
+        "{closed:?}"
+    );
 }
 
 /// With `inline_dial`, an address source runs on the handler thread; one
@@ -349,7 +369,8 @@ fn undrained_events_receiver_is_bounded() {
     let net = MemoryNetwork::new();
     let addr = mem_addr(9);
     let listener = net.listen(addr.clone()).unwrap();
-    let m = ConnManager::new(base(&net).listener(listener).max_queued_events(5).build()).unwrap();
+    // Room for the listener's Listening event and five connections.
+    let m = ConnManager::new(base(&net).listener(listener).max_queued_events(6).build()).unwrap();
     let events = m.handle().events();
     m.start().unwrap();
     let clients: Vec<_> = (0..20).map(|_| net.connect(&addr).unwrap()).collect();
@@ -359,7 +380,7 @@ fn undrained_events_receiver_is_bounded() {
         "{:?}",
         m.handle().counts()
     );
-    assert_eq!(events.len(), 5);
+    assert_eq!(events.len(), 6);
     drop(clients);
     m.stop();
 }

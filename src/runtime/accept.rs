@@ -10,10 +10,13 @@ use std::time::Duration;
 use crossbeam_channel::{select, Receiver, Sender};
 use log::{debug, error, warn};
 
+use crate::addr::Addr;
 use crate::guard::panic_message;
+use crate::runtime::event::Event;
 use crate::runtime::gate::{self, Gate};
 use crate::runtime::join::join_unless_self;
 use crate::runtime::msg::Accepted;
+use crate::runtime::notifier::Batch;
 use crate::transport::listener::Listener;
 use crate::transport::stream::{discard, Closer};
 
@@ -56,6 +59,7 @@ pub(crate) fn spawn_acceptor(
     mut listener: Box<dyn Listener>,
     accepted: Sender<Accepted>,
     gate: Option<Gate>,
+    events: Sender<Batch>,
 ) -> std::io::Result<AcceptorHandle> {
     let closer = listener
         .closer()
@@ -66,7 +70,25 @@ pub(crate) fn spawn_acceptor(
     let flag = Arc::clone(&stopping);
     let thread = thread::Builder::new()
         .name("connmgr-accept".into())
-        .spawn(move || accept_loop(&mut *listener, &accepted, gate.as_ref(), &flag, &pause))?;
+        .spawn(move || {
+            let addr = listener.local_addr().ok();
+            let report = |event: Event| {
+                // The notifier outlives accept threads; if it is gone,
+                // nobody is listening for events.
+                let _ = events.send(Batch::one(event));
+            };
+            report(Event::Listening { addr: addr.clone() });
+            let ctx = AcceptCtx {
+                accepted: &accepted,
+                gate: gate.as_ref(),
+                stopping: &flag,
+                pause: &pause,
+                addr: addr.as_ref(),
+                report: &report,
+            };
+            accept_loop(&mut *listener, &ctx);
+            report(Event::ListenerClosed { addr });
+        })?;
     Ok(AcceptorHandle {
         thread,
         closer,
@@ -75,13 +97,24 @@ pub(crate) fn spawn_acceptor(
     })
 }
 
-fn accept_loop(
-    listener: &mut dyn Listener,
-    accepted: &Sender<Accepted>,
-    gate: Option<&Gate>,
-    stopping: &AtomicBool,
-    pause: &Receiver<()>,
-) {
+/// What the accept loop works with.
+struct AcceptCtx<'a> {
+    accepted: &'a Sender<Accepted>,
+    gate: Option<&'a Gate>,
+    stopping: &'a AtomicBool,
+    pause: &'a Receiver<()>,
+    addr: Option<&'a Addr>,
+    report: &'a dyn Fn(Event),
+}
+
+fn accept_loop(listener: &mut dyn Listener, ctx: &AcceptCtx<'_>) {
+    let AcceptCtx {
+        accepted,
+        gate,
+        stopping,
+        pause,
+        ..
+    } = *ctx;
     let mut wait = FIRST_PAUSE;
     while !stopping.load(Ordering::Acquire) {
         // A panicking listener is user code failing, not the end of
@@ -118,6 +151,11 @@ fn accept_loop(
                 }
                 // Out of descriptors and the like: pause instead of spinning.
                 warn!(target: LOG, "accept failed: {e}; pausing {wait:?}");
+                (ctx.report)(Event::ListenError {
+                    addr: ctx.addr.cloned(),
+                    error: e.to_string(),
+                    retry_in: wait,
+                });
                 if pause.recv_timeout(wait).is_err_and(|e| e.is_disconnected()) {
                     break;
                 }

@@ -58,8 +58,7 @@ pub enum Event {
         /// The operating system's reason.
         error: String,
     },
-    /// A manager thread died of a panic (a defect, or user code the
-    /// manager could not guard, such as a panicking [`Clock`](crate::Clock)).
+    /// A manager thread died of a panic (a defect: user code is guarded).
     /// The manager is no longer running: every call fails with
     /// [`Error::Crashed`](crate::Error::Crashed) until it is stopped.
     ThreadFailed {
@@ -67,6 +66,28 @@ pub enum Event {
         thread: String,
         /// The panic's message.
         error: String,
+    },
+    /// A listener's accept thread started: it accepts on `addr`.
+    Listening {
+        /// The address it accepts on, if the listener can say.
+        addr: Option<Addr>,
+    },
+    /// A listener's accept failed (out of descriptors, say); it accepts
+    /// again after `retry_in`, which doubles from 5 ms up to 1 s while the
+    /// errors go on.
+    ListenError {
+        /// The listener's address, if it can say.
+        addr: Option<Addr>,
+        /// The operating system's reason.
+        error: String,
+        /// The pause before the next accept.
+        retry_in: Duration,
+    },
+    /// A listener stopped accepting: the manager stopped, or the handler
+    /// it hands connections to is gone.
+    ListenerClosed {
+        /// The listener's address, if it can say.
+        addr: Option<Addr>,
     },
 }
 
@@ -77,7 +98,11 @@ impl Event {
             Event::Connected { conn, .. } | Event::Accepted { conn } => Some(conn.id()),
             Event::Disconnected { req } | Event::DialFailed { req, .. } => req.id(),
             Event::InboundClosed { id, .. } => Some(*id),
-            Event::SaveFailed { .. } | Event::ThreadFailed { .. } => None,
+            Event::SaveFailed { .. }
+            | Event::ThreadFailed { .. }
+            | Event::Listening { .. }
+            | Event::ListenError { .. }
+            | Event::ListenerClosed { .. } => None,
         }
     }
 
@@ -91,6 +116,9 @@ impl Event {
             Event::DialFailed { .. } => "dial-failed",
             Event::SaveFailed { .. } => "save-failed",
             Event::ThreadFailed { .. } => "thread-failed",
+            Event::Listening { .. } => "listening",
+            Event::ListenError { .. } => "listen-error",
+            Event::ListenerClosed { .. } => "listener-closed",
         }
     }
 }
@@ -131,6 +159,21 @@ impl fmt::Debug for Event {
                 .debug_struct("SaveFailed")
                 .field("path", path)
                 .field("error", error)
+                .finish(),
+            Event::Listening { addr } => f.debug_struct("Listening").field("addr", addr).finish(),
+            Event::ListenError {
+                addr,
+                error,
+                retry_in,
+            } => f
+                .debug_struct("ListenError")
+                .field("addr", addr)
+                .field("error", error)
+                .field("retry_in", retry_in)
+                .finish(),
+            Event::ListenerClosed { addr } => f
+                .debug_struct("ListenerClosed")
+                .field("addr", addr)
                 .finish(),
         }
     }

@@ -353,6 +353,8 @@ impl Handle {
     /// manager.start().unwrap();
     /// let _client = net.connect(&"127.0.0.1:8333".parse().unwrap()).unwrap();
     /// let ev = events.recv_timeout(Duration::from_secs(10)).unwrap();
+    /// assert!(matches!(ev, Event::Listening { .. }));
+    /// let ev = events.recv_timeout(Duration::from_secs(10)).unwrap();
     /// assert!(matches!(ev, Event::Accepted { .. }));
     /// ```
     pub fn events(&self) -> Receiver<Event> {

@@ -22,6 +22,7 @@ use crate::runtime::clock::Clock;
 use crate::runtime::conn::{Conn, ConnShared};
 use crate::runtime::event::Event;
 use crate::runtime::msg::{Accepted, Msg, Stream0};
+use crate::runtime::notifier::Batch;
 use crate::runtime::persist::SaveJob;
 use crate::runtime::pool::{self, DialMsg, Job, Pool, WorkerCtx};
 use crate::runtime::request::{ConnReq, ReqView};
@@ -52,7 +53,7 @@ pub(crate) struct HandlerParts {
     /// Kept for the same reason when there are no listeners.
     pub(crate) _accepted_tx: Sender<Accepted>,
     pub(crate) jobs: Sender<Job>,
-    pub(crate) events: Sender<Vec<Event>>,
+    pub(crate) events: Sender<Batch>,
     /// Events sent to the notifier and not yet delivered; shared with it.
     pub(crate) undelivered: Arc<AtomicUsize>,
     /// Most undelivered events; past it new ones are dropped.
@@ -532,7 +533,7 @@ impl Handler {
             return;
         }
         // The notifier outlives the handler, so this fails only if it died.
-        if self.parts.events.send(batch).is_err() {
+        if self.parts.events.send(Batch::counted(batch)).is_err() {
             debug!(target: LOG, "notifier gone; events dropped");
         }
     }

@@ -22,7 +22,7 @@ use crate::runtime::handle::{Error, Handle, JoinAll, Shared, CRASHED, NEW, RUNNI
 use crate::runtime::handler::{Handler, HandlerParts, PersistTx};
 use crate::runtime::join::join_unless_self;
 use crate::runtime::msg::{Accepted, Msg};
-use crate::runtime::notifier::{self, Callbacks, EventSink};
+use crate::runtime::notifier::{self, Batch, Callbacks, EventSink};
 use crate::runtime::persist::{spawn_writer, take_anchors, Files, SaveJob};
 use crate::runtime::pool::{DialMsg, Pool, WorkerCtx};
 use crate::runtime::snapshot::SnapshotStore;
@@ -53,8 +53,8 @@ pub(super) struct Parts {
     config: Config,
     listeners: Vec<Box<dyn Listener>>,
     events_tx: Sender<Event>,
-    notify_tx: Sender<Vec<Event>>,
-    notify_rx: Receiver<Vec<Event>>,
+    notify_tx: Sender<Batch>,
+    notify_rx: Receiver<Batch>,
     undelivered: Arc<AtomicUsize>,
     results_tx: Sender<DialMsg>,
     accepted_tx: Sender<Accepted>,
@@ -322,7 +322,7 @@ impl ConnManager {
                 bans: config.ban_file,
                 anchors: config.anchors_file,
             };
-            threads.writer = Some(spawn_writer(rx, files, notify_tx)?);
+            threads.writer = Some(spawn_writer(rx, files, notify_tx.clone())?);
         }
         // Inline dialing needs no pool.
         let pool_size = if config.inline_dial {
@@ -333,7 +333,7 @@ impl ConnManager {
         pool.spawn(pool_size)?;
         for l in listeners {
             let gate = config.accept_gate.clone();
-            let acceptor = spawn_acceptor(l, accepted_tx.clone(), gate)?;
+            let acceptor = spawn_acceptor(l, accepted_tx.clone(), gate, notify_tx.clone())?;
             threads.acceptors.push(acceptor);
         }
         Ok(())
@@ -358,7 +358,7 @@ struct CrashReport {
     phase: Arc<AtomicU8>,
     crashed: Arc<Mutex<Option<String>>>,
     store: Arc<Mutex<SnapshotStore>>,
-    events: Sender<Vec<Event>>,
+    events: Sender<Batch>,
 }
 
 impl CrashReport {
@@ -373,10 +373,10 @@ impl CrashReport {
                 (p != STOPPED).then_some(CRASHED)
             });
         self.store.lock().running = false;
-        let _ = self.events.send(vec![Event::ThreadFailed {
+        let _ = self.events.send(Batch::one(Event::ThreadFailed {
             thread: thread.to_owned(),
             error: why,
-        }]);
+        }));
     }
 }
 
@@ -391,7 +391,7 @@ fn load_bans(config: &Config) -> Result<BanList, ConfigError> {
 
 fn spawn_notifier(
     handle: Handle,
-    rx: Receiver<Vec<Event>>,
+    rx: Receiver<Batch>,
     callbacks: Callbacks,
     sink: EventSink,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -496,7 +496,7 @@ mod tests {
             assert_eq!(phase.load(Ordering::Acquire), after);
             assert_eq!(crashed.lock().as_deref(), Some("boom"));
             assert!(!store.lock().running);
-            match rx.try_recv().unwrap().as_slice() {
+            match rx.try_recv().unwrap().events() {
                 [Event::ThreadFailed { thread, error }] => {
                     assert_eq!(
                         (thread.as_str(), error.as_str()),

@@ -37,11 +37,7 @@ struct Taken<'a>(&'a AtomicUsize);
 
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
-        // Events sent around the handler (a thread's death, a failed
-        // save) were never counted in.
-        let _ = self
-            .0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -60,23 +56,68 @@ pub(crate) struct EventSink {
 /// `abandon` turns true (stop was called from a callback: nothing may run
 /// after it returns).
 pub(crate) fn run(
-    events: Receiver<Vec<Event>>,
+    events: Receiver<Batch>,
     callbacks: Callbacks,
     sink: EventSink,
     handle: Handle,
     abandon: Arc<AtomicBool>,
 ) {
     let mut warned = false;
-    for event in events.iter().flatten() {
+    for batch in events.iter() {
+        deliver_batch(batch, &callbacks, &sink, &handle, &abandon, &mut warned);
+    }
+}
+
+/// Events sent to the notifier together: the handler's batch (counted
+/// against its bound), or one event from another thread.
+pub(crate) struct Batch {
+    events: Vec<Event>,
+    counted: bool,
+}
+
+impl Batch {
+    /// A handler batch, counted in `undelivered`.
+    pub(crate) fn counted(events: Vec<Event>) -> Self {
+        Batch {
+            events,
+            counted: true,
+        }
+    }
+
+    /// The events, in order.
+    #[cfg(test)]
+    pub(crate) fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// One event from outside the handler (a listener, the writer, a
+    /// dying thread): rare, so not counted.
+    pub(crate) fn one(event: Event) -> Self {
+        Batch {
+            events: vec![event],
+            counted: false,
+        }
+    }
+}
+
+fn deliver_batch(
+    batch: Batch,
+    callbacks: &Callbacks,
+    sink: &EventSink,
+    handle: &Handle,
+    abandon: &AtomicBool,
+    warned: &mut bool,
+) {
+    for event in batch.events {
         // Counted out as it is taken, so a callback that blocks holds the
         // handler's count (and its bound) up.
-        let _taken = Taken(&sink.undelivered);
+        let _taken = batch.counted.then(|| Taken(&sink.undelivered));
         if abandon.load(Ordering::Acquire) {
             continue; // dropping a connection here closes it
         }
         let kind = event.kind();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            deliver(&callbacks, &sink, &handle, event, &mut warned)
+            deliver(callbacks, sink, handle, event, warned)
         }));
         if let Err(panic) = outcome {
             error!(target: LOG, "{kind} callback panicked: {}", panic_message(&*panic));

@@ -17,6 +17,7 @@ use log::warn;
 use crate::addr::Addr;
 use crate::policy::banlist::{clock_error, BanFileError, BanList, MAX_BAN_FILE_BYTES};
 use crate::runtime::event::Event;
+use crate::runtime::notifier::Batch;
 
 const LOG: &str = "connmgr";
 const HEADER: &str = "# connmgr anchors v1";
@@ -271,7 +272,7 @@ pub(crate) struct Files {
 pub(crate) fn spawn_writer(
     jobs: Receiver<SaveJob>,
     files: Files,
-    events: Sender<Vec<Event>>,
+    events: Sender<Batch>,
 ) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("connmgr-persist".into())
@@ -294,13 +295,13 @@ pub(crate) fn spawn_writer(
         })
 }
 
-fn report(events: &Sender<Vec<Event>>, path: &Path, result: io::Result<()>) {
+fn report(events: &Sender<Batch>, path: &Path, result: io::Result<()>) {
     if let Err(e) = result {
         warn!(target: LOG, "cannot save {}: {e}", path.display());
-        let _ = events.send(vec![Event::SaveFailed {
+        let _ = events.send(Batch::one(Event::SaveFailed {
             path: path.to_path_buf(),
             error: e.to_string(),
-        }]);
+        }));
     }
 }
 
