@@ -68,6 +68,7 @@ pub use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagError, TagInfo};
 pub use crate::runtime::clock::{Clock, ManualClock, SystemClock};
 pub use crate::runtime::config::{Config, ConfigBuilder, ConfigError};
 pub use crate::runtime::conn::Conn;
+pub use crate::runtime::decaying::DecayingTag;
 pub use crate::runtime::event::Event;
 pub use crate::runtime::handle::{Error, Handle};
 pub use crate::runtime::manager::ConnManager;

@@ -584,3 +584,50 @@ fn ended_dials_leave_no_deadlines() {
     assert_eq!(n.core.next_deadline(), None);
     assert_eq!(n.core.queued_timers(), 0);
 }
+
+/// Decaying tags registered and closed at Core level: each registration's
+/// outcome is reported once, and closing a tag removes every peer's value
+/// (a peer left with nothing is forgotten).
+#[test]
+fn decaying_tags_register_and_close() {
+    use connmgr::core::DecayingSpec;
+    use connmgr::{BumpFn, DecayFn, TagError};
+    let spec = |name: &str| DecayingSpec {
+        name: name.into(),
+        interval: SEC,
+        decay: DecayFn::fixed(1),
+        bump: BumpFn::sum(),
+    };
+    let mut n = Node::new(|_| {});
+    assert_eq!(n.core.take_registration(), None);
+    n.step(Input::RegisterDecaying(spec("d")));
+    assert_eq!(n.core.take_registration(), Some(Ok(())));
+    assert_eq!(n.core.take_registration(), None, "reported once");
+    n.step(Input::RegisterDecaying(spec("d")));
+    assert_eq!(
+        n.core.take_registration(),
+        Some(Err(TagError::DuplicateDecayingTag("d".into())))
+    );
+    n.tag("p1", TagChange::Bump("d".into(), 5));
+    n.tag("p2", TagChange::Bump("d".into(), 6));
+    n.tag("p2", TagChange::Set("plain".into(), 2));
+    n.step(Input::UnregisterDecaying("d".into()));
+    assert!(!n.core.has_decaying("d"));
+    assert_eq!(
+        n.core.tag_info(&"p1".into()),
+        None,
+        "nothing left: forgotten"
+    );
+    let p2 = n.core.tag_info(&"p2".into()).unwrap();
+    assert_eq!((p2.value, p2.tags.len()), (2, 1));
+    let mut changes = Changes::default();
+    n.core.take_changes(&mut changes);
+    assert!(
+        changes
+            .decaying
+            .as_ref()
+            .is_some_and(|names| names.is_empty()),
+        "{:?}",
+        changes.decaying
+    );
+}

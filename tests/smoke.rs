@@ -29,7 +29,8 @@ fn target_fills_from_source_over_memory_network() {
         "{:?}",
         m.handle().snapshot()
     );
-    assert_eq!(held.lock().len(), 5);
+    // Counts are published before the callbacks run.
+    assert!(wait_until(|| held.lock().len() == 5));
     m.stop();
     assert!(!m.handle().snapshot().running);
     assert!(held.lock().iter().all(|c| c.is_closed()));

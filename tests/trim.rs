@@ -565,3 +565,65 @@ fn decaying_tag_decays_with_the_clock() {
     );
     n.m.stop();
 }
+
+/// Decaying tags at run time, as go-libp2p's decayer: register (a
+/// duplicate of a config tag is a typed error), bump, decay on the clock,
+/// remove one peer's value (also through `untag` of the tag's name), close
+/// (every peer loses it, and the name can be registered again).
+#[test]
+fn decaying_tags_register_bump_remove_and_close_at_run_time() {
+    let n = Node::start(|b| b.decaying_tag("config", SEC, DecayFn::fixed(1), BumpFn::sum()));
+    let h = n.m.handle();
+    match h.register_decaying("config", SEC, DecayFn::fixed(1), BumpFn::sum()) {
+        Err(Error::Tag(TagError::DuplicateDecayingTag(name))) => assert_eq!(name, "config"),
+        other => panic!("expected a duplicate error, got {other:?}"),
+    }
+    assert!(matches!(
+        h.register_decaying("zero", Duration::ZERO, DecayFn::fixed(1), BumpFn::sum()),
+        Err(Error::Tag(TagError::ZeroInterval(_)))
+    ));
+    let relay = h
+        .register_decaying("relay", 2 * SEC, DecayFn::fixed(3), BumpFn::sum())
+        .unwrap();
+    assert_eq!(relay.name(), "relay");
+    let (a, b) = (PeerId::from("node-a"), PeerId::from("node-b"));
+    relay.bump(a.clone(), 10).unwrap();
+    relay.bump(b.clone(), 20).unwrap();
+    h.tag(b.clone(), "plain", 1).unwrap();
+    sync(h);
+    assert_eq!(h.tag_info(&a).unwrap().tags["relay"], 10);
+
+    // The decay runs on the handler's timer, not on a call: wait for it.
+    n.clock.advance(2 * SEC);
+    assert!(
+        wait_until(|| h.tag_info(&a).is_some_and(|i| i.tags["relay"] == 7)),
+        "not decayed once: {:?}",
+        h.tag_info(&a)
+    );
+
+    // untag of a decaying name removes that peer's value.
+    h.untag(a.clone(), "relay").unwrap();
+    sync(h);
+    assert_eq!(h.tag_info(&a), None);
+    relay.bump(a.clone(), 5).unwrap();
+    relay.remove(a.clone()).unwrap();
+    sync(h);
+    assert_eq!(h.tag_info(&a), None);
+
+    // Closing drops the tag from every peer and frees the name.
+    relay.clone().close().unwrap();
+    let info = h.tag_info(&b).unwrap();
+    assert!(!info.tags.contains_key("relay"), "{info:?}");
+    assert_eq!(info.value, 1);
+    assert!(matches!(
+        relay.bump(b.clone(), 1),
+        Err(Error::UnknownTag(_))
+    ));
+    let again = h
+        .register_decaying("relay", SEC, DecayFn::fixed(1), BumpFn::sum())
+        .unwrap();
+    again.bump(b.clone(), 4).unwrap();
+    sync(h);
+    assert_eq!(h.tag_info(&b).unwrap().tags["relay"], 4);
+    n.m.stop();
+}

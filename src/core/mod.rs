@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use crate::addr::Addr;
 use crate::idmap::IdMap;
 use crate::policy::banlist::{BanEntry, BanList, Subnet};
-use crate::policy::tags::{PeerId, TagInfo};
+use crate::policy::tags::{PeerId, TagError, TagInfo};
 pub(crate) use crate::types::later;
 use crate::types::{ConnId, ConnState, DialError, Direction};
 
@@ -204,8 +204,11 @@ pub enum Input<C> {
         /// Its peer.
         peer: PeerId,
     },
-    /// Register a decaying tag.
+    /// Register a decaying tag; [`Core::take_registration`] then says
+    /// whether it was.
     RegisterDecaying(DecayingSpec),
+    /// Close a decaying tag: it and every peer's value of it go.
+    UnregisterDecaying(String),
     /// Trim now down to the low watermark, if above it; unlike the
     /// automatic trim this ignores the silence period (as libp2p's
     /// `TrimOpenConns` does). Always answered by one
@@ -456,6 +459,7 @@ impl Core {
             Input::Tag { peer, change } => self.on_tag(now, peer, change),
             Input::SetPeer { id, peer } => self.on_set_peer(now, id, peer),
             Input::RegisterDecaying(spec) => self.peers.register_decaying(spec, now),
+            Input::UnregisterDecaying(name) => self.peers.unregister_decaying(&name),
             Input::Trim => self.maybe_trim(now, true, out),
             Input::LoadBans(list) => self.bans.load(list, now),
             Input::Misbehaving {
@@ -597,6 +601,12 @@ impl Core {
     /// Whether a registered decaying tag has this name.
     pub fn has_decaying(&self, name: &str) -> bool {
         self.peers.has_decaying(name)
+    }
+
+    /// The outcome of the last [`Input::RegisterDecaying`], once: `None`
+    /// if none came since the last call.
+    pub fn take_registration(&mut self) -> Option<Result<(), TagError>> {
+        self.peers.take_registration()
     }
 
     /// The entry a caller's request shows until the Core has handled it.

@@ -10,7 +10,7 @@ use super::changes::{Changes, PeerChange};
 use super::record::Record;
 use super::{Core, CoreConfig, Effect, Teardown, LOG};
 use crate::guard::guarded;
-use crate::policy::tags::{BumpFn, DecayFn, PeerId, PeerTags, TagInfo};
+use crate::policy::tags::{BumpFn, DecayFn, PeerId, PeerTags, TagError, TagInfo};
 use crate::policy::trim::{TrimCandidate, TrimPolicy};
 use crate::types::{ConnId, Direction};
 
@@ -68,6 +68,8 @@ pub(super) struct PeerBook {
     decaying_changed: bool,
     trim: Option<TrimPolicy>,
     last_trim: Option<Instant>,
+    /// The outcome of the last decaying tag registration, until taken.
+    registered: Option<Result<(), TagError>>,
     max_peers: usize,
     idle_ttl: Duration,
     /// Peers tagged while they had no connection, oldest first: the
@@ -84,6 +86,7 @@ impl PeerBook {
             decaying_changed: false,
             trim: cfg.trim_policy().ok().flatten(),
             last_trim: None,
+            registered: None,
             max_peers: cfg.max_peers,
             idle_ttl: cfg.idle_peer_ttl,
             idle: VecDeque::new(),
@@ -97,13 +100,32 @@ impl PeerBook {
             decay,
             bump,
         } = spec;
-        match self
+        let result = self
             .tags
-            .register_decaying(&name, interval, decay, bump, now)
-        {
+            .register_decaying(&name, interval, decay, bump, now);
+        match &result {
             Ok(()) => self.decaying_changed = true,
             Err(e) => warn!(target: LOG, "decaying tag {name} not registered: {e}"),
         }
+        self.registered = Some(result);
+    }
+
+    /// Removes decaying tag `name` and every peer's value of it.
+    pub(super) fn unregister_decaying(&mut self, name: &str) {
+        let holders: Vec<PeerId> = self.tags.decaying_holders(name);
+        if self.tags.unregister_decaying(name) {
+            self.decaying_changed = true;
+            // A peer left with nothing is forgotten, as after an untag.
+            for peer in &holders {
+                self.tags.forget_if_idle(peer);
+            }
+            self.skip_stale_front();
+            self.dirty.extend(holders);
+        }
+    }
+
+    pub(super) fn take_registration(&mut self) -> Option<Result<(), TagError>> {
+        self.registered.take()
     }
 
     pub(super) fn has_decaying(&self, name: &str) -> bool {

@@ -119,6 +119,7 @@ impl From<Error> for Failure {
             Error::PeerBookFull => ConnmgrStatus::Io,
             Error::Crashed(_) => ConnmgrStatus::Stopped,
             Error::TimedOut => ConnmgrStatus::TimedOut,
+            Error::Tag(_) => ConnmgrStatus::InvalidArgument,
         };
         Failure::new(status, err.to_string())
     }

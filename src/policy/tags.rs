@@ -98,6 +98,8 @@ pub enum TagError {
     ZeroInterval(String),
     /// No decaying tag with this name is registered.
     UnknownDecayingTag(String),
+    /// As many decaying tags as allowed are registered (the number given).
+    TooManyDecayingTags(usize),
 }
 
 impl fmt::Display for TagError {
@@ -114,6 +116,10 @@ impl fmt::Display for TagError {
             TagError::UnknownDecayingTag(name) => write!(
                 f,
                 "no decaying tag named {name:?} is registered; call register_decaying first"
+            ),
+            TagError::TooManyDecayingTags(max) => write!(
+                f,
+                "{max} decaying tags are registered, the most allowed; close one first"
             ),
         }
     }
@@ -641,6 +647,11 @@ impl PeerTags {
         if self.decaying.contains_key(name) {
             return Err(TagError::DuplicateDecayingTag(name.to_owned()));
         }
+        if self.decaying.len() >= crate::limits::MAX_DECAYING_TAGS {
+            return Err(TagError::TooManyDecayingTags(
+                crate::limits::MAX_DECAYING_TAGS,
+            ));
+        }
         let tag = DecayingTag {
             interval,
             decay,
@@ -650,6 +661,14 @@ impl PeerTags {
         };
         self.decaying.insert(name.to_owned(), tag);
         Ok(())
+    }
+
+    /// The peers holding a value of decaying tag `name`.
+    pub fn decaying_holders(&self, name: &str) -> Vec<PeerId> {
+        self.decaying
+            .get(name)
+            .map(|t| t.values.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Removes a decaying tag and its values from every peer; returns

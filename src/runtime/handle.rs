@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::addr::Addr;
 use crate::core::info::{ConnInfo, Counts};
 use crate::core::{Core, Input, PeerReport, ReqSpec, Teardown};
-use crate::policy::tags::PeerId;
+use crate::policy::tags::{PeerId, TagError};
 use crate::runtime::clock::Clock;
 use crate::runtime::event::Event;
 use crate::runtime::msg::{Msg, Stream0};
@@ -44,7 +44,7 @@ pub enum Error {
     NoAddressSource,
     /// The operating system refused to start a thread.
     Spawn(String),
-    /// No decaying tag of this name was registered in the config.
+    /// No decaying tag of this name is registered.
     UnknownTag(String),
     /// The call waits for the handler thread, and was made from code
     /// running on it (an inline dialer or address source, or a tag
@@ -60,6 +60,8 @@ pub enum Error {
     /// A waiting call's deadline passed before the handler answered; what
     /// it asked for still happens.
     TimedOut,
+    /// A decaying tag could not be registered (the reason says why).
+    Tag(TagError),
 }
 
 impl fmt::Display for Error {
@@ -89,6 +91,7 @@ impl fmt::Display for Error {
                 "no address source configured: set ConfigBuilder::address_source, or use connect with an address",
             ),
             Error::Spawn(why) => write!(f, "cannot start a manager thread: {why}"),
+            Error::Tag(e) => e.fmt(f),
             Error::TimedOut => f.write_str(
                 "the handler did not answer before the deadline; the call still takes effect",
             ),

@@ -18,6 +18,7 @@ use crate::core::info::Trimmed;
 use crate::core::{Changes, Core, CoreEvent, Effect, Input, ReqSpec};
 use crate::idmap::{IdHasher, IdMap};
 use crate::limits;
+use crate::policy::tags::TagError;
 use crate::runtime::clock::Clock;
 use crate::runtime::conn::{Conn, ConnShared};
 use crate::runtime::event::Event;
@@ -86,6 +87,9 @@ enum Wake {
 
 type DialKey = (ConnId, u64);
 
+/// A decaying tag registration's outcome.
+type Registered = Result<(), TagError>;
+
 /// The handler's state; made by the manager, which primes the Core
 /// through it before the thread starts.
 pub(crate) struct Handler {
@@ -108,6 +112,8 @@ pub(crate) struct Handler {
     outbox: Vec<Event>,
     /// Answers to send after the batch is published.
     replies: Vec<(Sender<bool>, bool)>,
+    /// Registration answers to send after the batch is published.
+    registrations: Vec<(Sender<Registered>, Registered)>,
     /// Callers waiting for this batch's trim, and what it closed.
     trim_waiters: Vec<Sender<Trimmed>>,
     trimmed: Vec<ConnId>,
@@ -133,6 +139,7 @@ impl Handler {
             never_canceled: CancelToken::new(),
             outbox: Vec::new(),
             replies: Vec::new(),
+            registrations: Vec::new(),
             trim_waiters: Vec::new(),
             trimmed: Vec::new(),
             now: None,
@@ -271,6 +278,11 @@ impl Handler {
                 self.replies.push((reply, answer));
             }
             Msg::Trim(reply) => self.trim_waiters.push(reply),
+            Msg::Register(spec, reply) => {
+                self.step(Input::RegisterDecaying(spec));
+                let outcome = self.parts.core.take_registration().unwrap_or(Ok(()));
+                self.registrations.push((reply, outcome));
+            }
             Msg::Start(anchors) => {
                 self.step(Input::Anchors(anchors));
                 self.step(Input::Start);
@@ -515,6 +527,9 @@ impl Handler {
     fn send_events(&mut self) {
         for (reply, answer) in self.replies.drain(..) {
             let _ = reply.send(answer);
+        }
+        for (reply, outcome) in self.registrations.drain(..) {
+            let _ = reply.send(outcome);
         }
         if !self.trim_waiters.is_empty() {
             let closed = std::mem::take(&mut self.trimmed);

@@ -6,6 +6,7 @@ pub(crate) mod accept;
 pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod conn;
+pub(crate) mod decaying;
 pub(crate) mod event;
 pub(crate) mod gate;
 pub(crate) mod handle;

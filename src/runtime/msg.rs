@@ -4,8 +4,8 @@ use crossbeam_channel::Sender;
 
 use crate::addr::Addr;
 use crate::core::info::Trimmed;
-use crate::core::{Input, ReqSpec};
-use crate::policy::tags::PeerId;
+use crate::core::{DecayingSpec, Input, ReqSpec};
+use crate::policy::tags::{PeerId, TagError};
 use crate::runtime::request::ConnReq;
 use crate::transport::stream::Stream;
 
@@ -28,6 +28,9 @@ pub(crate) enum Msg {
     /// Trim now (one trim for every such message in a batch) and answer
     /// with what it closed once the batch is published.
     Trim(Sender<Trimmed>),
+    /// Register a decaying tag and answer, once the batch is published,
+    /// whether it was.
+    Register(DecayingSpec, Sender<Result<(), TagError>>),
     /// The other threads run: start dialing, anchors first.
     Start(Vec<Addr>),
     /// Shut down.

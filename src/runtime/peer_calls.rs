@@ -63,8 +63,9 @@ impl Handle {
     }
 
     /// Bumps decaying tag `name` (registered with
-    /// [`ConfigBuilder::decaying_tag`](crate::ConfigBuilder::decaying_tag))
-    /// for `peer` by `delta`.
+    /// [`ConfigBuilder::decaying_tag`](crate::ConfigBuilder::decaying_tag)
+    /// or [`register_decaying`](Self::register_decaying)) for `peer` by
+    /// `delta`.
     pub fn bump_decaying(
         &self,
         peer: impl Into<PeerId>,
