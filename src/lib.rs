@@ -61,7 +61,7 @@ mod transport;
 mod types;
 
 pub use crate::addr::{Addr, AddrErrorKind, AddrKind, AddrParseError, CustomAddr, NetGroup};
-pub use crate::core::info::{ConnInfo, Counts, Stats, Trimmed};
+pub use crate::core::info::{ConnInfo, Counts, Stats, TrimInfo, Trimmed};
 pub use crate::policy::backoff::Backoff;
 pub use crate::policy::banlist::{BanEntry, BanFileError, Subnet, SubnetParseError};
 pub use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagError, TagInfo};

@@ -360,6 +360,17 @@ fn trim_returns_what_it_closed_and_ignores_the_silence() {
     let stats = n.stats();
     assert_eq!((stats.trims, stats.last_trim_closed), (1, 3));
     assert!(stats.last_trim.is_some());
+    let info = n.m.handle().trim_info();
+    let policy = info.policy.expect("watermarks set");
+    assert_eq!(
+        (policy.low_watermark, policy.high_watermark, policy.silence),
+        (3, 10, 60 * SEC)
+    );
+    assert_eq!(
+        (info.connections, info.trims, info.last_trim_closed),
+        (3, 1, 3)
+    );
+    assert_eq!(info.last_trim, stats.last_trim);
 
     let _more = n.inbound_n(2);
     let second = n.m.handle().trim().unwrap();

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use crate::policy::trim::TrimPolicy;
+
 use crate::addr::Addr;
 use crate::policy::tags::PeerId;
 use crate::types::{ConnId, ConnState, Direction};
@@ -120,4 +122,23 @@ pub struct Trimmed {
     /// the count was at or below the low watermark, or no watermarks are
     /// set.
     pub closed: Vec<ConnId>,
+}
+
+/// The trim settings and the state of the last trim, as libp2p's
+/// `BasicConnMgr.GetInfo` reports them ([`Handle::trim_info`](crate::Handle::trim_info)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrimInfo {
+    /// The watermarks, grace and silence periods; `None` when no
+    /// watermarks are set (nothing is ever trimmed).
+    pub policy: Option<TrimPolicy>,
+    /// Established connections now, both directions: what the watermarks
+    /// are compared with.
+    pub connections: usize,
+    /// Trims run so far (automatic and explicit).
+    pub trims: u64,
+    /// When the last trim ran (on the manager's clock).
+    pub last_trim: Option<Instant>,
+    /// Connections the last trim closed.
+    pub last_trim_closed: usize,
 }

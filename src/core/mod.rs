@@ -603,6 +603,17 @@ impl Core {
         self.peers.has_decaying(name)
     }
 
+    /// The trim settings and the state of the last trim.
+    pub fn trim_info(&self) -> info::TrimInfo {
+        info::TrimInfo {
+            policy: self.peers.trim_policy(),
+            connections: self.connection_count(),
+            trims: self.stats.trims,
+            last_trim: self.stats.last_trim,
+            last_trim_closed: self.stats.last_trim_closed,
+        }
+    }
+
     /// The outcome of the last [`Input::RegisterDecaying`], once: `None`
     /// if none came since the last call.
     pub fn take_registration(&mut self) -> Option<Result<(), TagError>> {

@@ -124,6 +124,10 @@ impl PeerBook {
         }
     }
 
+    pub(super) fn trim_policy(&self) -> Option<TrimPolicy> {
+        self.trim
+    }
+
     pub(super) fn take_registration(&mut self) -> Option<Result<(), TagError>> {
         self.registered.take()
     }

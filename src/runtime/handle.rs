@@ -11,9 +11,10 @@ use log::warn;
 use parking_lot::{Condvar, Mutex};
 
 use crate::addr::Addr;
-use crate::core::info::{ConnInfo, Counts};
+use crate::core::info::{ConnInfo, Counts, TrimInfo};
 use crate::core::{Core, Input, PeerReport, ReqSpec, Teardown};
 use crate::policy::tags::{PeerId, TagError};
+use crate::policy::trim::TrimPolicy;
 use crate::runtime::clock::Clock;
 use crate::runtime::event::Event;
 use crate::runtime::msg::{Msg, Stream0};
@@ -118,6 +119,8 @@ pub(super) struct Shared {
     /// `NEW`, `RUNNING`, `STOPPED`, or `CRASHED` (set by a dying handler).
     pub(super) phase: Arc<AtomicU8>,
     pub(super) has_source: bool,
+    /// The trim settings, fixed at creation.
+    pub(super) trim_policy: Option<TrimPolicy>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) events_rx: Receiver<Event>,
     pub(super) events_enabled: Arc<AtomicBool>,
@@ -328,6 +331,34 @@ impl Handle {
     /// The published counts by state and direction.
     pub fn counts(&self) -> Counts {
         self.shared.store.lock().counts()
+    }
+
+    /// The trim settings and the state of the last trim, as published (as
+    /// libp2p's `GetInfo`): watermarks, grace and silence periods, the
+    /// connections counted against them, and when the last trim ran and
+    /// how many it closed.
+    ///
+    /// ```
+    /// use connmgr::{Config, ConnManager, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let config = Config::builder().dialer(net.dialer()).watermarks(2, 4).build();
+    /// let manager = ConnManager::new(config).unwrap();
+    /// let info = manager.handle().trim_info();
+    /// let policy = info.policy.unwrap();
+    /// assert_eq!((policy.low_watermark, policy.high_watermark), (2, 4));
+    /// assert_eq!((info.trims, info.last_trim), (0, None));
+    /// ```
+    pub fn trim_info(&self) -> TrimInfo {
+        let store = self.shared.store.lock();
+        let (counts, stats) = (store.counts(), store.stats());
+        TrimInfo {
+            policy: self.shared.trim_policy,
+            connections: counts.inbound + counts.outbound,
+            trims: stats.trims,
+            last_trim: stats.last_trim,
+            last_trim_closed: stats.last_trim_closed,
+        }
     }
 
     /// Whether the manager is between `start` and `stop`.

@@ -189,6 +189,8 @@ impl ConnManager {
         let handler_thread = handler.thread().id();
         own_threads.lock().push(handler_thread);
         let has_source = config.core.has_address_source;
+        // Validated above, so this is the policy or none.
+        let trim_policy = config.core.trim_policy().ok().flatten();
         let clock = Arc::clone(&config.clock);
         let abandon = Arc::new(AtomicBool::new(false));
         let lifecycle = Arc::new(Lifecycle {
@@ -216,6 +218,7 @@ impl ConnManager {
             store,
             phase,
             has_source,
+            trim_policy,
             clock,
             events_rx,
             events_enabled: Arc::new(AtomicBool::new(false)),

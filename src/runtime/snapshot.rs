@@ -179,6 +179,10 @@ impl SnapshotStore {
         self.counts
     }
 
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         let mut conns: Vec<ConnInfo> = self.conns.values().cloned().collect();
         conns.sort_unstable_by_key(|c| c.id);
