@@ -70,6 +70,7 @@ pub use crate::runtime::config::{Config, ConfigBuilder, ConfigError};
 pub use crate::runtime::conn::Conn;
 pub use crate::runtime::decaying::DecayingTag;
 pub use crate::runtime::event::Event;
+pub use crate::runtime::fdlimit::{ensure_descriptors, DescriptorCheck, RESERVED_DESCRIPTORS};
 pub use crate::runtime::handle::{Error, Handle};
 pub use crate::runtime::manager::ConnManager;
 pub use crate::runtime::request::ConnReq;

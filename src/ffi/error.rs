@@ -120,6 +120,7 @@ impl From<Error> for Failure {
             Error::Crashed(_) => ConnmgrStatus::Stopped,
             Error::TimedOut => ConnmgrStatus::TimedOut,
             Error::Tag(_) => ConnmgrStatus::InvalidArgument,
+            Error::DescriptorLimit { .. } => ConnmgrStatus::Config,
         };
         Failure::new(status, err.to_string())
     }

@@ -16,6 +16,7 @@ use crate::policy::trim::TrimPolicyError;
 use crate::runtime::clock::{Clock, GuardedClock, SystemClock};
 use crate::runtime::conn::Conn;
 use crate::runtime::event::Event;
+use crate::runtime::fdlimit::RESERVED_DESCRIPTORS;
 use crate::runtime::gate::Gate;
 use crate::runtime::handle::Handle;
 use crate::runtime::notifier::Callbacks;
@@ -46,6 +47,7 @@ pub struct Config {
     pub(crate) ban_file: Option<PathBuf>,
     pub(crate) inline_dial: bool,
     pub(crate) max_queued_events: usize,
+    pub(crate) check_descriptors: bool,
 }
 
 impl Config {
@@ -100,8 +102,39 @@ impl Config {
                 ban_file: None,
                 inline_dial: false,
                 max_queued_events: 65_536,
+                check_descriptors: true,
             },
         }
+    }
+
+    /// The descriptors this config can use at once: every outbound and
+    /// inbound connection it allows, one per listener, one socket per
+    /// dialer thread and replacement, and
+    /// [`RESERVED_DESCRIPTORS`](crate::RESERVED_DESCRIPTORS) for files and
+    /// lookups. `start` compares it with the process's limit.
+    ///
+    /// ```
+    /// use connmgr::Config;
+    ///
+    /// let c = Config::builder().target_outbound(8).max_inbound(125).build();
+    /// assert_eq!(c.descriptors_needed(), 8 + 125 + 2 * 8 + connmgr::RESERVED_DESCRIPTORS);
+    /// ```
+    pub fn descriptors_needed(&self) -> u64 {
+        let listeners = self.listeners.len() + self.listen_addrs.len();
+        let pool = if self.inline_dial {
+            0
+        } else {
+            2 * self.pool_size
+        };
+        [
+            self.core.target_outbound,
+            self.core.max_inbound,
+            listeners,
+            pool,
+        ]
+        .into_iter()
+        .map(|n| n as u64)
+        .fold(RESERVED_DESCRIPTORS, u64::saturating_add)
     }
 
     /// Checks every setting, naming the first one that is wrong.
@@ -610,6 +643,15 @@ impl ConfigBuilder {
     /// stall the whole manager. Panics are still caught.
     pub fn inline_dial(mut self, on: bool) -> Self {
         self.config.inline_dial = on;
+        self
+    }
+
+    /// Whether `start` fails when the process's descriptor limit is too
+    /// low for the connections this config allows (default true). Either
+    /// way `start` first raises the soft limit as far as the hard limit
+    /// lets it; with false a shortfall is only logged.
+    pub fn check_descriptors(mut self, check: bool) -> Self {
+        self.config.check_descriptors = check;
         self
     }
 

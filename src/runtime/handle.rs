@@ -63,6 +63,17 @@ pub enum Error {
     TimedOut,
     /// A decaying tag could not be registered (the reason says why).
     Tag(TagError),
+    /// The process may open fewer descriptors than the config's
+    /// connections need, even after raising the soft limit to the hard
+    /// one; `start` refused. Raise the hard limit (`ulimit -Hn`, systemd's
+    /// `LimitNOFILE`), lower `max_inbound` or `target_outbound`, or turn
+    /// the check into a warning with `check_descriptors(false)`.
+    DescriptorLimit {
+        /// What the config needs ([`Config::descriptors_needed`](crate::Config::descriptors_needed)).
+        needed: u64,
+        /// The limit in force.
+        limit: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -93,6 +104,12 @@ impl fmt::Display for Error {
             ),
             Error::Spawn(why) => write!(f, "cannot start a manager thread: {why}"),
             Error::Tag(e) => e.fmt(f),
+            Error::DescriptorLimit { needed, limit } => write!(
+                f,
+                "the config needs {needed} descriptors but the process may open only {limit}: \
+                 raise the hard limit (ulimit -Hn, LimitNOFILE), lower max_inbound or \
+                 target_outbound, or set check_descriptors(false)"
+            ),
             Error::TimedOut => f.write_str(
                 "the handler did not answer before the deadline; the call still takes effect",
             ),

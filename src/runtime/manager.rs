@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use log::{error, info};
+use log::{error, info, warn};
 use parking_lot::{Condvar, Mutex};
 
 use crate::core::{Core, Input};
@@ -18,6 +18,7 @@ use crate::policy::banlist::BanList;
 use crate::runtime::accept::{spawn_acceptor, AcceptorHandle};
 use crate::runtime::config::{Config, ConfigError};
 use crate::runtime::event::Event;
+use crate::runtime::fdlimit::ensure_descriptors;
 use crate::runtime::handle::{Error, Handle, JoinAll, Shared, CRASHED, NEW, RUNNING, STOPPED};
 use crate::runtime::handler::{Handler, HandlerParts, PersistTx};
 use crate::runtime::join::join_unless_self;
@@ -60,6 +61,7 @@ pub(super) struct Parts {
     accepted_tx: Sender<Accepted>,
     persist_rx: Option<Receiver<SaveJob>>,
     pool: Arc<Pool>,
+    descriptors_needed: u64,
 }
 
 pub(super) struct Threads {
@@ -110,6 +112,7 @@ impl ConnManager {
             .filter_map(|l| l.local_addr().ok())
             .collect();
         let loaded_bans = load_bans(&config)?;
+        let descriptors_needed = config.descriptors_needed();
         let (requests_tx, requests) = crossbeam_channel::unbounded();
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.queue_size);
@@ -207,6 +210,7 @@ impl ConnManager {
                     accepted_tx,
                     persist_rx,
                     pool,
+                    descriptors_needed,
                 }),
             }),
             requests: requests_tx.clone(),
@@ -251,6 +255,9 @@ impl ConnManager {
     pub fn start(&self) -> Result<(), Error> {
         let shared = &self.handle.shared;
         let mut stage = self.lifecycle.state.lock();
+        if let Stage::Ready { parts, .. } = &*stage {
+            check_descriptors(parts)?;
+        }
         let (handler, parts) = match std::mem::replace(&mut *stage, Stage::Stopped) {
             Stage::Ready { handler, parts } => (handler, parts),
             Stage::Running(threads) => {
@@ -305,6 +312,7 @@ impl ConnManager {
             accepted_tx,
             persist_rx,
             pool,
+            descriptors_needed: _,
         } = parts;
         drop(results_tx);
         let handle = self.handle.clone();
@@ -352,6 +360,29 @@ impl ConnManager {
     /// finished; events still queued behind that callback are dropped.
     pub fn stop(&self) {
         self.handle.stop_all();
+    }
+}
+
+/// Raises the descriptor limit for what the config needs; an error if it
+/// stays short and the config asks for the check.
+fn check_descriptors(parts: &Parts) -> Result<(), Error> {
+    let check = ensure_descriptors(parts.descriptors_needed);
+    match check.limit {
+        Some(limit) if !check.fits() => {
+            if parts.config.check_descriptors {
+                return Err(Error::DescriptorLimit {
+                    needed: check.needed,
+                    limit,
+                });
+            }
+            warn!(
+                target: LOG,
+                "the config needs {} descriptors but the process may open only {limit}",
+                check.needed
+            );
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

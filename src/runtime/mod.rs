@@ -8,6 +8,7 @@ pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod decaying;
 pub(crate) mod event;
+pub(crate) mod fdlimit;
 pub(crate) mod gate;
 pub(crate) mod handle;
 pub(crate) mod handler;
