@@ -112,19 +112,10 @@ impl Write for Replay<'_> {
     }
 }
 
-/// Reads `bytes` as a DNS seed's answer (17-byte records: a family byte,
-/// then 16 address bytes, IPv4 in the first four) and checks what seeding
-/// keeps: dialable, distinct, canonical, and no local address unless
-/// allowed. An input whose flags byte has its high four bits clear and
-/// whose first record byte is 0 (one in 4,096 random inputs) also runs
-/// the whole of
-/// [`seed_from_dns`](crate::seed::seed_from_dns) on it.
-pub fn seed_answers(bytes: &[u8]) {
-    let Some((&flags, records)) = bytes.split_first() else {
-        return;
-    };
-    let allow_local = flags & 1 != 0;
-    let ips: Vec<IpAddr> = records
+/// The answer records in `bytes`: 17-byte records, a family byte then 16
+/// address bytes (IPv4 in the first four).
+fn answer_ips(records: &[u8]) -> Vec<IpAddr> {
+    records
         .chunks_exact(17)
         .map(|r| {
             let mut v6 = [0u8; 16];
@@ -134,29 +125,51 @@ pub fn seed_answers(bytes: &[u8]) {
                 _ => IpAddr::from(v6),
             }
         })
-        .collect();
-    let kept = crate::seed::usable_ips(ips.clone(), allow_local);
+        .collect()
+}
+
+/// Reads `bytes` as a DNS seed's answer (a flags byte, then records as in
+/// [`answer_ips`]) and checks what seeding keeps: dialable, distinct,
+/// canonical, and no local address unless allowed.
+pub fn seed_answers(bytes: &[u8]) {
+    let Some((&flags, records)) = bytes.split_first() else {
+        return;
+    };
+    let allow_local = flags & 1 != 0;
+    let kept = crate::seed::usable_ips(answer_ips(records), allow_local);
     let mut seen = std::collections::HashSet::new();
     for ip in &kept {
         assert!(seen.insert(*ip), "{ip} kept twice");
         assert_eq!(ip.to_canonical(), *ip);
         assert!(allow_local || !crate::seed::is_local(ip), "{ip} is local");
     }
-    if records.first() == Some(&0) && flags & 0xf0 == 0 {
-        let net = crate::seed::NetParams::new("fuzz", 8333).seed("seed.fuzz", false);
-        let options = crate::seed::SeedOptions::new()
-            .allow_local(allow_local)
-            .max_per_seed(usize::from(flags >> 1 & 7) + 1)
-            .timeout(Duration::from_secs(5));
-        let answer = move |_: &str, _: Duration| Ok(ips.clone());
-        crate::seed::seed_from_dns(&net, &answer, &options, |result| {
-            assert!(result.addrs.len() <= usize::from(flags >> 1 & 7) + 1);
-            for a in &result.addrs {
-                let Addr::Ip(sa) = &a.addr else {
-                    panic!("not an IP: {:?}", a.addr)
-                };
-                assert!(kept.contains(&sa.ip()), "{sa} was not kept");
-            }
-        });
-    }
+}
+
+/// Runs the whole of [`seed_from_dns`](crate::seed::seed_from_dns) (its
+/// lookup thread, the cap, ages and services) on an answer read as in
+/// [`seed_answers`]: every address it gives is one seeding keeps, at most
+/// the cap of them.
+pub fn seed_run(bytes: &[u8]) {
+    let Some((&flags, records)) = bytes.split_first() else {
+        return;
+    };
+    let allow_local = flags & 1 != 0;
+    let cap = usize::from(flags >> 1 & 7) + 1;
+    let ips = answer_ips(records);
+    let kept = crate::seed::usable_ips(ips.clone(), allow_local);
+    let net = crate::seed::NetParams::new("fuzz", 8333).seed("seed.fuzz", false);
+    let options = crate::seed::SeedOptions::new()
+        .allow_local(allow_local)
+        .max_per_seed(cap)
+        .timeout(Duration::from_secs(5));
+    let answer = move |_: &str, _: Duration| Ok(ips.clone());
+    crate::seed::seed_from_dns(&net, &answer, &options, |result| {
+        assert!(result.addrs.len() <= cap);
+        for a in &result.addrs {
+            let Addr::Ip(sa) = &a.addr else {
+                panic!("not an IP: {:?}", a.addr)
+            };
+            assert!(kept.contains(&sa.ip()), "{sa} was not kept");
+        }
+    });
 }
