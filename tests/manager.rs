@@ -1390,3 +1390,33 @@ fn no_callback_runs_after_stop_returns() {
     assert_eq!(started.load(Ordering::SeqCst), at_stop);
     assert_eq!(late.load(Ordering::SeqCst), 0);
 }
+
+/// A receiver taken before `start` loses nothing: every connection's
+/// event, and the disconnects `stop` causes, are in it after `stop`.
+#[test]
+fn events_subscribed_before_start_lose_nothing_through_stop() {
+    let net = MemoryNetwork::new();
+    let peers: Vec<_> = (0..5).map(|i| net.listen(mem_addr(i)).unwrap()).collect();
+    let m = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    let events = m.handle().events();
+    for i in 0..5 {
+        m.handle().connect(ConnReq::new(mem_addr(i))).unwrap();
+    }
+    m.start().unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..5 {
+        match events.recv_timeout(DEADLINE).unwrap() {
+            Event::Connected { conn, .. } => conns.push(conn),
+            other => panic!("expected Connected, got {other:?}"),
+        }
+    }
+    m.stop();
+    let after: Vec<Event> = events.try_iter().collect();
+    let disconnected = after
+        .iter()
+        .filter(|e| matches!(e, Event::Disconnected { .. }))
+        .count();
+    assert_eq!(disconnected, 5, "{after:?}");
+    assert!(conns.iter().all(Conn::is_closed));
+    drop(peers);
+}

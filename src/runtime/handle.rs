@@ -389,8 +389,13 @@ impl Handle {
     }
 
     /// A receiver for the events no callback takes. Events flow into it
-    /// from the first call on; every call returns a receiver of the same
-    /// queue.
+    /// from the first call on, up to `max_queued_events` waiting; nothing
+    /// happens before [`start`](crate::ConnManager::start), so a receiver
+    /// taken before it sees every event, through the last ones `stop`
+    /// causes (the connections it closes). Every call returns a receiver
+    /// of the same queue: with several, each event goes to exactly one of
+    /// them (a connection has one owner), so give one thread the receiver
+    /// and fan out from there if several parts of a node need events.
     ///
     /// ```
     /// use connmgr::{Config, ConnManager, Event, MemoryNetwork};
