@@ -129,7 +129,7 @@ fn answer_ips(records: &[u8]) -> Vec<IpAddr> {
 }
 
 /// Reads `bytes` as a DNS seed's answer (a flags byte, then records as in
-/// [`answer_ips`]) and checks what seeding keeps: dialable, distinct,
+/// `answer_ips`) and checks what seeding keeps: dialable, distinct,
 /// canonical, and no local address unless allowed.
 pub fn seed_answers(bytes: &[u8]) {
     let Some((&flags, records)) = bytes.split_first() else {
