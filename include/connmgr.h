@@ -37,6 +37,45 @@
 #define CONNMGR_BACKOFF_EXPONENTIAL 1
 
 /**
+ * Decay kind for connmgr_register_decaying: values never decay.
+ */
+#define CONNMGR_DECAY_NONE 0
+
+/**
+ * Decay kind: each interval subtracts `decay_param` (a whole number);
+ * a value reaching 0 is removed.
+ */
+#define CONNMGR_DECAY_FIXED 1
+
+/**
+ * Decay kind: each interval multiplies the value by `decay_param`
+ * (0.0 to 1.0), rounding down.
+ */
+#define CONNMGR_DECAY_LINEAR 2
+
+/**
+ * Decay kind: a value is removed `decay_param` milliseconds after its
+ * last bump.
+ */
+#define CONNMGR_DECAY_EXPIRE_WHEN_INACTIVE 3
+
+/**
+ * Bump kind for connmgr_register_decaying: adds the bump to the value.
+ */
+#define CONNMGR_BUMP_SUM 0
+
+/**
+ * Bump kind: adds the bump, keeping the value within `bump_min` and
+ * `bump_max`.
+ */
+#define CONNMGR_BUMP_SUM_BOUNDED 1
+
+/**
+ * Bump kind: the bump replaces the value.
+ */
+#define CONNMGR_BUMP_OVERWRITE 2
+
+/**
  * What a call did. Every function of the C API returns one, except
  * connmgr_last_error, connmgr_last_error_length and connmgr_status_name.
  * On anything but CONNMGR_STATUS_OK, connmgr_last_error describes the
@@ -269,6 +308,49 @@ typedef struct {
    */
   connmgr_dial_failed_fn dial_failed;
 } connmgr_callbacks;
+
+/**
+ * The trim settings and the state of the last trim
+ * (connmgr_get_trim_info).
+ */
+typedef struct {
+  /**
+   * Whether watermarks are set (if not, the next four fields are 0).
+   */
+  bool enabled;
+  /**
+   * Trimming goes down to this many connections.
+   */
+  size_t low_watermark;
+  /**
+   * Trimming starts above this many connections.
+   */
+  size_t high_watermark;
+  /**
+   * New connections are safe from trimming for this long.
+   */
+  uint64_t grace_ms;
+  /**
+   * The least time between two automatic trims.
+   */
+  uint64_t silence_ms;
+  /**
+   * Established connections now, both directions.
+   */
+  size_t connections;
+  /**
+   * Trims run so far.
+   */
+  uint64_t trims;
+  /**
+   * Milliseconds since the last trim ran, or UINT64_MAX if none has.
+   */
+  uint64_t ms_since_last_trim;
+  /**
+   * Connections the last trim closed.
+   */
+  size_t last_trim_closed;
+} connmgr_trim_info;
 
 /**
  * How many requests and connections are in each state, as last
@@ -616,6 +698,62 @@ connmgr_status connmgr_conn_direction(const connmgr_conn *conn, connmgr_directio
  * bytes.
  */
 connmgr_status connmgr_conn_remote(const connmgr_conn *conn, char *buf, size_t cap);
+
+/**
+ * Registers decaying tag `name`: every `interval_ms` its decay function
+ * (`decay_kind` with `decay_param`, see CONNMGR_DECAY_*) runs over each
+ * peer's value; bumps combine through `bump_kind` (CONNMGR_BUMP_*;
+ * `bump_min` and `bump_max` bound CONNMGR_BUMP_SUM_BOUNDED and are
+ * ignored otherwise). Returns once registered; a name already registered,
+ * a zero interval or too many tags is CONNMGR_STATUS_INVALID_ARGUMENT.
+ * Not from a callback the manager runs on its handler thread.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
+ * string.
+ */
+connmgr_status connmgr_register_decaying(const connmgr_manager *mgr,
+                                         const char *name,
+                                         uint64_t interval_ms,
+                                         uint32_t decay_kind,
+                                         double decay_param,
+                                         uint32_t bump_kind,
+                                         int64_t bump_min,
+                                         int64_t bump_max);
+
+/**
+ * Bumps `peer`'s value of decaying tag `name` by `delta`.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+ * NUL-terminated strings.
+ */
+connmgr_status connmgr_bump_decaying(const connmgr_manager *mgr,
+                                     const char *peer,
+                                     const char *name,
+                                     int64_t delta);
+
+/**
+ * Closes decaying tag `name`: it and every peer's value of it go, and the
+ * name may be registered again. Returns once applied.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
+ * string.
+ */
+connmgr_status connmgr_close_decaying(const connmgr_manager *mgr, const char *name);
+
+/**
+ * Fills `*info` with the trim settings and the state of the last trim.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `info` is NULL or writable.
+ */
+connmgr_status connmgr_get_trim_info(const connmgr_manager *mgr, connmgr_trim_info *info);
 
 /**
  * The message of the last call on this thread that failed, or "" if the

@@ -140,7 +140,7 @@ impl ConnmgrConnInfo {
 /// # Safety
 ///
 /// `mgr` is NULL or a live manager that stays valid for `'a`.
-unsafe fn manager_arg<'a>(mgr: *const ConnmgrManager) -> FfiResult<&'a ConnManager> {
+pub(super) unsafe fn manager_arg<'a>(mgr: *const ConnmgrManager) -> FfiResult<&'a ConnManager> {
     // SAFETY: the caller's promise.
     unsafe { obj_arg(mgr, "mgr") }.map(|m| &m.manager)
 }

@@ -18,12 +18,14 @@
 
 mod config;
 mod conn;
+mod decaying;
 mod error;
 mod events;
 mod manager;
 
 pub use config::*;
 pub use conn::*;
+pub use decaying::*;
 pub use error::{
     connmgr_last_error, connmgr_last_error_length, connmgr_status_name, ConnmgrStatus,
 };

@@ -40,13 +40,22 @@ impl DecayingTag {
     /// applied, so [`tag_info`](Handle::tag_info) agrees at once; the name
     /// may then be registered again.
     pub fn close(self) -> Result<(), Error> {
-        self.handle
-            .call(Input::UnregisterDecaying(self.name), None)
-            .map(drop)
+        self.handle.close_decaying(&self.name)
     }
 }
 
 impl Handle {
+    /// Closes decaying tag `name` (registered in the config or at run
+    /// time): see [`DecayingTag::close`]. [`Error::UnknownTag`] if no such
+    /// tag is registered.
+    pub fn close_decaying(&self, name: &str) -> Result<(), Error> {
+        if !self.shared.store.lock().has_decaying(name) {
+            return Err(Error::UnknownTag(name.to_owned()));
+        }
+        self.call(Input::UnregisterDecaying(name.to_owned()), None)
+            .map(drop)
+    }
+
     /// Registers decaying tag `name` while the manager runs (before or
     /// after `start`): every `interval` (at most a year; longer is a year)
     /// `decay` runs over each peer's value, and bumps combine through

@@ -437,6 +437,12 @@ impl Handle {
         Ok(())
     }
 
+    /// The manager's clock now, for callers turning published instants
+    /// into ages.
+    pub(crate) fn clock_now(&self) -> std::time::Instant {
+        self.shared.clock.now()
+    }
+
     pub(super) fn check_open(&self) -> Result<(), Error> {
         match self.shared.phase.load(Ordering::Acquire) {
             STOPPED => Err(Error::Stopped),

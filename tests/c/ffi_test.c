@@ -595,6 +595,30 @@ static void test_connections(void) {
     EXPECT(connmgr_misbehaving(m, 987654, 0, 1, "noise"), CONNMGR_STATUS_UNKNOWN_ID);
     OK(connmgr_trim(m));
     {
+        /* Decaying tags at run time, and their argument checks. */
+        OK(connmgr_register_decaying(m, "relay", 60000, CONNMGR_DECAY_FIXED, 1.0, CONNMGR_BUMP_SUM, 0, 0));
+        EXPECT(connmgr_register_decaying(m, "relay", 60000, CONNMGR_DECAY_FIXED, 1.0, CONNMGR_BUMP_SUM, 0, 0),
+               CONNMGR_STATUS_INVALID_ARGUMENT);
+        ERROR_MENTIONS("already registered");
+        EXPECT(connmgr_register_decaying(m, "bad", 1000, 9, 0.0, CONNMGR_BUMP_SUM, 0, 0),
+               CONNMGR_STATUS_INVALID_ARGUMENT);
+        EXPECT(connmgr_register_decaying(m, "bad", 1000, CONNMGR_DECAY_LINEAR, 2.0, CONNMGR_BUMP_SUM, 0, 0),
+               CONNMGR_STATUS_INVALID_ARGUMENT);
+        EXPECT(connmgr_register_decaying(m, "bad", 1000, CONNMGR_DECAY_NONE, 0.0, CONNMGR_BUMP_SUM_BOUNDED, 5, 1),
+               CONNMGR_STATUS_INVALID_ARGUMENT);
+        EXPECT(connmgr_register_decaying(m, "bad", 0, CONNMGR_DECAY_NONE, 0.0, CONNMGR_BUMP_SUM, 0, 0),
+               CONNMGR_STATUS_INVALID_ARGUMENT);
+        OK(connmgr_bump_decaying(m, "peer-x", "relay", 7));
+        EXPECT(connmgr_bump_decaying(m, "peer-x", "nope", 7), CONNMGR_STATUS_INVALID_ARGUMENT);
+        OK(connmgr_close_decaying(m, "relay"));
+        EXPECT(connmgr_close_decaying(m, "relay"), CONNMGR_STATUS_INVALID_ARGUMENT);
+        OK(connmgr_register_decaying(m, "relay", 1000, CONNMGR_DECAY_LINEAR, 0.5, CONNMGR_BUMP_OVERWRITE, 0, 0));
+        connmgr_trim_info ti;
+        OK(connmgr_get_trim_info(m, &ti));
+        CHECK(!ti.enabled && ti.trims == 0 && ti.ms_since_last_trim == UINT64_MAX);
+        EXPECT(connmgr_get_trim_info(m, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    }
+    {
         /* No watermarks from C: a waited trim closes nothing. */
         uint64_t trimmed_ids[4];
         size_t trimmed = 99;
