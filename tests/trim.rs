@@ -248,13 +248,12 @@ fn trim_order_follows_value_then_direction() {
     for (peer, value) in &values {
         n.m.handle().tag(peer.clone(), "score", *value).unwrap();
     }
+    sync(n.m.handle());
     for (peer, value) in &values {
         assert!(
-            wait_until(|| n
-                .m
-                .handle()
+            n.m.handle()
                 .tag_info(peer)
-                .is_some_and(|i| i.value == *value && i.conns.len() == 1)),
+                .is_some_and(|i| i.value == *value && i.conns.len() == 1),
             "{peer}: {:?}",
             n.m.handle().tag_info(peer)
         );
@@ -425,21 +424,15 @@ fn tag_untag_and_upsert_are_published() {
     assert_eq!(n.m.handle().tag_info(&peer), None);
     n.m.handle().tag(peer.clone(), "a", 3).unwrap();
     n.m.handle().tag(peer.clone(), "b", 4).unwrap();
-    assert!(wait_until(|| n
-        .m
-        .handle()
-        .tag_info(&peer)
-        .is_some_and(|i| i.value == 7)));
+    sync(n.m.handle());
+    assert!(n.m.handle().tag_info(&peer).is_some_and(|i| i.value == 7));
     let info = n.m.handle().tag_info(&peer).unwrap();
     assert_eq!((info.tags["a"], info.tags["b"]), (3, 4));
     assert!(info.conns.is_empty());
 
     n.m.handle().untag(peer.clone(), "a").unwrap();
-    assert!(wait_until(|| n
-        .m
-        .handle()
-        .tag_info(&peer)
-        .is_some_and(|i| i.value == 4)));
+    sync(n.m.handle());
+    assert!(n.m.handle().tag_info(&peer).is_some_and(|i| i.value == 4));
     assert!(!n.m.handle().tag_info(&peer).unwrap().tags.contains_key("a"));
 
     n.m.handle()
@@ -448,11 +441,8 @@ fn tag_untag_and_upsert_are_published() {
     n.m.handle()
         .upsert_tag(peer.clone(), "c", |v| v + 2)
         .unwrap();
-    assert!(wait_until(|| n
-        .m
-        .handle()
-        .tag_info(&peer)
-        .is_some_and(|i| i.value == 42)));
+    sync(n.m.handle());
+    assert!(n.m.handle().tag_info(&peer).is_some_and(|i| i.value == 42));
     let info = n.m.handle().tag_info(&peer).unwrap();
     assert_eq!((info.tags["b"], info.tags["c"]), (40, 2));
     n.m.stop();
@@ -500,11 +490,12 @@ fn protection_outlives_disconnection() {
     n.m.handle().tag(node.clone(), "relay", 5).unwrap();
     n.m.handle().protect(node.clone(), "keep").unwrap();
     n.m.handle().tag(peer_of(&other), "relay", 9).unwrap();
-    assert!(wait_until(|| n
+    sync(n.m.handle());
+    assert!(n
         .m
         .handle()
         .tag_info(&node)
-        .is_some_and(|i| i.value == 5 && i.conns.len() == 1)));
+        .is_some_and(|i| i.value == 5 && i.conns.len() == 1));
     assert!(wait_until(|| n
         .m
         .handle()
@@ -526,11 +517,12 @@ fn protection_outlives_disconnection() {
     let again = n.inbound();
     let stranger = n.inbound();
     n.m.handle().set_peer_id(again.id(), node.clone()).unwrap();
-    assert!(wait_until(|| n
+    sync(n.m.handle());
+    assert!(n
         .m
         .handle()
         .tag_info(&node)
-        .is_some_and(|i| i.value == 5 && i.conns.len() == 1)));
+        .is_some_and(|i| i.value == 5 && i.conns.len() == 1));
     n.m.handle().trim().unwrap();
     let closed = take_events(&n.rx, 1, is_close);
     assert_eq!(closed[0].id(), Some(stranger.id()));
@@ -549,11 +541,8 @@ fn decaying_tag_decays_with_the_clock() {
     n.m.handle()
         .bump_decaying(peer.clone(), "relay", 10)
         .unwrap();
-    assert!(wait_until(|| n
-        .m
-        .handle()
-        .tag_info(&peer)
-        .is_some_and(|i| i.value == 10)));
+    sync(n.m.handle());
+    assert!(n.m.handle().tag_info(&peer).is_some_and(|i| i.value == 10));
     n.clock.advance(3 * SEC);
     assert!(
         wait_until(|| n.m.handle().tag_info(&peer).is_some_and(|i| i.value == 7)),
@@ -565,11 +554,8 @@ fn decaying_tag_decays_with_the_clock() {
     n.m.handle()
         .bump_decaying(peer.clone(), "relay", 5)
         .unwrap();
-    assert!(wait_until(|| n
-        .m
-        .handle()
-        .tag_info(&peer)
-        .is_some_and(|i| i.value == 12)));
+    sync(n.m.handle());
+    assert!(n.m.handle().tag_info(&peer).is_some_and(|i| i.value == 12));
     assert_eq!(
         n.m.handle().bump_decaying(peer, "nope", 1),
         Err(Error::UnknownTag("nope".into()))
