@@ -522,6 +522,18 @@ connmgr_status connmgr_config_set_dialer_pool_size(connmgr_config *cfg, size_t n
 connmgr_status connmgr_config_set_dial_timeout(connmgr_config *cfg, uint64_t ms);
 
 /**
+ * Whether connmgr_manager_start fails (CONNMGR_STATUS_CONFIG) when the
+ * process's descriptor limit, raised as far as the hard limit allows, is
+ * below what the config's connections need (default true); false only
+ * logs the shortfall.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_check_descriptors(connmgr_config *cfg, bool check);
+
+/**
  * How long `connmgr_manager_stop` waits for dialer threads still inside
  * a dialer that ignores its cancel, in milliseconds (default 5000); past
  * it, stop returns and leaves them to finish on their own.

@@ -37,6 +37,7 @@ pub struct ConnmgrConfig {
     pool_size: Option<usize>,
     dial_timeout: Option<Duration>,
     stop_grace: Option<Duration>,
+    check_descriptors: Option<bool>,
     proxy: Option<ProxySettings>,
     proxy_all: bool,
     listen: Vec<SocketAddr>,
@@ -82,6 +83,9 @@ impl ConnmgrConfig {
         }
         if let Some(d) = self.stop_grace {
             b = b.stop_grace(d);
+        }
+        if let Some(check) = self.check_descriptors {
+            b = b.check_descriptors(check);
         }
         for addr in &self.listen {
             b = b.listen(*addr);
@@ -317,6 +321,27 @@ pub unsafe extern "C" fn connmgr_config_set_dial_timeout(
         let d = Duration::from_millis(ms);
         check_duration("dial_timeout", d)?;
         c.dial_timeout = Some(d);
+        Ok(())
+    })
+}
+
+/// Whether connmgr_manager_start fails (CONNMGR_STATUS_CONFIG) when the
+/// process's descriptor limit, raised as far as the hard limit allows, is
+/// below what the config's connections need (default true); false only
+/// logs the shortfall.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_check_descriptors(
+    cfg: *mut ConnmgrConfig,
+    check: bool,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_check_descriptors", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.check_descriptors = Some(check);
         Ok(())
     })
 }

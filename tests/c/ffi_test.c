@@ -473,6 +473,7 @@ static void test_connections(void) {
     OK(connmgr_config_set_dialer_pool_size(cfg, 2));
     OK(connmgr_config_set_dial_timeout(cfg, 5000));
     OK(connmgr_config_set_stop_grace(cfg, 2000));
+    OK(connmgr_config_set_check_descriptors(cfg, true));
     OK(connmgr_config_add_listen_addr(cfg, "127.0.0.1:0"));
     OK(connmgr_config_set_callbacks(cfg, &cbs));
     connmgr_manager *m = NULL;
