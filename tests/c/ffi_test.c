@@ -359,6 +359,13 @@ static void test_errors(void) {
     EXPECT(connmgr_config_set_callbacks(cfg, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     EXPECT(connmgr_config_set_stop_grace(cfg, UINT64_MAX), CONNMGR_STATUS_CONFIG);
     ERROR_MENTIONS("stop_grace");
+    /* Sizes past their bound are refused by the setter, not by an abort. */
+    EXPECT(connmgr_config_set_target_outbound(cfg, SIZE_MAX), CONNMGR_STATUS_CONFIG);
+    ERROR_MENTIONS("target_outbound");
+    EXPECT(connmgr_config_set_dialer_pool_size(cfg, SIZE_MAX), CONNMGR_STATUS_CONFIG);
+    ERROR_MENTIONS("dialer_pool_size");
+    EXPECT(connmgr_config_set_max_inbound(cfg, SIZE_MAX), CONNMGR_STATUS_CONFIG);
+    EXPECT(connmgr_config_set_dial_timeout(cfg, UINT64_MAX), CONNMGR_STATUS_CONFIG);
     EXPECT(connmgr_config_set_address_source(cfg, NULL, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     connmgr_manager *m = NULL;
     EXPECT(connmgr_manager_new(NULL, &m), CONNMGR_STATUS_NULL_ARGUMENT);
