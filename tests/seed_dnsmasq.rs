@@ -2,7 +2,6 @@
 //! Debian's `dnsmasq`, started on a free loopback port and serving made-up
 //! seed names. Without `dnsmasq` the tests say so and pass, except under
 //! CI, where its absence is an error.
-#![cfg(feature = "hickory")]
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -236,7 +235,6 @@ fn checked_ips(result: &SeedResult, port: u16, services: u64) -> HashSet<IpAddr>
 /// With services 9 wanted, the filtering seed is asked for its x9
 /// subdomain and the plain seed for its own name; each gives exactly the
 /// served A and AAAA addresses with the network's port, ages 3-7 days.
-#[test]
 fn hickory_seeding_returns_served_addresses() {
     let Some(dns) = Dnsmasq::start() else { return };
     let lookup = HickoryLookup::new(dns.addr).unwrap();
@@ -263,7 +261,6 @@ fn hickory_seeding_returns_served_addresses() {
 }
 
 /// Asking for plain full nodes queries the filtering seed's own name.
-#[test]
 fn hickory_default_services_use_plain_name() {
     let Some(dns) = Dnsmasq::start() else { return };
     let lookup = HickoryLookup::new(dns.addr).unwrap();
@@ -282,7 +279,6 @@ fn hickory_default_services_use_plain_name() {
 }
 
 /// A seed with more records than the cap gives that many of them.
-#[test]
 fn hickory_cap_picks_subset() {
     let Some(dns) = Dnsmasq::start() else { return };
     let lookup = HickoryLookup::new(dns.addr).unwrap();
@@ -300,7 +296,6 @@ fn hickory_cap_picks_subset() {
 
 /// A name the server does not know is reported as not found, while the
 /// other seed is still delivered.
-#[test]
 fn hickory_unknown_seed_not_found() {
     let Some(dns) = Dnsmasq::start() else { return };
     let lookup = HickoryLookup::new(dns.addr).unwrap();
@@ -326,7 +321,6 @@ fn hickory_unknown_seed_not_found() {
 }
 
 /// Over TCP alone the same answers arrive, AAAA-only names included.
-#[test]
 fn hickory_over_tcp() {
     let Some(dns) = Dnsmasq::start() else { return };
     let lookup = HickoryLookup::with_transport(dns.addr, DnsTransport::Tcp).unwrap();
@@ -335,4 +329,29 @@ fn hickory_over_tcp() {
         let ips: HashSet<IpAddr> = lookup.lookup(name, DEADLINE).unwrap().into_iter().collect();
         assert_eq!(ips, served(name), "{name}");
     }
+}
+
+#[path = "common/external.rs"]
+mod external;
+
+fn main() {
+    external::run(
+        external::installed("dnsmasq", "install it with `apt-get install dnsmasq-base`"),
+        &[
+            (
+                "hickory_seeding_returns_served_addresses",
+                hickory_seeding_returns_served_addresses,
+            ),
+            (
+                "hickory_default_services_use_plain_name",
+                hickory_default_services_use_plain_name,
+            ),
+            ("hickory_cap_picks_subset", hickory_cap_picks_subset),
+            (
+                "hickory_unknown_seed_not_found",
+                hickory_unknown_seed_not_found,
+            ),
+            ("hickory_over_tcp", hickory_over_tcp),
+        ],
+    )
 }

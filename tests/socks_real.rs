@@ -110,7 +110,6 @@ fn ctx() -> DialContext {
     DialContext::with_timeout(DEADLINE)
 }
 
-#[test]
 fn manager_reaches_an_echo_peer_through_microsocks() {
     let Some(proxy) = microsocks(&[]) else { return };
     let (peer, echo) = echo_peer();
@@ -140,7 +139,6 @@ fn manager_reaches_an_echo_peer_through_microsocks() {
     echo.join().unwrap();
 }
 
-#[test]
 fn isolation_falls_back_to_no_auth_on_a_proxy_without_auth() {
     let Some(proxy) = microsocks(&[]) else { return };
     let (peer, echo) = echo_peer();
@@ -154,7 +152,6 @@ fn isolation_falls_back_to_no_auth_on_a_proxy_without_auth() {
     echo.join().unwrap();
 }
 
-#[test]
 fn correct_credentials_are_accepted_by_microsocks() {
     let Some(proxy) = microsocks(&["-u", "user", "-P", "pass"]) else {
         return;
@@ -170,7 +167,6 @@ fn correct_credentials_are_accepted_by_microsocks() {
     echo.join().unwrap();
 }
 
-#[test]
 fn wrong_credentials_are_rejected_by_microsocks() {
     let Some(proxy) = microsocks(&["-u", "user", "-P", "pass"]) else {
         return;
@@ -185,7 +181,6 @@ fn wrong_credentials_are_rejected_by_microsocks() {
     assert!(matches!(err, SocksError::AuthFailed(_)), "{err:?}");
 }
 
-#[test]
 fn missing_credentials_are_reported_as_auth_required_by_microsocks() {
     let Some(proxy) = microsocks(&["-u", "user", "-P", "pass"]) else {
         return;
@@ -195,4 +190,35 @@ fn missing_credentials_are_reported_as_auth_required_by_microsocks() {
         .connect(&target, &ctx())
         .unwrap_err();
     assert!(matches!(err, SocksError::AuthRequired), "{err:?}");
+}
+
+#[path = "common/external.rs"]
+mod external;
+
+fn main() {
+    external::run(
+        external::installed("microsocks", "run `apt-get install microsocks`"),
+        &[
+            (
+                "manager_reaches_an_echo_peer_through_microsocks",
+                manager_reaches_an_echo_peer_through_microsocks,
+            ),
+            (
+                "isolation_falls_back_to_no_auth_on_a_proxy_without_auth",
+                isolation_falls_back_to_no_auth_on_a_proxy_without_auth,
+            ),
+            (
+                "correct_credentials_are_accepted_by_microsocks",
+                correct_credentials_are_accepted_by_microsocks,
+            ),
+            (
+                "wrong_credentials_are_rejected_by_microsocks",
+                wrong_credentials_are_rejected_by_microsocks,
+            ),
+            (
+                "missing_credentials_are_reported_as_auth_required_by_microsocks",
+                missing_credentials_are_reported_as_auth_required_by_microsocks,
+            ),
+        ],
+    )
 }

@@ -124,12 +124,23 @@ fn start_busy_manager() -> Running {
 
     #[cfg(target_os = "linux")]
     {
+        // A thread names itself once it first runs, which under load can
+        // come after the dials it was not needed for: wait for the names.
+        let dialers = |names: &[String]| {
+            names
+                .iter()
+                .filter(|n| n.starts_with("connmgr-dial-"))
+                .count()
+        };
+        assert!(
+            wait_until(|| dialers(&manager_threads()) == POOL),
+            "{:?}",
+            manager_threads()
+        );
         let names = manager_threads();
         for name in ["connmgr-handler", "connmgr-notify", "connmgr-accept"] {
             assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
         }
-        let dialers = names.iter().filter(|n| n.starts_with("connmgr-dial-"));
-        assert_eq!(dialers.count(), POOL, "{names:?}");
     }
 
     Running {
