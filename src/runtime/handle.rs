@@ -438,7 +438,8 @@ impl Handle {
     }
 
     /// The manager's clock now, for callers turning published instants
-    /// into ages.
+    /// into ages (the C API).
+    #[cfg(feature = "ffi")]
     pub(crate) fn clock_now(&self) -> std::time::Instant {
         self.shared.clock.now()
     }
