@@ -95,3 +95,26 @@ pub use crossbeam_channel;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust code blocks of the documents in docs/, compiled (and run where
+/// they are not marked otherwise) as doctests, so they keep matching the
+/// code.
+#[cfg(doctest)]
+pub mod docs_doctests {
+    #[doc = include_str!("../docs/architecture.md")]
+    pub struct Architecture;
+    #[doc = include_str!("../docs/connections.md")]
+    pub struct Connections;
+    #[doc = include_str!("../docs/ffi.md")]
+    pub struct Ffi;
+    #[doc = include_str!("../docs/performance.md")]
+    pub struct Performance;
+    #[doc = include_str!("../docs/policy.md")]
+    pub struct Policy;
+    #[doc = include_str!("../docs/proxy.md")]
+    pub struct Proxy;
+    #[doc = include_str!("../docs/reliability.md")]
+    pub struct Reliability;
+    #[doc = include_str!("../docs/seeding.md")]
+    pub struct Seeding;
+}
