@@ -193,7 +193,7 @@ impl Storm {
                     h.lock().push(conn);
                     c.hit();
                 })
-                .on_disconnection(move |_, _| d.hit()),
+                .on_disconnection(move |_, _, _| d.hit()),
         )
         .build();
         let manager = ConnManager::new(config).expect("valid config");

@@ -251,7 +251,9 @@ impl Activity {
 
     fn on_event(&self, ev: Event) {
         match ev {
-            Event::InboundClosed { id, addr } => self.log(format!("inbound closed {id} ({addr})")),
+            Event::InboundClosed { id, addr, reason } => {
+                self.log(format!("inbound closed {id} ({addr}, {reason})"))
+            }
             Event::DialFailed {
                 req,
                 error,
@@ -298,7 +300,9 @@ fn build_manager(opts: &Opts, sources: Vec<Addr>, act: &Arc<Activity>) -> ConnMa
             a1.log(format!("connected      {req}{}", tag(&req)));
             a1.serve(conn);
         })
-        .on_disconnection(move |_, req| a2.log(format!("disconnected   {req}{}", tag(&req))))
+        .on_disconnection(move |_, req, why| {
+            a2.log(format!("disconnected   {req}{} ({why})", tag(&req)))
+        })
         .on_accept(move |_, conn| {
             let what = format!("accepted       {} ({})", conn.id(), conn.remote_addr());
             a3.log(what);

@@ -61,7 +61,7 @@ mod transport;
 mod types;
 
 pub use crate::addr::{Addr, AddrErrorKind, AddrKind, AddrParseError, CustomAddr, NetGroup};
-pub use crate::core::info::{ConnInfo, Counts, Stats, TrimInfo, Trimmed};
+pub use crate::core::info::{CloseCounts, ConnInfo, Counts, Stats, TrimInfo, Trimmed};
 pub use crate::policy::backoff::Backoff;
 pub use crate::policy::banlist::{BanEntry, BanFileError, Subnet, SubnetParseError};
 pub use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagError, TagInfo};
@@ -87,7 +87,7 @@ pub use crate::transport::socks::{
 };
 pub use crate::transport::stream::{Closer, Stream};
 pub use crate::transport::tcp::{TcpDialer, TcpListener};
-pub use crate::types::{ConnId, ConnState, DialError, Direction};
+pub use crate::types::{CloseReason, ConnId, ConnState, DialError, Direction};
 /// Re-exported: [`Handle::events`] returns its [`Receiver`](crossbeam_channel::Receiver).
 pub use crossbeam_channel;
 

@@ -173,3 +173,46 @@ pub(crate) fn later(now: std::time::Instant, d: std::time::Duration) -> std::tim
         d /= 2;
     }
 }
+
+/// Why an established connection closed, in every close event and counted
+/// in [`Stats::closes`](crate::Stats::closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Closed on the node's side: `Conn::close`, or the last handle
+    /// dropped (as when the node's code sees the peer leave).
+    Closed,
+    /// `disconnect(id)`.
+    Disconnect,
+    /// `reconnect(id)`: closed to dial again at once.
+    Reconnect,
+    /// `remove(id)`.
+    Removed,
+    /// Trimmed down to the low watermark.
+    Trimmed,
+    /// Evicted to make room for an inbound newcomer.
+    Evicted,
+    /// Its address fell under a ban.
+    Banned,
+    /// Its ban score reached the threshold (a peer without an address to
+    /// ban is closed with this reason too).
+    Misbehaving,
+    /// The manager stopped.
+    Stopped,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::Closed => "closed by the node",
+            CloseReason::Disconnect => "disconnected",
+            CloseReason::Reconnect => "reconnecting",
+            CloseReason::Removed => "removed",
+            CloseReason::Trimmed => "trimmed",
+            CloseReason::Evicted => "evicted",
+            CloseReason::Banned => "banned",
+            CloseReason::Misbehaving => "misbehaving",
+            CloseReason::Stopped => "manager stopped",
+        })
+    }
+}

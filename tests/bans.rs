@@ -37,10 +37,14 @@ fn connected(rx: &Receiver<Event>, id: ConnId) -> Conn {
     }
 }
 
-fn disconnected(rx: &Receiver<Event>, id: ConnId) {
-    expect_event(rx, |e| {
+/// Waits for `id`'s disconnect; why it closed.
+fn disconnected(rx: &Receiver<Event>, id: ConnId) -> CloseReason {
+    match expect_event(rx, |e| {
         matches!(e, Event::Disconnected { .. }) && e.id() == Some(id)
-    });
+    }) {
+        Event::Disconnected { reason, .. } => reason,
+        _ => unreachable!(),
+    }
 }
 
 fn dial_failed(rx: &Receiver<Event>, id: ConnId) -> (DialError, Option<Duration>) {
@@ -119,7 +123,8 @@ fn reaching_the_ban_threshold_disconnects_and_bans_the_ip() {
     );
 
     m.handle().misbehaving(id, 1, 0, "invalid block").unwrap();
-    disconnected(&rx, id);
+    let why = disconnected(&rx, id);
+    assert_eq!(why, CloseReason::Misbehaving);
     assert!(conn.is_closed());
     assert!(
         m.handle().conn_info(id).is_none(),
@@ -131,11 +136,9 @@ fn reaching_the_ban_threshold_disconnects_and_bans_the_ip() {
     assert!(bans[0].reason.contains("invalid block"), "{bans:?}");
     // The default ban lasts a day.
     assert_eq!(bans[0].until, clock.now() + 24 * HOUR);
-    assert_eq!(
-        m.handle().snapshot().stats.trimmed,
-        1,
-        "a ban is a policy close"
-    );
+    let stats = m.handle().snapshot().stats;
+    assert_eq!(stats.closes.misbehaving, 1, "{stats:?}");
+    assert_eq!(stats.trimmed, 0, "a ban is not a trim");
 
     let again = m.handle().connect(ConnReq::new(peer)).unwrap();
     let (err, retry_in) = dial_failed(&rx, again);
@@ -715,7 +718,14 @@ fn admit_with_eviction(rx: &Receiver<Event>) -> (Conn, ConnId) {
     });
     let mut evs = evs.into_iter();
     match (evs.next(), evs.next()) {
-        (Some(Event::InboundClosed { id, .. }), Some(Event::Accepted { conn })) => (conn, id),
+        (
+            Some(Event::InboundClosed {
+                id,
+                reason: CloseReason::Evicted,
+                ..
+            }),
+            Some(Event::Accepted { conn }),
+        ) => (conn, id),
         other => panic!("expected an eviction, then the newcomer: {other:?}"),
     }
 }
@@ -766,8 +776,8 @@ fn full_inbound_slots_evict_for_newcomers_but_never_protected_peers() {
     full.m.stop();
 }
 
-/// `Stats::trimmed` is documented to count every connection a policy
-/// closes, eviction included.
+/// An eviction is counted as one, not as a trim, and its close event says
+/// so.
 #[test]
 fn evictions_count_as_policy_closes() {
     let clock = ManualClock::new();
@@ -777,10 +787,11 @@ fn evictions_count_as_policy_closes() {
     let (newcomer, _) = admit_with_eviction(&full.rx);
     full.conns.push(newcomer);
     let stats = full.m.handle().snapshot().stats;
-    assert_eq!(stats.evicted, 1);
+    // admit_with_eviction checked the close event's reason.
     assert_eq!(
-        stats.trimmed, 1,
-        "eviction not counted in trimmed: {stats:?}"
+        (stats.evicted, stats.closes.evicted, stats.trimmed),
+        (1, 1, 0),
+        "{stats:?}"
     );
     full.m.stop();
 }

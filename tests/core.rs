@@ -72,7 +72,9 @@ impl Out {
                 Effect::Discard { conn } => out.discard.push(conn),
                 Effect::Close { serial } => out.close.push(serial),
                 Effect::SaveAnchors(addrs) => out.anchors.push(addrs),
-                Effect::Notify(CoreEvent::Disconnected { req }) => out.disconnected.push(req.id),
+                Effect::Notify(CoreEvent::Disconnected { req, .. }) => {
+                    out.disconnected.push(req.id)
+                }
                 Effect::Notify(CoreEvent::DialFailed { req, retry_in, .. }) => {
                     out.failed.push((req.id, retry_in))
                 }

@@ -631,3 +631,71 @@ fn decaying_tags_register_and_close() {
         changes.decaying
     );
 }
+
+/// Every close says why, in its event and in the per-reason counts.
+#[test]
+fn every_close_carries_its_reason() {
+    use connmgr::core::{CoreEvent, Teardown};
+    use connmgr::CloseReason;
+    let reason = |out: &[Effect<u32>]| {
+        out.iter()
+            .find_map(|e| match e {
+                Effect::Notify(CoreEvent::Disconnected { reason, .. })
+                | Effect::Notify(CoreEvent::InboundClosed { reason, .. }) => Some(*reason),
+                _ => None,
+            })
+            .expect("a close event")
+    };
+    let mut n = Node::new(trim_config(0, 10, Duration::ZERO));
+    let teardown = |mode| move |id| Input::Teardown { id, mode };
+    for (mode, want) in [
+        (Teardown::Disconnect, CloseReason::Disconnect),
+        (Teardown::Reconnect, CloseReason::Reconnect),
+        (Teardown::Remove, CloseReason::Removed),
+    ] {
+        let (id, _) = n.outbound("203.0.113.1:8333", false);
+        assert_eq!(reason(&n.step(teardown(mode)(id))), want);
+        let _ = n.step(Input::Teardown {
+            id,
+            mode: Teardown::Remove,
+        });
+    }
+    let (id, serial) = n.outbound("203.0.113.2:8333", false);
+    assert_eq!(
+        reason(&n.step(Input::Closed { id, serial })),
+        CloseReason::Closed
+    );
+    n.outbound("203.0.113.3:8333", false);
+    n.now += SEC;
+    assert_eq!(reason(&n.step(Input::Trim)), CloseReason::Trimmed);
+    n.outbound("203.0.113.4:8333", false);
+    let ban = Input::Ban {
+        subnet: "203.0.113.4/32".parse().unwrap(),
+        duration: 60 * SEC,
+        reason: "test".into(),
+    };
+    assert_eq!(reason(&n.step(ban)), CloseReason::Banned);
+    let (id, _) = n.outbound("203.0.113.5:8333", false);
+    let bad = Input::Misbehaving {
+        id,
+        persistent: 100,
+        transient: 0,
+        reason: "invalid block".into(),
+    };
+    assert_eq!(reason(&n.step(bad)), CloseReason::Misbehaving);
+    n.inbound("198.51.100.1:1000");
+    let stop = Input::Stop {
+        close_established: true,
+    };
+    assert_eq!(reason(&n.step(stop)), CloseReason::Stopped);
+    let c = n.core.stats().closes;
+    assert_eq!(
+        (c.disconnect, c.reconnect, c.removed, c.closed, c.trimmed),
+        (1, 1, 1, 1, 1)
+    );
+    assert_eq!(
+        (c.banned, c.misbehaving, c.stopped, c.evicted),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(n.core.stats().trimmed, 1);
+}

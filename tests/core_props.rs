@@ -241,7 +241,7 @@ impl Model {
                     }
                     self.live.retain(|&(_, s)| s != *serial);
                 }
-                Effect::Notify(CoreEvent::Disconnected { req }) => {
+                Effect::Notify(CoreEvent::Disconnected { req, .. }) => {
                     let id = req.id;
                     if self.last.insert(id, Last::Disconnected) != Some(Last::Connected) {
                         return Err(format!("{id}: Disconnected without a connection before it"));

@@ -111,7 +111,7 @@ fn is_connected(ev: &Event, id: ConnId) -> bool {
 }
 
 fn is_disconnected(ev: &Event, id: ConnId) -> bool {
-    matches!(ev, Event::Disconnected { req } if req.id() == Some(id))
+    matches!(ev, Event::Disconnected { req, .. } if req.id() == Some(id))
 }
 
 fn is_dial_failed(ev: &Event, id: ConnId) -> bool {
@@ -996,7 +996,9 @@ fn memory_listener_reports_inbound_connections() {
 
     conn.close();
     match expect_event(&rx, |ev| matches!(ev, Event::InboundClosed { .. })) {
-        Event::InboundClosed { id: closed, addr } => {
+        Event::InboundClosed {
+            id: closed, addr, ..
+        } => {
             assert_eq!(closed, id);
             assert_eq!(&addr, conn.remote_addr());
         }
@@ -1333,7 +1335,7 @@ fn events_for_each_request_alternate_connected_disconnected() {
                 // confuse the next incarnation.
                 drop(conn);
             }
-            Event::Disconnected { req } => {
+            Event::Disconnected { req, .. } => {
                 log.entry(req.id().unwrap()).or_default().push("D");
                 disconnects += 1;
             }

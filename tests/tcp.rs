@@ -361,7 +361,7 @@ fn listener_accepts_and_reports_inbound_close() {
         .unwrap();
     let ev = expect_event(&events, |ev| matches!(ev, Event::InboundClosed { .. }));
     match ev {
-        Event::InboundClosed { id, addr } => {
+        Event::InboundClosed { id, addr, .. } => {
             assert_eq!(id, first_id);
             assert_eq!(addr, first_addr);
         }

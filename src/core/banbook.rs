@@ -8,7 +8,7 @@ use log::{info, warn};
 use super::{later, Core, CoreConfig, Effect, LOG};
 use crate::addr::Addr;
 use crate::policy::banlist::{BanEntry, BanList, Subnet, MAX_BAN_DURATION};
-use crate::types::ConnId;
+use crate::types::{CloseReason, ConnId};
 
 /// The ban list, the thresholds that fill it, and whether it changed
 /// since it was last saved and published.
@@ -128,10 +128,17 @@ impl Core {
             Some(ip) => {
                 let why = format!("ban score {score}: {reason}");
                 let duration = self.bans.ban_duration;
-                self.ban(now, Subnet::host(ip), duration, why, out);
+                self.ban_for(
+                    now,
+                    Subnet::host(ip),
+                    duration,
+                    why,
+                    CloseReason::Misbehaving,
+                    out,
+                );
             }
             // Nothing to ban by address (an onion or custom peer): drop it.
-            None => self.close_for_policy(now, id, out),
+            None => self.close_for_policy(now, id, CloseReason::Misbehaving, out),
         }
     }
 
@@ -142,6 +149,19 @@ impl Core {
         subnet: Subnet,
         duration: Duration,
         reason: String,
+        out: &mut Vec<Effect<C>>,
+    ) {
+        self.ban_for(now, subnet, duration, reason, CloseReason::Banned, out);
+    }
+
+    /// [`ban`](Self::ban), closing with `why` as the close reason.
+    fn ban_for<C>(
+        &mut self,
+        now: Instant,
+        subnet: Subnet,
+        duration: Duration,
+        reason: String,
+        why: CloseReason,
         out: &mut Vec<Effect<C>>,
     ) {
         info!(target: LOG, "banning {subnet} for {duration:?}: {reason}");
@@ -160,7 +180,7 @@ impl Core {
             .collect();
         inside.sort_unstable();
         for id in inside {
-            self.close_for_policy(now, id, out);
+            self.close_for_policy(now, id, why, out);
         }
     }
 }

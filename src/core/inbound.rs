@@ -11,7 +11,7 @@ use super::record::{Record, Side};
 use super::{Core, CoreConfig, Effect, PeerReport, Teardown, LOG};
 use crate::addr::Addr;
 use crate::policy::eviction::{CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy};
-use crate::types::{ConnId, ConnState, Direction};
+use crate::types::{CloseReason, ConnId, ConnState, Direction};
 
 /// The inbound limit, the eviction switch and key, and the live count.
 pub(super) struct InboundSlots {
@@ -118,7 +118,7 @@ impl Core {
                 let victim = ConnId(victim);
                 info!(target: LOG, "evicting inbound {victim} for {remote}");
                 self.stats.evicted += 1;
-                self.close_for_policy(now, victim, out);
+                self.close_for_policy(now, victim, CloseReason::Evicted, out);
                 None
             }
             None => Some(format!("{full}, all protected from eviction")),
@@ -160,7 +160,7 @@ impl Core {
         let current = matches!(self.records.get(&id),
             Some(r) if r.serial == serial && r.state == ConnState::Established);
         if current {
-            self.take_down(now, id, Teardown::Disconnect, out);
+            self.take_down(now, id, Teardown::Disconnect, CloseReason::Closed, out);
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::policy::trim::TrimPolicy;
 
 use crate::addr::Addr;
 use crate::policy::tags::PeerId;
-use crate::types::{ConnId, ConnState, Direction};
+use crate::types::{CloseReason, ConnId, ConnState, Direction};
 
 /// One request or inbound connection as last published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,48 @@ impl Counts {
     }
 }
 
+/// Established connections that closed, by [`CloseReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseCounts {
+    /// Closed on the node's side (`Conn::close`, the last handle dropped).
+    pub closed: u64,
+    /// By `disconnect`.
+    pub disconnect: u64,
+    /// By `reconnect`.
+    pub reconnect: u64,
+    /// By `remove`.
+    pub removed: u64,
+    /// By trims.
+    pub trimmed: u64,
+    /// Evicted for inbound newcomers.
+    pub evicted: u64,
+    /// Under a ban.
+    pub banned: u64,
+    /// For misbehaving.
+    pub misbehaving: u64,
+    /// At stop.
+    pub stopped: u64,
+}
+
+impl CloseCounts {
+    /// Counts one close for `reason`.
+    pub(crate) fn count(&mut self, reason: CloseReason) {
+        let n = match reason {
+            CloseReason::Closed => &mut self.closed,
+            CloseReason::Disconnect => &mut self.disconnect,
+            CloseReason::Reconnect => &mut self.reconnect,
+            CloseReason::Removed => &mut self.removed,
+            CloseReason::Trimmed => &mut self.trimmed,
+            CloseReason::Evicted => &mut self.evicted,
+            CloseReason::Banned => &mut self.banned,
+            CloseReason::Misbehaving => &mut self.misbehaving,
+            CloseReason::Stopped => &mut self.stopped,
+        };
+        *n = n.saturating_add(1);
+    }
+}
+
 /// Running totals since the manager was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -108,8 +150,11 @@ pub struct Stats {
     pub last_trim_closed: usize,
     /// Tag and protect calls dropped because the peer book was full.
     pub peers_refused: u64,
-    /// Connections closed by a policy: trimming, eviction or a ban.
+    /// Connections closed by trims (only; see [`closes`](Self::closes)
+    /// for the other reasons).
     pub trimmed: u64,
+    /// Closed connections by reason.
+    pub closes: CloseCounts,
     /// Inbound connections evicted to make room for a newcomer.
     pub evicted: u64,
 }

@@ -38,7 +38,7 @@ use crate::idmap::IdMap;
 use crate::policy::banlist::{BanEntry, BanList, Subnet};
 use crate::policy::tags::{PeerId, TagError, TagInfo};
 pub(crate) use crate::types::later;
-use crate::types::{ConnId, ConnState, DialError, Direction};
+use crate::types::{CloseReason, ConnId, ConnState, DialError, Direction};
 
 mod banbook;
 mod changes;
@@ -345,6 +345,8 @@ pub enum CoreEvent {
     Disconnected {
         /// The request.
         req: ReqSpec,
+        /// Why.
+        reason: CloseReason,
     },
     /// A dial failed (or the source had no address).
     DialFailed {
@@ -361,6 +363,8 @@ pub enum CoreEvent {
         id: ConnId,
         /// The peer's address.
         addr: Addr,
+        /// Why.
+        reason: CloseReason,
     },
 }
 
@@ -661,8 +665,9 @@ impl Core {
             let (live, serial, direction) = (r.is_live(), r.serial, r.direction());
             if live && close_established {
                 self.stats.closed += 1;
+                self.stats.closes.count(CloseReason::Stopped);
                 out.push(Effect::Close { serial });
-                out.push(Effect::Notify(self.closed_event(id)));
+                out.push(Effect::Notify(self.closed_event(id, CloseReason::Stopped)));
                 self.finish(id, ConnState::Disconnected);
             } else if live {
                 // Handed over for good: the user keeps the open connection.
@@ -679,13 +684,17 @@ impl Core {
     }
 
     /// The event that reports closing live record `id`.
-    fn closed_event(&self, id: ConnId) -> CoreEvent {
+    fn closed_event(&self, id: ConnId, reason: CloseReason) -> CoreEvent {
         let r = &self.records[&id];
         match r.direction() {
-            Direction::Outbound => CoreEvent::Disconnected { req: self.spec(id) },
+            Direction::Outbound => CoreEvent::Disconnected {
+                req: self.spec(id),
+                reason,
+            },
             Direction::Inbound => CoreEvent::InboundClosed {
                 id,
                 addr: r.addr.clone().unwrap_or_else(unreachable_addr),
+                reason,
             },
         }
     }

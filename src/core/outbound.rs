@@ -15,7 +15,7 @@ use crate::addr::{Addr, NetGroup};
 use crate::idmap::IdMap;
 use crate::policy::backoff::Backoff;
 use crate::policy::diversity::diversity_group;
-use crate::types::{ConnId, ConnState, DialError, Direction};
+use crate::types::{CloseReason, ConnId, ConnState, DialError, Direction};
 
 /// Unusable addresses (banned, or in a netgroup already held) the source
 /// may give one request before the request waits like an empty source.
@@ -571,7 +571,14 @@ impl Core {
         }
         let dialing = r.out().filter(|o| o.dialing).map(|o| o.attempt);
         match r.state {
-            ConnState::Established => self.take_down(now, id, mode, out),
+            ConnState::Established => {
+                let reason = match mode {
+                    Teardown::Disconnect => CloseReason::Disconnect,
+                    Teardown::Reconnect => CloseReason::Reconnect,
+                    Teardown::Remove => CloseReason::Removed,
+                };
+                self.take_down(now, id, mode, reason, out)
+            }
             ConnState::Pending if mode == Teardown::Reconnect => {
                 debug!(target: LOG, "reconnect of {id} ignored: already connecting");
             }
@@ -597,6 +604,7 @@ impl Core {
         now: Instant,
         id: ConnId,
         mode: Teardown,
+        reason: CloseReason,
         out: &mut Vec<Effect<C>>,
     ) {
         let Some(r) = self.records.get(&id).filter(|r| r.is_live()) else {
@@ -604,8 +612,9 @@ impl Core {
         };
         let (serial, direction, permanent) = (r.serial, r.direction(), r.is_permanent());
         self.stats.closed += 1;
+        self.stats.closes.count(reason);
         out.push(Effect::Close { serial });
-        out.push(Effect::Notify(self.closed_event(id)));
+        out.push(Effect::Notify(self.closed_event(id, reason)));
         if direction == Direction::Inbound {
             info!(target: LOG, "inbound {id} closed");
             return self.finish(id, ConnState::Disconnected);

@@ -12,7 +12,7 @@ use super::{Core, CoreConfig, Effect, Teardown, LOG};
 use crate::guard::guarded;
 use crate::policy::tags::{BumpFn, DecayFn, PeerId, PeerTags, TagError, TagInfo};
 use crate::policy::trim::{TrimCandidate, TrimPolicy};
-use crate::types::{ConnId, Direction};
+use crate::types::{CloseReason, ConnId, Direction};
 
 /// A change to one peer's tags, carried from a caller to the Core.
 #[non_exhaustive]
@@ -449,7 +449,7 @@ impl Core {
             .collect();
         info!(target: LOG, "trimming {} of {count} connections", victims.len());
         for id in &victims {
-            self.close_for_policy(now, *id, out);
+            self.close_for_policy(now, *id, CloseReason::Trimmed, out);
         }
         self.stats.last_trim_closed = victims.len();
         victims
@@ -491,11 +491,14 @@ impl Core {
         &mut self,
         now: Instant,
         id: ConnId,
+        reason: CloseReason,
         out: &mut Vec<Effect<C>>,
     ) {
         if self.records.get(&id).is_some_and(Record::is_live) {
-            self.stats.trimmed += 1;
-            self.take_down(now, id, Teardown::Disconnect, out);
+            if reason == CloseReason::Trimmed {
+                self.stats.trimmed += 1;
+            }
+            self.take_down(now, id, Teardown::Disconnect, reason, out);
         }
     }
 }

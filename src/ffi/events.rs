@@ -166,7 +166,7 @@ pub(crate) fn install(mut builder: ConfigBuilder, cbs: &ConnmgrCallbacks) -> Con
         });
     }
     if let Some(f) = cbs.disconnected {
-        builder = builder.on_disconnection(move |_, req| {
+        builder = builder.on_disconnection(move |_, req, _reason| {
             let remote = c_text(req.addr().map(Addr::to_string).unwrap_or_default());
             let id = req.id().map_or(0, |id| id.0);
             // SAFETY: `f` is the caller's callback; `remote` outlives the
@@ -186,7 +186,7 @@ pub(crate) fn install(mut builder: ConfigBuilder, cbs: &ConnmgrCallbacks) -> Con
     let (closed, failed) = (cbs.inbound_closed, cbs.dial_failed);
     if closed.is_some() || failed.is_some() {
         builder = builder.on_event(move |_, event| match event {
-            Event::InboundClosed { id, addr } => {
+            Event::InboundClosed { id, addr, .. } => {
                 if let Some(f) = closed {
                     let remote = c_text(addr);
                     // SAFETY: `f` is the caller's callback; `remote`

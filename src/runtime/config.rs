@@ -24,6 +24,7 @@ use crate::runtime::request::ConnReq;
 use crate::runtime::source::AddressSource;
 use crate::transport::dial::Dial;
 use crate::transport::listener::Listener;
+use crate::types::CloseReason;
 
 /// Everything a [`ConnManager`](crate::ConnManager) needs. Build one with
 /// [`Config::builder`]; [`ConnManager::new`](crate::ConnManager::new)
@@ -446,10 +447,10 @@ impl ConfigBuilder {
     }
 
     /// Called on the notifier thread when an established outbound
-    /// connection closes.
+    /// connection closes, with why it closed.
     pub fn on_disconnection(
         mut self,
-        f: impl Fn(&Handle, ConnReq) + Send + Sync + 'static,
+        f: impl Fn(&Handle, ConnReq, CloseReason) + Send + Sync + 'static,
     ) -> Self {
         self.config.callbacks.disconnected = Some(Box::new(f));
         self

@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::addr::Addr;
 use crate::runtime::conn::Conn;
 use crate::runtime::request::ConnReq;
-use crate::types::ConnId;
 use crate::types::DialError;
+use crate::types::{CloseReason, ConnId};
 
 /// Something that happened to a request or connection. Delivered in order
 /// on the notifier thread: to the matching callback if one is set,
@@ -28,6 +28,8 @@ pub enum Event {
     Disconnected {
         /// The request.
         req: ConnReq,
+        /// Why it closed.
+        reason: CloseReason,
     },
     /// A listener accepted an inbound connection within the limit.
     Accepted {
@@ -40,6 +42,8 @@ pub enum Event {
         id: ConnId,
         /// The peer's address.
         addr: Addr,
+        /// Why it closed.
+        reason: CloseReason,
     },
     /// A dial failed, or the address source had no address.
     DialFailed {
@@ -96,7 +100,7 @@ impl Event {
     pub fn id(&self) -> Option<ConnId> {
         match self {
             Event::Connected { conn, .. } | Event::Accepted { conn } => Some(conn.id()),
-            Event::Disconnected { req } | Event::DialFailed { req, .. } => req.id(),
+            Event::Disconnected { req, .. } | Event::DialFailed { req, .. } => req.id(),
             Event::InboundClosed { id, .. } => Some(*id),
             Event::SaveFailed { .. }
             | Event::ThreadFailed { .. }
@@ -131,14 +135,17 @@ impl fmt::Debug for Event {
                 .field("req", req)
                 .field("conn", conn)
                 .finish(),
-            Event::Disconnected { req } => {
-                f.debug_struct("Disconnected").field("req", req).finish()
-            }
+            Event::Disconnected { req, reason } => f
+                .debug_struct("Disconnected")
+                .field("req", req)
+                .field("reason", reason)
+                .finish(),
             Event::Accepted { conn } => f.debug_struct("Accepted").field("conn", conn).finish(),
-            Event::InboundClosed { id, addr } => f
+            Event::InboundClosed { id, addr, reason } => f
                 .debug_struct("InboundClosed")
                 .field("id", id)
                 .field("addr", addr)
+                .field("reason", reason)
                 .finish(),
             Event::DialFailed {
                 req,

@@ -405,8 +405,9 @@ impl Handler {
             }
             Effect::Notify(ev) => {
                 let event = match ev {
-                    CoreEvent::Disconnected { req } => Event::Disconnected {
+                    CoreEvent::Disconnected { req, reason } => Event::Disconnected {
                         req: self.req_for(&req),
+                        reason,
                     },
                     CoreEvent::DialFailed {
                         req,
@@ -417,7 +418,9 @@ impl Handler {
                         error,
                         retry_in,
                     },
-                    CoreEvent::InboundClosed { id, addr } => Event::InboundClosed { id, addr },
+                    CoreEvent::InboundClosed { id, addr, reason } => {
+                        Event::InboundClosed { id, addr, reason }
+                    }
                 };
                 self.outbox.push(event);
             }

@@ -13,11 +13,12 @@ use crate::runtime::conn::Conn;
 use crate::runtime::event::Event;
 use crate::runtime::handle::Handle;
 use crate::runtime::request::ConnReq;
+use crate::types::CloseReason;
 
 const LOG: &str = "connmgr";
 
 type ConnectedFn = dyn Fn(&Handle, ConnReq, Conn) + Send + Sync;
-type DisconnectedFn = dyn Fn(&Handle, ConnReq) + Send + Sync;
+type DisconnectedFn = dyn Fn(&Handle, ConnReq, CloseReason) + Send + Sync;
 type AcceptedFn = dyn Fn(&Handle, Conn) + Send + Sync;
 type EventFn = dyn Fn(&Handle, Event) + Send + Sync;
 
@@ -140,12 +141,12 @@ fn deliver(
             },
         ) => return f(handle, req, conn),
         (
-            Event::Disconnected { req },
+            Event::Disconnected { req, reason },
             Callbacks {
                 disconnected: Some(f),
                 ..
             },
-        ) => return f(handle, req),
+        ) => return f(handle, req, reason),
         (
             Event::Accepted { conn },
             Callbacks {

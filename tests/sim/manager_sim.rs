@@ -262,7 +262,7 @@ impl Run {
                     self.held.insert(conn.id(), conn);
                 }
             }
-            Event::Disconnected { req } => {
+            Event::Disconnected { req, .. } => {
                 if let Some(id) = req.id() {
                     *self.opened.entry(id).or_default() -= 1;
                     self.held.remove(&id);
