@@ -121,9 +121,13 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds `addr` with address reuse and a backlog of 1024.
+    /// Binds `addr` with a backlog of 1024 and, off Windows, address reuse
+    /// (so a restart can bind while old connections linger in TIME_WAIT).
+    /// Windows's SO_REUSEADDR would let a second socket take the same port,
+    /// so it is left off there.
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        #[cfg(not(windows))]
         socket.set_reuse_address(true)?;
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
