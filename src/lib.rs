@@ -67,7 +67,7 @@ pub use crate::policy::banlist::{BanEntry, BanFileError, Subnet, SubnetParseErro
 pub use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagError, TagInfo};
 pub use crate::runtime::clock::{Clock, ManualClock, SystemClock};
 pub use crate::runtime::config::{Config, ConfigBuilder, ConfigError};
-pub use crate::runtime::conn::Conn;
+pub use crate::runtime::conn::{Conn, ConnHold};
 pub use crate::runtime::decaying::DecayingTag;
 pub use crate::runtime::event::Event;
 pub use crate::runtime::fdlimit::{ensure_descriptors, DescriptorCheck, RESERVED_DESCRIPTORS};

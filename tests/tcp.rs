@@ -495,3 +495,145 @@ fn tcp_listener_closer_wakes_blocked_accept() {
     assert!(second_failed, "accept succeeded after close");
     acceptor.join().unwrap();
 }
+
+/// Socket control on connections the manager hands out, both directions:
+/// read timeouts (a blocking node times out an idle peer), nodelay,
+/// keepalive, both addresses, the descriptor for a poll loop.
+#[test]
+fn connections_expose_socket_controls() {
+    let server = std::net::TcpListener::bind(loopback4(0)).unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let m = ConnManager::new(
+        Config::builder()
+            .dialer(TcpDialer::new())
+            .listen(loopback4(0))
+            .build(),
+    )
+    .unwrap();
+    let events = m.handle().events();
+    m.start().unwrap();
+    let listen = m.handle().listen_addrs()[0].socket_addr().unwrap();
+    m.handle()
+        .connect(ConnReq::new(Addr::Ip(server_addr)))
+        .unwrap();
+    let _outbound_peer = server.accept().unwrap();
+    let _inbound_peer = TcpStream::connect(listen).unwrap();
+    let mut conns = Vec::new();
+    while conns.len() < 2 {
+        match events.recv_timeout(DEADLINE).expect("no connection") {
+            Event::Connected { conn, .. } | Event::Accepted { conn } => conns.push(conn),
+            _ => {}
+        }
+    }
+    for mut conn in conns {
+        conn.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let err = conn.read(&mut [0u8; 8]).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{err:?}"
+        );
+        conn.set_write_timeout(Some(DEADLINE)).unwrap();
+        conn.set_nodelay(true).unwrap();
+        assert!(conn.tcp_stream().unwrap().nodelay().unwrap());
+        conn.set_keepalive(Some(Duration::from_secs(30))).unwrap();
+        conn.set_keepalive(None).unwrap();
+        let (local, peer) = (
+            conn.local_socket_addr().unwrap(),
+            conn.peer_socket_addr().unwrap(),
+        );
+        match conn.direction() {
+            Direction::Outbound => assert_eq!(peer, server_addr),
+            Direction::Inbound => assert_eq!(local, listen),
+        }
+        assert!(conn.raw_fd().is_some_and(|fd| fd >= 0));
+    }
+    m.stop();
+}
+
+/// `into_tcp` hands the socket over as a plain `TcpStream`; the manager
+/// counts the connection open until the hold goes, and `stop` still
+/// closes the socket under the stream.
+#[test]
+fn into_tcp_hands_over_the_socket_and_keeps_the_manager_informed() {
+    let m = ConnManager::new(
+        Config::builder()
+            .dialer(TcpDialer::new())
+            .listen(loopback4(0))
+            .build(),
+    )
+    .unwrap();
+    let events = m.handle().events();
+    m.start().unwrap();
+    let listen = m.handle().listen_addrs()[0].socket_addr().unwrap();
+    let mut peers: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(listen).unwrap())
+        .collect();
+    let mut taken = Vec::new();
+    while taken.len() < 2 {
+        if let Event::Accepted { conn } = events.recv_timeout(DEADLINE).expect("no accept") {
+            taken.push(conn.into_tcp().expect("a TCP connection has a socket"));
+        }
+    }
+    let (mut tcp, hold) = taken.remove(0);
+    tcp.write_all(b"hi").unwrap();
+    let mut buf = [0u8; 2];
+    let peer = peers
+        .iter_mut()
+        .find(|p| p.local_addr().unwrap() == tcp.peer_addr().unwrap())
+        .unwrap();
+    peer.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hi");
+    assert_eq!(m.handle().counts().inbound, 2);
+    drop(tcp);
+    drop(hold);
+    assert!(wait_until(|| m.handle().counts().inbound == 1));
+
+    // The other one: stop closes the socket under the taken stream.
+    let (mut tcp, _hold) = taken.remove(0);
+    m.stop();
+    assert_eq!(tcp.read(&mut buf).unwrap(), 0, "stop left the socket open");
+}
+
+/// In-memory connections honour read timeouts too, and say plainly that
+/// they have no socket.
+#[test]
+fn pipe_connections_honour_timeouts_and_have_no_socket() {
+    let net = MemoryNetwork::new();
+    let at = mem_addr(3);
+    let listener = net.listen(at.clone()).unwrap();
+    let m = ConnManager::new(
+        Config::builder()
+            .dialer(net.dialer())
+            .listener(listener)
+            .build(),
+    )
+    .unwrap();
+    let events = m.handle().events();
+    m.start().unwrap();
+    let _client = net.connect(&at).unwrap();
+    let mut conn = loop {
+        if let Event::Accepted { conn } = events.recv_timeout(DEADLINE).expect("no accept") {
+            break conn;
+        }
+    };
+    conn.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    assert_eq!(
+        conn.read(&mut [0u8; 1]).unwrap_err().kind(),
+        io::ErrorKind::TimedOut
+    );
+    assert!(conn.raw_fd().is_none() && conn.tcp_stream().is_none());
+    assert_eq!(
+        conn.set_keepalive(None).unwrap_err().kind(),
+        io::ErrorKind::Unsupported
+    );
+    let conn = conn
+        .into_tcp()
+        .expect_err("a pipe has no socket to hand over");
+    assert!(!conn.is_closed());
+    m.stop();
+}

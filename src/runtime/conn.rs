@@ -2,8 +2,10 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
@@ -135,9 +137,104 @@ impl Conn {
         })
     }
 
-    /// The underlying stream, for stream-specific calls such as timeouts.
+    /// The underlying stream, for stream-specific calls.
     pub fn stream_mut(&mut self) -> &mut dyn Stream {
         &mut *self.stream
+    }
+
+    /// How long a read may block (`None`: forever), on this connection and
+    /// its clones: a blocking node uses it to time out an idle peer. TCP
+    /// and SOCKS connections and in-memory pipes support it.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(timeout)
+    }
+
+    /// How long a write may block (`None`: forever).
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_write_timeout(timeout)
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on. `TcpDialer` turns it
+    /// off by default.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.stream.set_nodelay(nodelay)
+    }
+
+    /// TCP keepalive probes after `idle` without traffic (`None`: off).
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        self.stream.set_keepalive(idle)
+    }
+
+    /// The socket's peer address (through a SOCKS5 proxy, the proxy's;
+    /// [`remote_addr`](Self::remote_addr) is the peer's).
+    pub fn peer_socket_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_socket_addr()
+    }
+
+    /// The socket's local address.
+    pub fn local_socket_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_socket_addr()
+    }
+
+    /// The TCP socket under this connection, if there is one, for any
+    /// other socket option.
+    pub fn tcp_stream(&self) -> Option<&TcpStream> {
+        self.stream.tcp_stream()
+    }
+
+    /// The socket's file descriptor, to register with a poll loop (the
+    /// connection keeps owning it).
+    #[cfg(unix)]
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.tcp_stream().map(AsRawFd::as_raw_fd)
+    }
+
+    /// The socket's handle, to register with an event loop (the connection
+    /// keeps owning it).
+    #[cfg(windows)]
+    pub fn raw_socket(&self) -> Option<std::os::windows::io::RawSocket> {
+        use std::os::windows::io::AsRawSocket;
+        self.tcp_stream().map(AsRawSocket::as_raw_socket)
+    }
+
+    /// Takes the TCP socket out as a plain [`TcpStream`] (a second
+    /// descriptor for the same socket), with a [`ConnHold`] that keeps the
+    /// connection counted as open: drop the hold (or call its `close`)
+    /// when done, and the manager sees the close as it would a `Conn`'s.
+    /// The manager can still close the socket (stop, trims, bans), which
+    /// the stream then sees as end-of-file. Gives the `Conn` back when
+    /// there is no socket or no descriptor is left.
+    pub fn into_tcp(self) -> Result<(TcpStream, ConnHold), Conn> {
+        match self.stream.tcp_stream().map(TcpStream::try_clone) {
+            Some(Ok(tcp)) => Ok((tcp, ConnHold { guard: self.guard })),
+            _ => Err(self),
+        }
+    }
+}
+
+/// What keeps a connection taken out with [`Conn::into_tcp`] counted as
+/// open; dropping it (with every other handle) tells the manager it
+/// closed.
+pub struct ConnHold {
+    guard: Arc<DropGuard>,
+}
+
+impl ConnHold {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.guard.0.id
+    }
+
+    /// Closes the socket and tells the manager (as [`Conn::close`]).
+    pub fn close(&self) {
+        self.guard.0.close_by_user();
+    }
+}
+
+impl fmt::Debug for ConnHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnHold").field("id", &self.id()).finish()
     }
 }
 

@@ -304,6 +304,21 @@ impl Stream for PipeStream {
     fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
         Ok(Box::new(self.try_clone()))
     }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        PipeStream::set_read_timeout(self, timeout);
+        Ok(())
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        PipeStream::set_write_timeout(self, timeout);
+        Ok(())
+    }
+
+    /// A pipe never delays small writes: there is nothing to turn off.
+    fn set_nodelay(&self, _nodelay: bool) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Drop for PipeStream {

@@ -3,8 +3,9 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A connected byte stream: anything readable and writable that can move
 /// between threads and that the manager can close from another thread.
@@ -38,6 +39,62 @@ pub trait Stream: Read + Write + Send + 'static {
     fn remote_ip(&self) -> Option<IpAddr> {
         None
     }
+
+    /// The TCP socket under this stream, if there is one (for a stream
+    /// through a SOCKS5 proxy, the socket to the proxy). The socket
+    /// controls below use it by default.
+    fn tcp_stream(&self) -> Option<&TcpStream> {
+        None
+    }
+
+    /// How long a read may block (`None`: forever); as
+    /// [`TcpStream::set_read_timeout`]. Unsupported without a socket
+    /// unless the stream says otherwise (pipes do).
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp_stream()
+            .ok_or_else(no_socket)?
+            .set_read_timeout(timeout)
+    }
+
+    /// How long a write may block (`None`: forever).
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp_stream()
+            .ok_or_else(no_socket)?
+            .set_write_timeout(timeout)
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on.
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.tcp_stream()
+            .ok_or_else(no_socket)?
+            .set_nodelay(nodelay)
+    }
+
+    /// TCP keepalive probes after `idle` without traffic (`None`: off).
+    fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        let sock = socket2::SockRef::from(self.tcp_stream().ok_or_else(no_socket)?);
+        match idle {
+            None => sock.set_keepalive(false),
+            Some(idle) => sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle)),
+        }
+    }
+
+    /// The socket's peer address (for a proxied stream, the proxy's).
+    fn peer_socket_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp_stream().ok_or_else(no_socket)?.peer_addr()
+    }
+
+    /// The socket's local address.
+    fn local_socket_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp_stream().ok_or_else(no_socket)?.local_addr()
+    }
+}
+
+fn no_socket() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this stream has no socket (an in-memory pipe or a custom stream)",
+    )
 }
 
 /// A cloneable handle that closes one stream (or listener) from any
@@ -69,6 +126,10 @@ impl fmt::Debug for Closer {
 }
 
 impl Stream for TcpStream {
+    fn tcp_stream(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+
     fn closer(&self) -> io::Result<Closer> {
         let handle = self.try_clone()?;
         Ok(Closer::new(move || {
@@ -129,6 +190,10 @@ impl Stream for SharedTcp {
     fn remote_ip(&self) -> Option<IpAddr> {
         self.0.peer_addr().ok().map(|a| a.ip())
     }
+
+    fn tcp_stream(&self) -> Option<&TcpStream> {
+        Some(&self.0)
+    }
 }
 
 /// A TCP stream to a SOCKS5 proxy, carrying a tunnel to the peer: its
@@ -158,6 +223,10 @@ impl Stream for Proxied {
     fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {
         Ok(Box::new(Proxied(SharedTcp(Arc::clone(&(self.0).0)))))
     }
+
+    fn tcp_stream(&self) -> Option<&TcpStream> {
+        Some(&(self.0).0)
+    }
 }
 
 impl Stream for Box<dyn Stream> {
@@ -171,6 +240,34 @@ impl Stream for Box<dyn Stream> {
 
     fn remote_ip(&self) -> Option<IpAddr> {
         (**self).remote_ip()
+    }
+
+    fn tcp_stream(&self) -> Option<&TcpStream> {
+        (**self).tcp_stream()
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_write_timeout(timeout)
+    }
+
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        (**self).set_nodelay(nodelay)
+    }
+
+    fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        (**self).set_keepalive(idle)
+    }
+
+    fn peer_socket_addr(&self) -> io::Result<SocketAddr> {
+        (**self).peer_socket_addr()
+    }
+
+    fn local_socket_addr(&self) -> io::Result<SocketAddr> {
+        (**self).local_socket_addr()
     }
 }
 
