@@ -362,6 +362,23 @@ fn a_panicking_clock_is_contained() {
     m.stop();
 }
 
+/// Connects 20 clients to `addr` and waits until all were accepted and
+/// five are still open; the clients.
+fn flood_until_five_kept(
+    m: &ConnManager,
+    net: &MemoryNetwork,
+    addr: &Addr,
+) -> Vec<connmgr::PipeStream> {
+    let clients: Vec<_> = (0..20).map(|_| net.connect(addr).unwrap()).collect();
+    assert!(
+        common::wait_until(|| m.handle().snapshot().stats.inbound_accepted == 20
+            && m.handle().counts().inbound == 5),
+        "{:?}",
+        m.handle().counts()
+    );
+    clients
+}
+
 /// An events receiver nobody drains holds at most `max_queued_events`;
 /// connections in the events dropped past that are closed.
 #[test]
@@ -373,13 +390,7 @@ fn undrained_events_receiver_is_bounded() {
     let m = ConnManager::new(base(&net).listener(listener).max_queued_events(6).build()).unwrap();
     let events = m.handle().events();
     m.start().unwrap();
-    let clients: Vec<_> = (0..20).map(|_| net.connect(&addr).unwrap()).collect();
-    assert!(
-        common::wait_until(|| m.handle().snapshot().stats.inbound_accepted == 20
-            && m.handle().counts().inbound == 5),
-        "{:?}",
-        m.handle().counts()
-    );
+    let clients = flood_until_five_kept(&m, &net, &addr);
     assert_eq!(events.len(), 6);
     drop(clients);
     m.stop();
@@ -409,13 +420,7 @@ fn events_behind_a_blocked_callback_are_bounded() {
     )
     .unwrap();
     m.start().unwrap();
-    let clients: Vec<_> = (0..20).map(|_| net.connect(&addr).unwrap()).collect();
-    assert!(
-        common::wait_until(|| m.handle().snapshot().stats.inbound_accepted == 20
-            && m.handle().counts().inbound == 5),
-        "{:?}",
-        m.handle().counts()
-    );
+    let clients = flood_until_five_kept(&m, &net, &addr);
     drop(release_tx);
     assert!(common::wait_until(|| m.handle().counts().inbound == 0));
     assert_eq!(delivered.load(Ordering::SeqCst), 5);

@@ -496,13 +496,9 @@ fn tcp_listener_closer_wakes_blocked_accept() {
     acceptor.join().unwrap();
 }
 
-/// Socket control on connections the manager hands out, both directions:
-/// read timeouts (a blocking node times out an idle peer), nodelay,
-/// keepalive, both addresses, the descriptor for a poll loop.
-#[test]
-fn connections_expose_socket_controls() {
-    let server = std::net::TcpListener::bind(loopback4(0)).unwrap();
-    let server_addr = server.local_addr().unwrap();
+/// A started manager with `TcpDialer` and a loopback listener: it, its
+/// events, and the listener's address.
+fn tcp_manager() -> (ConnManager, Receiver<Event>, SocketAddr) {
     let m = ConnManager::new(
         Config::builder()
             .dialer(TcpDialer::new())
@@ -513,6 +509,17 @@ fn connections_expose_socket_controls() {
     let events = m.handle().events();
     m.start().unwrap();
     let listen = m.handle().listen_addrs()[0].socket_addr().unwrap();
+    (m, events, listen)
+}
+
+/// Socket control on connections the manager hands out, both directions:
+/// read timeouts (a blocking node times out an idle peer), nodelay,
+/// keepalive, both addresses, the descriptor for a poll loop.
+#[test]
+fn connections_expose_socket_controls() {
+    let server = std::net::TcpListener::bind(loopback4(0)).unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let (m, events, listen) = tcp_manager();
     m.handle()
         .connect(ConnReq::new(Addr::Ip(server_addr)))
         .unwrap();
@@ -559,16 +566,7 @@ fn connections_expose_socket_controls() {
 /// closes the socket under the stream.
 #[test]
 fn into_tcp_hands_over_the_socket_and_keeps_the_manager_informed() {
-    let m = ConnManager::new(
-        Config::builder()
-            .dialer(TcpDialer::new())
-            .listen(loopback4(0))
-            .build(),
-    )
-    .unwrap();
-    let events = m.handle().events();
-    m.start().unwrap();
-    let listen = m.handle().listen_addrs()[0].socket_addr().unwrap();
+    let (m, events, listen) = tcp_manager();
     let mut peers: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(listen).unwrap())
         .collect();
