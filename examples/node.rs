@@ -9,9 +9,15 @@
 //! from 1 s towards 8 s), and listens for inbound connections from local
 //! clients, more of them than it admits, so some are refused.
 //!
+//! The policy shows too: the first inbound peers are tagged (one of them
+//! protected), watermarks trim the connection count back down when the
+//! inbound clients push it over, and a few seconds in, the node reports an
+//! outbound peer as misbehaving, which bans its address.
+//!
 //! Once a second it prints counts by state and direction, running totals,
-//! the permanent peers with their retry state, and the last few events;
-//! then it stops everything and joins every thread it started. See
+//! the permanent peers with their retry state, the policy state (bans,
+//! trims, tagged and protected peers, closes by reason) and the last few
+//! events; then it stops everything and joins every thread it started. See
 //! `cargo run --release --example node -- --help` for the flags.
 
 use std::collections::VecDeque;
@@ -41,6 +47,10 @@ const RECENT: usize = 8;
 const RULE: &str = "------------------------------------------------------------------------\n";
 /// How often idle loops look at the stop flag, so shutdown is prompt.
 const POLL: Duration = Duration::from_millis(50);
+/// Inbound peers tagged as useful (the first of them also protected).
+const TAGGED: usize = 3;
+/// When the node reports an outbound peer as misbehaving.
+const MISBEHAVE_AT: u64 = 6;
 
 /// Settings from the command line.
 struct Opts {
@@ -221,6 +231,8 @@ struct Activity {
     start: Instant,
     recent: Mutex<VecDeque<String>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Peers tagged on accept, first one protected.
+    tagged: Mutex<Vec<connmgr::PeerId>>,
 }
 
 impl Activity {
@@ -247,6 +259,22 @@ impl Activity {
         if let Ok(t) = thread::Builder::new().name("conn".into()).spawn(work) {
             workers.push(t);
         }
+    }
+
+    /// Tags the first inbound peers as useful, protecting the first: a
+    /// trim then closes other connections before them.
+    fn tag_if_early(&self, handle: &connmgr::Handle, conn: &connmgr::Conn) {
+        let mut tagged = self.tagged.lock().unwrap();
+        if tagged.len() >= TAGGED {
+            return;
+        }
+        let peer = connmgr::PeerId::from(conn.remote_addr().to_string());
+        let _ = handle.tag(peer.clone(), "useful", 10 * (TAGGED - tagged.len()) as i64);
+        if tagged.is_empty() {
+            let _ = handle.protect(peer.clone(), "demo");
+        }
+        self.log(format!("tagged         {peer}"));
+        tagged.push(peer);
     }
 
     fn on_event(&self, ev: Event) {
@@ -303,11 +331,20 @@ fn build_manager(opts: &Opts, sources: Vec<Addr>, act: &Arc<Activity>) -> ConnMa
         .on_disconnection(move |_, req, why| {
             a2.log(format!("disconnected   {req}{} ({why})", tag(&req)))
         })
-        .on_accept(move |_, conn| {
+        .on_accept(move |handle, conn| {
             let what = format!("accepted       {} ({})", conn.id(), conn.remote_addr());
             a3.log(what);
+            a3.tag_if_early(handle, &conn);
             a3.serve(conn);
         })
+        // Trim when the inbound clients push the count over the high
+        // watermark; permanent and protected peers are kept.
+        .watermarks(
+            opts.target + 2 + opts.max_inbound / 4,
+            opts.target + 2 + opts.max_inbound / 2,
+        )
+        .trim_grace(Duration::from_secs(2))
+        .trim_silence(Duration::from_secs(3))
         .on_event(move |_, ev| a4.on_event(ev))
         .build();
     ConnManager::new(config).unwrap_or_else(|e| fail(&e.to_string()))
@@ -344,6 +381,7 @@ fn run(opts: Opts) -> io::Result<()> {
         start: Instant::now(),
         recent: Mutex::new(VecDeque::new()),
         workers: Mutex::new(Vec::new()),
+        tagged: Mutex::new(Vec::new()),
     });
     let mut local = Local::default();
     let (sources, permanent, legend) = start_peers(&mut local, &opts.connect)?;
@@ -387,7 +425,14 @@ fn show_frames(manager: &ConnManager, act: &Activity, header: &str, ids: &[ConnI
     for s in 1..=seconds {
         let due = act.start + Duration::from_secs(s);
         thread::sleep(due.saturating_duration_since(Instant::now()));
-        let body = frame(&manager.handle().snapshot(), act, header, ids, seconds);
+        if s == MISBEHAVE_AT {
+            misbehave(manager.handle(), act);
+        }
+        let mut body = frame(&manager.handle().snapshot(), act, header, ids, seconds);
+        body.insert_str(
+            body.find("\nrecent events").unwrap_or(body.len()),
+            &policy(manager.handle(), act),
+        );
         // Clear the screen on a terminal; elsewhere keep every frame.
         let sep = if tty { "\x1b[2J\x1b[H" } else { RULE };
         let mut out = io::stdout().lock();
@@ -414,6 +459,64 @@ fn frame(snap: &Snapshot, act: &Activity, header: &str, ids: &[ConnId], total: u
     for line in act.recent.lock().unwrap().iter() {
         f += &format!("  {line}\n");
     }
+    f
+}
+
+/// Reports the first automatic outbound peer as misbehaving past the ban
+/// threshold: the manager disconnects it and bans its address, and the
+/// address source's later offers of it are skipped.
+fn misbehave(handle: &connmgr::Handle, act: &Activity) {
+    let snap = handle.snapshot();
+    let victim = snap
+        .conns
+        .iter()
+        .find(|c| c.automatic && c.state == connmgr::ConnState::Established);
+    if let Some(c) = victim {
+        let addr = c.addr.as_ref().map_or("-".into(), Addr::to_string);
+        let _ = handle.misbehaving(c.id, 100, 0, "demo: sent an invalid block");
+        act.log(format!("misbehaving    {} ({addr}): banned", c.id));
+    }
+}
+
+/// Bans, trims, tagged and protected peers, and closes by reason.
+fn policy(handle: &connmgr::Handle, act: &Activity) -> String {
+    let mut f = String::from("\npolicy\n");
+    let now = Instant::now();
+    for ban in handle.bans() {
+        let left = ban.until.saturating_duration_since(now).as_secs() / 3600;
+        f += &format!(
+            "  banned     {} for {left} h more: {}\n",
+            ban.subnet, ban.reason
+        );
+    }
+    let trims = handle.trim_info();
+    if let Some(p) = trims.policy {
+        f += &format!(
+            "  trimming   watermarks {}..{}   connections {}   trims {} (last closed {})\n",
+            p.low_watermark,
+            p.high_watermark,
+            trims.connections,
+            trims.trims,
+            trims.last_trim_closed
+        );
+    }
+    for peer in act.tagged.lock().unwrap().iter() {
+        let protected = if handle.is_protected(peer, None) {
+            ", protected"
+        } else {
+            ""
+        };
+        f += &match handle.tag_info(peer) {
+            Some(info) => format!("  tagged     {peer:<22} value {}{protected}\n", info.value),
+            // An unprotected peer's tags go with its last connection.
+            None => format!("  tagged     {peer:<22} left; its tags went with it\n"),
+        };
+    }
+    let c = handle.snapshot().stats.closes;
+    f += &format!(
+        "  closes     by node {}  disconnect {}  trimmed {}  evicted {}  banned {}  misbehaving {}\n",
+        c.closed, c.disconnect, c.trimmed, c.evicted, c.banned, c.misbehaving
+    );
     f
 }
 
