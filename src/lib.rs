@@ -57,6 +57,8 @@ pub mod limits;
 pub mod policy;
 mod runtime;
 pub mod seed;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod transport;
 mod types;
 

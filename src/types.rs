@@ -12,6 +12,11 @@ use std::io;
 /// call is made so that `connect` answers at once; the Core mints the even
 /// ones (automatic requests and inbound connections) itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct ConnId(pub u64);
 
 impl ConnId {
@@ -45,6 +50,7 @@ impl fmt::Display for ConnId {
 /// established makes it `Canceled`; closing an established one makes it
 /// `Disconnected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub enum ConnState {
     /// Waiting for an address or a dial result.
@@ -80,6 +86,7 @@ impl fmt::Display for ConnState {
 
 /// Which side opened a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Direction {
     /// We dialed the peer.
     Outbound,
@@ -177,6 +184,7 @@ pub(crate) fn later(now: std::time::Instant, d: std::time::Duration) -> std::tim
 /// Why an established connection closed, in every close event and counted
 /// in [`Stats::closes`](crate::Stats::closes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub enum CloseReason {
     /// Closed on the node's side: `Conn::close`, or the last handle

@@ -1,7 +1,7 @@
 //! What the Core reports about each request and connection, and its
 //! running totals: plain values the shell publishes as they are.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::policy::trim::TrimPolicy;
 
@@ -11,6 +11,7 @@ use crate::types::{CloseReason, ConnId, ConnState, Direction};
 
 /// One request or inbound connection as last published.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct ConnInfo {
     /// Its id.
@@ -32,13 +33,21 @@ pub struct ConnInfo {
     /// Consecutive failed attempts since the last stable connection.
     pub retries: u32,
     /// When it entered its current state (on the manager's clock).
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub since: Instant,
     /// When the next attempt is due, if one is scheduled.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub next_attempt: Option<Instant>,
+    /// [`since`](Self::since) on the wall clock, in the manager's
+    /// snapshots and `conn_info` (`None` from a bare Core).
+    pub since_wall: Option<SystemTime>,
+    /// [`next_attempt`](Self::next_attempt) on the wall clock, likewise.
+    pub next_attempt_wall: Option<SystemTime>,
 }
 
 /// How many requests and connections are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Counts {
     /// Outbound requests waiting for an address or a dial.
@@ -81,6 +90,7 @@ impl Counts {
 
 /// Established connections that closed, by [`CloseReason`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct CloseCounts {
     /// Closed on the node's side (`Conn::close`, the last handle dropped).
@@ -123,6 +133,7 @@ impl CloseCounts {
 
 /// Running totals since the manager was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Stats {
     /// Dials started.
@@ -145,6 +156,7 @@ pub struct Stats {
     /// Trims run (automatic and explicit).
     pub trims: u64,
     /// When the last trim ran (on the manager's clock).
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub last_trim: Option<Instant>,
     /// Connections the last trim closed.
     pub last_trim_closed: usize,

@@ -170,6 +170,8 @@ impl Record {
             retries: out.map_or(0, |o| o.retries),
             since: self.since,
             next_attempt: out.and_then(|o| o.next_attempt),
+            since_wall: None,
+            next_attempt_wall: None,
         }
     }
 }

@@ -264,11 +264,13 @@ impl StdError for SubnetParseError {}
 
 /// One ban as reported by [`BanList::bans`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct BanEntry {
     /// The banned address or network.
     pub subnet: Subnet,
     /// The ban applies while the current time is before this instant.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub until: Instant,
     /// Why the ban was imposed, for logs and operators.
     pub reason: String,

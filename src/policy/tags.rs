@@ -240,10 +240,12 @@ impl fmt::Debug for BumpFn {
 
 /// A snapshot of what the store knows about one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct TagInfo {
     /// When the peer was first tagged or connected (since it was last
     /// forgotten).
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub first_seen: Instant,
     /// The peer's total value: all tags plus all decaying tag values,
     /// saturated to the `i64` range.
@@ -253,6 +255,7 @@ pub struct TagInfo {
     pub tags: HashMap<String, i64>,
     /// The peer's open connections as `(connection key, start)`, sorted by
     /// key.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub conns: Vec<(u64, Instant)>,
 }
 

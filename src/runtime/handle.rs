@@ -342,7 +342,7 @@ impl Handle {
 
     /// The published entry for one id.
     pub fn conn_info(&self, id: ConnId) -> Option<ConnInfo> {
-        self.shared.store.lock().get(id).cloned()
+        self.shared.store.lock().conn_info(id)
     }
 
     /// The published counts by state and direction.

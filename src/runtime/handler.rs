@@ -607,10 +607,13 @@ impl Handler {
     /// events and answers.
     fn publish(&mut self, running: bool) {
         self.parts.core.take_changes(&mut self.changes);
+        let now = self.now.unwrap_or_else(|| self.parts.clock.now());
+        let clock_ref = (now, self.parts.clock.wall());
         {
             let mut store = self.parts.store.lock();
             store.apply(&self.changes);
             store.running = running;
+            store.clock_ref = Some(clock_ref);
         }
         self.update_requests();
         self.send_events();

@@ -3,7 +3,7 @@
 //! copy out what they need. Callers never see the handler's own maps.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::core::info::{ConnInfo, Counts, Stats};
 use crate::core::{default_peer_id, Changes};
@@ -11,6 +11,14 @@ use crate::idmap::IdMap;
 use crate::policy::banlist::BanEntry;
 use crate::policy::tags::{PeerId, TagInfo};
 use crate::types::{ConnId, ConnState};
+
+/// `at` on the wall clock, given a reading `(now, wall)` of both clocks.
+fn on_wall(at: Instant, (now, wall): (Instant, SystemTime)) -> Option<SystemTime> {
+    match at.checked_duration_since(now) {
+        Some(ahead) => wall.checked_add(ahead),
+        None => wall.checked_sub(now.saturating_duration_since(at)),
+    }
+}
 
 /// Whether `c` is a connection of `peer`, by the Core's peer id rule.
 fn is_peer(c: &ConnInfo, peer: &PeerId) -> bool {
@@ -23,6 +31,7 @@ fn is_peer(c: &ConnInfo, peer: &PeerId) -> bool {
 
 /// A copy of the manager's published state.
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Snapshot {
     /// Every live request and inbound connection, by id.
@@ -57,6 +66,9 @@ pub(crate) struct SnapshotStore {
     counts: Counts,
     stats: Stats,
     pub(crate) running: bool,
+    /// A reading of the manager's clock and the wall clock taken together
+    /// at the last publish, to put wall-clock times on entries.
+    pub(crate) clock_ref: Option<(Instant, SystemTime)>,
     /// False once the handler has answered its last message: requests
     /// sent after that could never finish, so callers refuse them.
     pub(crate) accepting: bool,
@@ -73,6 +85,7 @@ impl Default for SnapshotStore {
             counts: Counts::default(),
             stats: Stats::default(),
             running: false,
+            clock_ref: None,
             accepting: true,
         }
     }
@@ -167,10 +180,6 @@ impl SnapshotStore {
             .collect()
     }
 
-    pub(crate) fn get(&self, id: ConnId) -> Option<&ConnInfo> {
-        self.conns.get(&id)
-    }
-
     pub(crate) fn contains(&self, id: ConnId) -> bool {
         self.conns.contains_key(&id)
     }
@@ -183,8 +192,27 @@ impl SnapshotStore {
         self.stats
     }
 
+    /// The entry for `id`, with wall-clock times.
+    pub(crate) fn conn_info(&self, id: ConnId) -> Option<ConnInfo> {
+        self.conns.get(&id).cloned().map(|c| self.with_wall(c))
+    }
+
+    /// Fills `info`'s wall-clock times from the last clock reading.
+    fn with_wall(&self, mut info: ConnInfo) -> ConnInfo {
+        if let Some(reference) = self.clock_ref {
+            info.since_wall = on_wall(info.since, reference);
+            info.next_attempt_wall = info.next_attempt.and_then(|at| on_wall(at, reference));
+        }
+        info
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let mut conns: Vec<ConnInfo> = self.conns.values().cloned().collect();
+        let mut conns: Vec<ConnInfo> = self
+            .conns
+            .values()
+            .cloned()
+            .map(|c| self.with_wall(c))
+            .collect();
         conns.sort_unstable_by_key(|c| c.id);
         Snapshot {
             conns,
