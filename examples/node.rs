@@ -39,6 +39,8 @@ usage: node [flags]
   --target N         automatic outbound connections to keep (default 8)
   --max-inbound N    inbound connections admitted at once (default 8)
   --seconds N        how long to run (default 20)
+  --json             at the end, print the snapshot as JSON, as an RPC's getpeerinfo
+                     would serve it (needs `--features serde`)
   --help             show this text";
 
 /// Ring size for recent events: enough to see a pattern, short enough to fit a screen.
@@ -59,6 +61,7 @@ struct Opts {
     target: usize,
     max_inbound: usize,
     seconds: u64,
+    json: bool,
 }
 
 fn main() {
@@ -87,10 +90,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Opts>, St
         target: 8,
         max_inbound: 8,
         seconds: 20,
+        json: false,
     };
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             return Ok(None);
+        }
+        if flag == "--json" {
+            if !cfg!(feature = "serde") {
+                return Err("--json needs the serde feature: cargo run --release --example node --features serde -- --json".into());
+            }
+            opts.json = true;
+            continue;
         }
         if !FLAGS.split(' ').any(|f| f == flag) {
             return Err(format!("unknown argument '{flag}'; known: {FLAGS} --help"));
@@ -121,7 +132,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Opts>, St
 }
 
 /// The flags that take a value.
-const FLAGS: &str = "--connect --listen --target --max-inbound --seconds";
+const FLAGS: &str = "--connect --listen --target --max-inbound --seconds --json";
 
 fn parse_num(flag: &str, text: &str, min: u64, max: u64) -> Result<u64, String> {
     let n = text.parse::<u64>().ok().filter(|n| (min..=max).contains(n));
@@ -415,6 +426,9 @@ fn run(opts: Opts) -> io::Result<()> {
         opts.target, opts.max_inbound
     );
     show_frames(&manager, &act, &header, &ids, opts.seconds);
+    if opts.json {
+        print_json(&manager.handle().snapshot());
+    }
     finish(manager, local, &act);
     Ok(())
 }
@@ -552,6 +566,18 @@ fn finish(manager: ConnManager, local: Local, act: &Activity) {
     let totals = totals(&manager.handle().snapshot().stats);
     println!("stopped cleanly after {elapsed:.1}s, all threads joined: {totals}");
 }
+
+/// The snapshot as JSON: what a node's `getpeerinfo` would serve.
+#[cfg(feature = "serde")]
+fn print_json(snap: &Snapshot) {
+    match serde_json::to_string_pretty(snap) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("cannot serialize the snapshot: {e}"),
+    }
+}
+
+#[cfg(not(feature = "serde"))]
+fn print_json(_snap: &Snapshot) {}
 
 fn totals(st: &Stats) -> String {
     format!(
