@@ -365,8 +365,12 @@ fn build_manager(opts: &Opts, sources: Vec<Addr>, act: &Arc<Activity>) -> ConnMa
 /// permanent peers (`connect`, or two built-in ones), and a legend.
 fn start_peers(local: &mut Local, connect: &[Addr]) -> io::Result<(Vec<Addr>, Vec<Addr>, String)> {
     use Kind::*;
+    // More healthy peers than the target (one gets banned): automatic
+    // connections never share a peer, so missing healthy ones would leave
+    // slots cycling over the droppers and refusers.
     let plan = [
-        Healthy, Healthy, Healthy, Dropper, Dropper, Refusing, Refusing,
+        Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy,
+        Dropper, Dropper, Refusing, Refusing,
     ];
     let mut sources = Vec::new();
     let mut legend = [String::new(), String::new(), String::new()];
@@ -377,8 +381,8 @@ fn start_peers(local: &mut Local, connect: &[Addr]) -> io::Result<(Vec<Addr>, Ve
     }
     let mut permanent = connect.to_vec();
     if connect.is_empty() {
-        permanent.push(Addr::from(local.peer(9, Kind::Healthy)?));
-        permanent.push(Addr::from(local.peer(10, Kind::Dropper)?));
+        permanent.push(Addr::from(local.peer(20, Kind::Healthy)?));
+        permanent.push(Addr::from(local.peer(21, Kind::Dropper)?));
     }
     let legend = format!(
         "local peers  healthy:{}\n             drop:{}\n             refuse:{}",

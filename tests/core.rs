@@ -765,7 +765,7 @@ fn no_leaks_after_removal_and_stop() {
     assert_eq!(h.core.state(doomed), None);
     let inb = h.accept(3, 9);
     let (inb_id, inb_serial) = (inb.one_established().id, inb.one_established().serial);
-    assert_eq!(h.core.tracked(), 5);
+    assert_eq!(h.core.ids().count(), 5);
 
     // A one-off request closed by the user finishes too.
     let out = h.step(Input::Closed {

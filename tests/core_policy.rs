@@ -699,3 +699,47 @@ fn every_close_carries_its_reason() {
     );
     assert_eq!(n.core.stats().trimmed, 1);
 }
+
+/// An automatic request never dials a peer that already has a connection
+/// or a dial in flight (by IP for routable addresses, by socket address on
+/// loopback); explicit requests may.
+#[test]
+fn automatic_requests_skip_peers_already_in_use() {
+    let mut n = Node::new(|c| {
+        c.has_address_source = true;
+        c.target_outbound = 2;
+    });
+    // Start asked the source for both automatic slots.
+    let mut fetches: Vec<ConnId> = n.core.ids().collect();
+    fetches.sort();
+    let [a, b] = fetches[..] else {
+        panic!("{fetches:?}")
+    };
+    let found = |n: &mut Node, id, s: &str| {
+        n.step(Input::AddressFound {
+            id,
+            addr: Some(addr(s)),
+        })
+    };
+    let dials = |out: &[Effect<u32>]| {
+        out.iter()
+            .filter(|e| matches!(e, Effect::Dial { .. }))
+            .count()
+    };
+    assert_eq!(dials(&found(&mut n, a, "10.0.0.1:8333")), 1);
+    // Same host, another port: skipped, the source is asked again.
+    let out = found(&mut n, b, "10.0.0.1:9999");
+    assert_eq!(dials(&out), 0);
+    assert!(
+        matches!(out.as_slice(), [Effect::FetchAddress { id }] if *id == b),
+        "{out:?}"
+    );
+    // A peer connected inbound counts too.
+    n.inbound("10.0.0.7:5000");
+    assert_eq!(dials(&found(&mut n, b, "10.0.0.7:8333")), 0);
+    // On loopback, another port is another node.
+    assert_eq!(dials(&found(&mut n, b, "127.0.0.1:18444")), 1);
+    // An explicit request may dial a peer in use.
+    let req = n.core.request(addr("10.0.0.1:8333"), false);
+    assert_eq!(dials(&n.step(Input::Connect(req))), 1);
+}

@@ -74,6 +74,7 @@ impl Core {
         let id = self.mint_id();
         self.next_serial += 1;
         let serial = self.next_serial;
+        self.addr_use.add(&remote);
         self.records
             .insert(id, Record::inbound(remote.clone(), serial, now));
         self.inb.live += 1;

@@ -40,6 +40,7 @@ use crate::policy::tags::{PeerId, TagError, TagInfo};
 pub(crate) use crate::types::later;
 use crate::types::{CloseReason, ConnId, ConnState, DialError, Direction};
 
+mod addruse;
 mod banbook;
 mod changes;
 mod inbound;
@@ -371,6 +372,8 @@ pub enum CoreEvent {
 /// The connection manager's state machine. See the module docs.
 pub struct Core {
     records: IdMap<ConnId, Record>,
+    /// The peers the records use, for the no-duplicate rule.
+    addr_use: addruse::AddrUse,
     /// Ids the Core mints itself (automatic requests, inbound) are even.
     next_own_id: u64,
     /// Ids [`Core::request`] mints for callers that drive the Core
@@ -396,6 +399,7 @@ impl Core {
         let mut rng = outbound::seeded(cfg.rng_seed);
         Core {
             records: IdMap::default(),
+            addr_use: addruse::AddrUse::default(),
             next_own_id: 0,
             next_caller_id: 0,
             next_serial: 0,
@@ -536,9 +540,11 @@ impl Core {
         changes.stats = self.stats;
     }
 
-    /// Requests and inbound connections the Core still tracks.
+    /// Requests and inbound connections the Core still tracks, and the
+    /// peers their addresses name (for the no-duplicate rule): both are
+    /// zero once everything is gone.
     pub fn tracked(&self) -> usize {
-        self.records.len()
+        self.records.len() + self.addr_use.len()
     }
 
     /// Timers still queued (including ones that will turn out stale).
@@ -715,6 +721,9 @@ impl Core {
         let Some(r) = self.records.remove(&id) else {
             return;
         };
+        if let Some(addr) = &r.addr {
+            self.addr_use.remove(addr);
+        }
         if r.is_live() {
             self.peers.closed(id, &r);
             match r.direction() {

@@ -215,6 +215,9 @@ impl Core {
             return;
         }
         let id = spec.id;
+        if let Some(addr) = &spec.addr {
+            self.addr_use.add(addr);
+        }
         self.records
             .insert(id, Record::outbound(spec.addr, spec.permanent, false, now));
         self.mark(id);
@@ -311,6 +314,9 @@ impl Core {
         if automatic && self.out.group_taken(addr) {
             return Some("its netgroup already has an automatic connection");
         }
+        if automatic && self.addr_use.in_use(addr) {
+            return Some("it already has a connection or a dial in flight");
+        }
         None
     }
 
@@ -321,6 +327,7 @@ impl Core {
             if let Some(o) = r.out_mut() {
                 o.holds_group = holds;
             }
+            self.addr_use.add(&addr);
             r.addr = Some(addr);
         }
         self.dial(now, id, out);
