@@ -743,3 +743,50 @@ fn automatic_requests_skip_peers_already_in_use() {
     let req = n.core.request(addr("10.0.0.1:8333"), false);
     assert_eq!(dials(&n.step(Input::Connect(req))), 1);
 }
+
+/// An automatic connection the peer drops before it was stable is
+/// replaced only after the retry duration (peers that accept and drop at
+/// once cannot make the slot dial as fast as they answer); one that was
+/// stable is replaced at once.
+#[test]
+fn unstable_automatic_closes_refill_after_the_retry_duration() {
+    let mut n = Node::new(|c| {
+        c.has_address_source = true;
+        c.target_outbound = 1;
+        c.retry_duration = 5 * SEC;
+        c.min_stable_duration = 30 * SEC;
+    });
+    let fetched =
+        |out: &[Effect<u32>]| out.iter().any(|e| matches!(e, Effect::FetchAddress { .. }));
+    let mut connect = |n: &mut Node| -> (ConnId, u64) {
+        let id = n.core.ids().next().expect("an automatic request");
+        let out = n.step(Input::AddressFound {
+            id,
+            addr: Some(addr("203.0.113.9:8333")),
+        });
+        let attempt = match out.as_slice() {
+            [Effect::Dial { attempt, .. }] => *attempt,
+            other => panic!("{other:?}"),
+        };
+        n.token += 1;
+        let serial = established(&n.step(Input::DialSucceeded {
+            id,
+            attempt,
+            conn: n.token,
+            remote: None,
+        }));
+        (id, serial)
+    };
+    let (id, serial) = connect(&mut n);
+    let out = n.step(Input::Closed { id, serial });
+    assert!(!fetched(&out), "refilled at once after a drop: {out:?}");
+    n.now += 5 * SEC - Duration::from_millis(1);
+    assert!(!fetched(&n.step(Input::Tick)));
+    n.now += Duration::from_millis(1);
+    assert!(fetched(&n.step(Input::Tick)), "never refilled");
+
+    let (id, serial) = connect(&mut n);
+    n.now += 30 * SEC;
+    let out = n.step(Input::Closed { id, serial });
+    assert!(fetched(&out), "a stable connection's slot waits: {out:?}");
+}

@@ -633,7 +633,20 @@ impl Core {
             Teardown::Disconnect if permanent => {
                 self.schedule_retry(now, id, ConnState::Disconnected, true);
             }
-            Teardown::Remove | Teardown::Disconnect => self.finish_closed(id),
+            Teardown::Remove | Teardown::Disconnect => {
+                // A peer that drops an automatic connection before it was
+                // stable gets its slot refilled only after the retry
+                // duration: otherwise peers that accept and drop at once
+                // would have the slot dial as fast as they answer.
+                let unstable = reason == CloseReason::Closed
+                    && self.records.get(&id).is_some_and(|r| {
+                        r.is_automatic() && !r.was_stable(self.out.min_stable, now)
+                    });
+                self.finish_closed(id);
+                if unstable {
+                    self.out.schedule_refill(now);
+                }
+            }
             Teardown::Reconnect => {
                 let min = self.out.min_stable;
                 if let Some(r) = self.records.get_mut(&id) {
