@@ -758,7 +758,7 @@ fn unstable_automatic_closes_refill_after_the_retry_duration() {
     });
     let fetched =
         |out: &[Effect<u32>]| out.iter().any(|e| matches!(e, Effect::FetchAddress { .. }));
-    let mut connect = |n: &mut Node| -> (ConnId, u64) {
+    let connect = |n: &mut Node| -> (ConnId, u64) {
         let id = n.core.ids().next().expect("an automatic request");
         let out = n.step(Input::AddressFound {
             id,
