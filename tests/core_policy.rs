@@ -790,3 +790,27 @@ fn unstable_automatic_closes_refill_after_the_retry_duration() {
     let out = n.step(Input::Closed { id, serial });
     assert!(fetched(&out), "a stable connection's slot waits: {out:?}");
 }
+
+/// A peer whose only value was a decaying one that decayed away is
+/// forgotten at that tick, as after an untag (found by the simulator).
+#[test]
+fn a_peer_whose_decaying_value_decays_away_is_forgotten() {
+    use connmgr::core::DecayingSpec;
+    use connmgr::{BumpFn, DecayFn};
+    let mut n = Node::new(|_| {});
+    n.step(Input::RegisterDecaying(DecayingSpec {
+        name: "d".into(),
+        interval: SEC,
+        decay: DecayFn::fixed(5),
+        bump: BumpFn::sum(),
+    }));
+    n.tag("stranger", TagChange::Bump("d".into(), 5));
+    assert_eq!(
+        n.core.tag_info(&"stranger".into()).map(|t| t.value),
+        Some(5)
+    );
+    n.now += SEC;
+    n.step(Input::Tick);
+    assert_eq!(n.core.tag_info(&"stranger".into()), None);
+    assert_eq!(n.core.tagged_peers(), 0);
+}

@@ -407,6 +407,12 @@ impl Core {
         if self.peers.next_decay().is_some_and(|at| at <= now) {
             self.peers.tags.tick(now);
             let changed: Vec<PeerId> = self.peers.tags.peer_ids().cloned().collect();
+            // A peer whose last decaying value decayed away, with no tag or
+            // connection left, is forgotten, as after an untag.
+            for peer in &changed {
+                self.peers.tags.forget_if_idle(peer);
+            }
+            self.peers.skip_stale_front();
             self.peers.dirty.extend(changed);
         }
     }

@@ -39,6 +39,16 @@ struct Explained {
     all: bool,
 }
 
+/// The one decaying tag every run registers.
+fn decaying_spec() -> DecayingSpec {
+    DecayingSpec {
+        name: DECAYING.into(),
+        interval: Duration::from_secs(10),
+        decay: DecayFn::fixed(1),
+        bump: BumpFn::sum(),
+    }
+}
+
 pub struct Sim {
     rng: SmallRng,
     cfg: CoreConfig,
@@ -125,13 +135,11 @@ impl Sim {
     }
 
     fn boot(&mut self, bans: Option<BanList>, anchors: Vec<Addr>) -> Result<(), String> {
-        let spec = DecayingSpec {
-            name: DECAYING.into(),
-            interval: Duration::from_secs(10),
-            decay: DecayFn::fixed(1),
-            bump: BumpFn::sum(),
-        };
-        self.step(Input::RegisterDecaying(spec), &Explained::default())?;
+        self.step(
+            Input::RegisterDecaying(decaying_spec()),
+            &Explained::default(),
+        )?;
+        self.core.take_registration();
         if let Some(list) = bans {
             self.step(Input::LoadBans(list), &Explained::default())?;
         }
@@ -345,6 +353,9 @@ impl Sim {
     }
 
     fn tag(&mut self) -> Result<(), String> {
+        if self.rng.random_range(0..40) == 0 {
+            return self.cycle_decaying();
+        }
         let peer = self.pick_peer();
         let name = format!("t{}", self.rng.random_range(0..3));
         let change = match self.rng.random_range(0..5) {
@@ -372,6 +383,37 @@ impl Sim {
             }
         }
         self.step(Input::Tag { peer, change }, &Explained::default())
+    }
+
+    /// Registering the decaying tag again is refused as a duplicate;
+    /// closing it drops it from every peer; registering it after that
+    /// works.
+    fn cycle_decaying(&mut self) -> Result<(), String> {
+        self.step(
+            Input::RegisterDecaying(decaying_spec()),
+            &Explained::default(),
+        )?;
+        if !matches!(self.core.take_registration(), Some(Err(_))) {
+            return Err("a duplicate decaying tag was registered".into());
+        }
+        self.step(
+            Input::UnregisterDecaying(DECAYING.into()),
+            &Explained::default(),
+        )?;
+        for names in self.tags.values_mut() {
+            names.remove(DECAYING);
+        }
+        if self.core.has_decaying(DECAYING) {
+            return Err("a closed decaying tag is still registered".into());
+        }
+        self.step(
+            Input::RegisterDecaying(decaying_spec()),
+            &Explained::default(),
+        )?;
+        match self.core.take_registration() {
+            Some(Ok(())) => Ok(()),
+            other => Err(format!("registering a closed tag again: {other:?}")),
+        }
     }
 
     fn protect(&mut self) -> Result<(), String> {
