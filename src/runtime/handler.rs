@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -97,7 +97,9 @@ pub(crate) struct Handler {
     /// Jobs the bounded queue had no room for, oldest first.
     backlog: VecDeque<Job>,
     /// Cancel tokens of dials in flight, by request and attempt.
-    dials: HashMap<DialKey, CancelToken, BuildHasherDefault<IdHasher>>,
+    /// Cancel tokens of dials in flight, by request and attempt, with the
+    /// flag a worker sets when it takes the job.
+    dials: HashMap<DialKey, (CancelToken, Arc<AtomicBool>), BuildHasherDefault<IdHasher>>,
     /// What closes each established connection, by serial.
     live: IdMap<u64, Arc<ConnShared>>,
     /// The handles of requests a user holds, by id.
@@ -371,14 +373,16 @@ impl Handler {
                 deadline,
             } => self.dial(id, attempt, addr, deadline),
             Effect::CancelDial { id, attempt } => {
-                if let Some(token) = self.dials.remove(&(id, attempt)) {
+                if let Some((token, _)) = self.dials.remove(&(id, attempt)) {
                     token.cancel();
                 }
             }
             Effect::DialExpired { id, attempt } => {
-                if let Some(token) = self.dials.remove(&(id, attempt)) {
+                if let Some((token, taken)) = self.dials.remove(&(id, attempt)) {
                     token.cancel();
-                    if let Some(pool) = &self.parts.pool {
+                    // A job still queued expires without holding a thread:
+                    // a worker that takes it sees the cancel and moves on.
+                    if let (Some(pool), true) = (&self.parts.pool, taken.load(Ordering::Acquire)) {
                         pool.replace_stuck();
                     }
                 }
@@ -445,13 +449,16 @@ impl Handler {
             }
             None => {
                 let token = CancelToken::new();
-                self.dials.insert((id, attempt), token.clone());
+                let taken = Arc::new(AtomicBool::new(false));
+                self.dials
+                    .insert((id, attempt), (token.clone(), Arc::clone(&taken)));
                 self.queue(Job::Dial {
                     id,
                     attempt,
                     addr,
                     deadline,
                     token,
+                    taken,
                 });
             }
         }
@@ -648,7 +655,7 @@ impl Handler {
         self.step(Input::Stop {
             close_established: close,
         });
-        for (_, token) in self.dials.drain() {
+        for (_, (token, _)) in self.dials.drain() {
             token.cancel();
         }
         // Jobs that never reached a worker are dropped unstarted.

@@ -3,7 +3,7 @@
 //! handler thread.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
@@ -35,6 +35,9 @@ pub(crate) enum Job {
         addr: Addr,
         deadline: Instant,
         token: CancelToken,
+        /// Set when a worker takes the job (so a stuck thread is one
+        /// that took it).
+        taken: Arc<AtomicBool>,
     },
 }
 
@@ -217,11 +220,15 @@ fn worker(ctx: &WorkerCtx, jobs: &Receiver<Job>, retire: &AtomicUsize) {
                 addr,
                 deadline,
                 token,
-            } => DialMsg::Done {
-                id,
-                attempt,
-                result: dial(ctx, &addr, deadline, token),
-            },
+                taken,
+            } => {
+                taken.store(true, Ordering::Release);
+                DialMsg::Done {
+                    id,
+                    attempt,
+                    result: dial(ctx, &addr, deadline, token),
+                }
+            }
         };
         if ctx.results.send(msg).is_err() {
             return; // the handler is gone: the result (and any stream) is dropped
@@ -299,6 +306,7 @@ mod tests {
             addr: "10.0.0.1:1".parse().unwrap(),
             deadline: Instant::now(),
             token: CancelToken::new(),
+            taken: Arc::new(AtomicBool::new(false)),
         };
         jobs_tx.send(job(1)).unwrap();
         for _ in 0..3 {
