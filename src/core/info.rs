@@ -199,3 +199,17 @@ pub struct TrimInfo {
     /// Connections the last trim closed.
     pub last_trim_closed: usize,
 }
+
+impl TrimInfo {
+    /// The report for `policy`, with `connections` established now and
+    /// the trim totals of `stats`.
+    pub(crate) fn new(policy: Option<TrimPolicy>, connections: usize, stats: &Stats) -> Self {
+        TrimInfo {
+            policy,
+            connections,
+            trims: stats.trims,
+            last_trim: stats.last_trim,
+            last_trim_closed: stats.last_trim_closed,
+        }
+    }
+}

@@ -537,7 +537,7 @@ impl Core {
         changes.finished.append(&mut self.finished);
         self.peers.take_changes(changes);
         changes.bans = self.bans.take_published();
-        changes.stats = self.stats;
+        changes.stats = self.stats();
     }
 
     /// Requests and inbound connections the Core still tracks, and the
@@ -585,7 +585,11 @@ impl Core {
 
     /// Running totals.
     pub fn stats(&self) -> info::Stats {
-        self.stats
+        // When the last trim ran is the peer book's; the totals show it.
+        info::Stats {
+            last_trim: self.peers.last_trim(),
+            ..self.stats
+        }
     }
 
     /// Whether `peer` is protected under `tag`, or under any tag.
@@ -615,13 +619,11 @@ impl Core {
 
     /// The trim settings and the state of the last trim.
     pub fn trim_info(&self) -> info::TrimInfo {
-        info::TrimInfo {
-            policy: self.peers.trim_policy(),
-            connections: self.connection_count(),
-            trims: self.stats.trims,
-            last_trim: self.stats.last_trim,
-            last_trim_closed: self.stats.last_trim_closed,
-        }
+        info::TrimInfo::new(
+            self.peers.trim_policy(),
+            self.connection_count(),
+            &self.stats(),
+        )
     }
 
     /// The outcome of the last [`Input::RegisterDecaying`], once: `None`

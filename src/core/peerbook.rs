@@ -115,17 +115,16 @@ impl PeerBook {
         let holders: Vec<PeerId> = self.tags.decaying_holders(name);
         if self.tags.unregister_decaying(name) {
             self.decaying_changed = true;
-            // A peer left with nothing is forgotten, as after an untag.
-            for peer in &holders {
-                self.tags.forget_if_idle(peer);
-            }
-            self.skip_stale_front();
-            self.dirty.extend(holders);
+            self.forget_idle_and_mark(holders);
         }
     }
 
     pub(super) fn trim_policy(&self) -> Option<TrimPolicy> {
         self.trim
+    }
+
+    pub(super) fn last_trim(&self) -> Option<Instant> {
+        self.last_trim
     }
 
     pub(super) fn take_registration(&mut self) -> Option<Result<(), TagError>> {
@@ -183,6 +182,17 @@ impl PeerBook {
         self.tags.forget(&peer);
         self.dirty.insert(peer);
         true
+    }
+
+    /// Forgets each of `peers` that has nothing left (no tag, decaying
+    /// value or connection), as after an untag, and marks them all for the
+    /// next change set (a forgotten one is published as gone).
+    fn forget_idle_and_mark(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+        for peer in peers {
+            self.tags.forget_if_idle(&peer);
+            self.dirty.insert(peer);
+        }
+        self.skip_stale_front();
     }
 
     /// Drops queued peers that are no longer idle from the front, so the
@@ -314,9 +324,7 @@ impl Core {
             self.attach_connections(&peer);
             self.peers.queue_idle(&peer);
         }
-        self.peers.tags.forget_if_idle(&peer);
-        self.peers.skip_stale_front();
-        self.peers.dirty.insert(peer);
+        self.peers.forget_idle_and_mark([peer]);
     }
 
     /// Whether a change that may add `peer` to the book fits: peers with a
@@ -406,14 +414,9 @@ impl Core {
     pub(super) fn decay_tags(&mut self, now: Instant) {
         if self.peers.next_decay().is_some_and(|at| at <= now) {
             self.peers.tags.tick(now);
+            // A peer whose last decaying value decayed away is forgotten.
             let changed: Vec<PeerId> = self.peers.tags.peer_ids().cloned().collect();
-            // A peer whose last decaying value decayed away, with no tag or
-            // connection left, is forgotten, as after an untag.
-            for peer in &changed {
-                self.peers.tags.forget_if_idle(peer);
-            }
-            self.peers.skip_stale_front();
-            self.peers.dirty.extend(changed);
+            self.peers.forget_idle_and_mark(changed);
         }
     }
 
@@ -447,7 +450,6 @@ impl Core {
         }
         self.peers.last_trim = Some(now);
         self.stats.trims += 1;
-        self.stats.last_trim = Some(now);
         let victims: Vec<ConnId> = policy
             .select(&self.trim_candidates(), now)
             .into_iter()

@@ -368,14 +368,12 @@ impl Handle {
     /// ```
     pub fn trim_info(&self) -> TrimInfo {
         let store = self.shared.store.lock();
-        let (counts, stats) = (store.counts(), store.stats());
-        TrimInfo {
-            policy: self.shared.trim_policy,
-            connections: counts.inbound + counts.outbound,
-            trims: stats.trims,
-            last_trim: stats.last_trim,
-            last_trim_closed: stats.last_trim_closed,
-        }
+        let counts = store.counts();
+        TrimInfo::new(
+            self.shared.trim_policy,
+            counts.inbound + counts.outbound,
+            &store.stats(),
+        )
     }
 
     /// Whether the manager is between `start` and `stop`.

@@ -96,7 +96,6 @@ pub(crate) struct Handler {
     parts: HandlerParts,
     /// Jobs the bounded queue had no room for, oldest first.
     backlog: VecDeque<Job>,
-    /// Cancel tokens of dials in flight, by request and attempt.
     /// Cancel tokens of dials in flight, by request and attempt, with the
     /// flag a worker sets when it takes the job.
     dials: HashMap<DialKey, (CancelToken, Arc<AtomicBool>), BuildHasherDefault<IdHasher>>,
@@ -296,7 +295,10 @@ impl Handler {
     /// Runs one trim for every caller that asked in this batch: callers
     /// arriving together share it, as libp2p's `TrimOpenConns` callers do.
     fn trim_for_waiters(&mut self) {
-        if !self.trim_waiters.is_empty() && !self.stopping {
+        if self.stopping {
+            // Nothing trims any more: the waiters hear the manager stopped.
+            self.trim_waiters.clear();
+        } else if !self.trim_waiters.is_empty() {
             self.step(Input::Trim);
         }
     }
@@ -396,7 +398,10 @@ impl Handler {
                 conn,
             } => self.hand_over(req, id, serial, addr, direction, conn),
             Effect::Discard { conn } => discard(conn),
-            Effect::TrimDone { closed } => self.trimmed = closed,
+            // Kept for this batch's waiters; a trim nobody waits for
+            // (`request_trim`) answers nobody.
+            Effect::TrimDone { closed } if !self.trim_waiters.is_empty() => self.trimmed = closed,
+            Effect::TrimDone { .. } => {}
             Effect::SaveAnchors(addrs) => self.save(|p| p.anchors, || SaveJob::Anchors(addrs)),
             Effect::SaveBans(list) => {
                 let (now, wall) = (self.parts.clock.now(), self.parts.clock.wall());
