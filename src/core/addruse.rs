@@ -25,7 +25,10 @@ fn key(addr: &Addr) -> UseKey {
             UseKey::Socket(SocketAddr::new(sa.ip().to_canonical(), sa.port()))
         }
         Addr::Ip(sa) => UseKey::Ip(sa.ip().to_canonical()),
-        Addr::Dns { host, .. } | Addr::Onion { host, .. } => UseKey::Host(host.to_string()),
+        Addr::Cjdns { ip, .. } => UseKey::Ip(IpAddr::V6(*ip)),
+        Addr::Dns { host, .. } | Addr::Onion { host, .. } | Addr::I2p { host, .. } => {
+            UseKey::Host(host.to_string())
+        }
         Addr::Custom(c) => UseKey::Custom(c.clone()),
     }
 }

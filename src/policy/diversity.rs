@@ -11,9 +11,11 @@ use crate::addr::{Addr, NetGroup};
 /// other non-routable ranges. Those are reachable only on networks the
 /// operator controls, where an eclipse through address ranges is not the
 /// threat, and local test networks would otherwise fit in one slot.
+/// CJDNS addresses sit in fc00::/8, which is private on the clearnet, but
+/// are a network of their own and grouped like one.
 pub(crate) fn diversity_group(addr: &Addr) -> Option<NetGroup> {
-    match addr.ip() {
-        Some(ip) if !is_routable(ip) => None,
+    match addr {
+        Addr::Ip(sa) if !is_routable(sa.ip()) => None,
         _ => Some(addr.netgroup()),
     }
 }

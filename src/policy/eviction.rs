@@ -56,6 +56,8 @@ impl CandidateNet {
         match addr {
             Addr::Ip(sa) => Self::from_ip(sa.ip()),
             Addr::Onion { .. } => CandidateNet::Onion,
+            Addr::I2p { .. } => CandidateNet::I2p,
+            Addr::Cjdns { .. } => CandidateNet::Cjdns,
             Addr::Dns { .. } => CandidateNet::Other,
             Addr::Custom(c) if c.network().eq_ignore_ascii_case("i2p") => CandidateNet::I2p,
             Addr::Custom(c) if c.network().eq_ignore_ascii_case("cjdns") => CandidateNet::Cjdns,
@@ -199,10 +201,9 @@ fn encode_netgroup(h: &mut SipHasher24, group: &NetGroup) {
             h.write(&[2]);
             h.write(b);
         }
-        NetGroup::Onion(host) => {
-            h.write(&[3]);
-            write_field(h, host);
-        }
+        NetGroup::Onion(bits) => h.write(&[3, *bits]),
+        NetGroup::I2p(bits) => h.write(&[6, *bits]),
+        NetGroup::Cjdns(bits) => h.write(&[7, *bits]),
         NetGroup::Dns(host) => {
             h.write(&[4]);
             write_field(h, host);
@@ -1062,7 +1063,7 @@ mod tests {
         let split1 = NetGroup::Custom("a".into(), "bc".into());
         let split2 = NetGroup::Custom("ab".into(), "c".into());
         assert_ne!(a.keyed_netgroup(&split1), a.keyed_netgroup(&split2));
-        let onion = NetGroup::Onion("x".into());
+        let onion = NetGroup::Onion(0);
         let dns = NetGroup::Dns("x".into());
         assert_ne!(a.keyed_netgroup(&onion), a.keyed_netgroup(&dns));
         let all: BTreeSet<u64> = (0..=u16::MAX)

@@ -31,14 +31,19 @@ pub enum Route<'a> {
 /// - Host names go through the general proxy when one is set, as domain
 ///   targets, so the proxy resolves them and local DNS never sees them.
 ///   Without a general proxy they are resolved locally and dialed directly.
+/// - I2P addresses go through the I2P proxy (an I2P router's SOCKS5
+///   port) if one is set; with none they fail with [`SocksError::NoRoute`].
 /// - IP addresses are dialed directly, unless "proxy everything" is on:
 ///   then they go through the general proxy, and with no general proxy
 ///   every non-onion dial fails rather than leave in the clear.
+/// - CJDNS addresses are always dialed directly: they travel inside the
+///   CJDNS overlay, which a clearnet proxy cannot reach.
 /// - Custom addresses are not supported.
 #[derive(Debug, Clone)]
 pub struct Socks5Dialer {
     proxy: Option<Socks5Proxy>,
     onion_proxy: Option<Socks5Proxy>,
+    i2p_proxy: Option<Socks5Proxy>,
     proxy_all: bool,
     direct: TcpDialer,
 }
@@ -65,6 +70,7 @@ impl Socks5Dialer {
         Socks5Dialer {
             proxy: None,
             onion_proxy: None,
+            i2p_proxy: None,
             proxy_all: false,
             direct: TcpDialer::new(),
         }
@@ -74,6 +80,14 @@ impl Socks5Dialer {
     /// (for example a Tor instance kept only for onion services).
     pub fn onion_proxy(mut self, proxy: Socks5Proxy) -> Self {
         self.onion_proxy = Some(proxy);
+        self
+    }
+
+    /// Sends ".b32.i2p" addresses through `proxy`, an I2P router's SOCKS5
+    /// port (i2pd and Java I2P both offer one). Without it I2P addresses
+    /// cannot be dialed.
+    pub fn i2p_proxy(mut self, proxy: Socks5Proxy) -> Self {
+        self.i2p_proxy = Some(proxy);
         self
     }
 
@@ -99,6 +113,13 @@ impl Socks5Dialer {
                 .or(self.proxy.as_ref())
                 .map(Route::Proxy)
                 .ok_or_else(|| SocksError::OnionWithoutProxy(host.to_string())),
+            Addr::I2p { host, .. } => self.i2p_proxy.as_ref().map(Route::Proxy).ok_or_else(|| {
+                SocksError::NoRoute(format!(
+                    "{host} is an I2P address, reachable only through an I2P router; set an \
+                     I2P proxy (the router's SOCKS5 port)"
+                ))
+            }),
+            Addr::Cjdns { .. } => Ok(Route::Direct),
             Addr::Custom(_) => SocksTarget::from_addr(addr).map(|_| Route::Direct),
             Addr::Dns { .. } | Addr::Ip(_) => self.clearnet_route(addr),
         }

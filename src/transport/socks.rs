@@ -310,7 +310,8 @@ impl SocksTarget {
     pub fn from_addr(addr: &Addr) -> Result<Self, SocksError> {
         match addr {
             Addr::Ip(sa) => Ok(SocksTarget::Ip(*sa)),
-            Addr::Dns { host, port } | Addr::Onion { host, port } => {
+            Addr::Cjdns { ip, port } => Ok(SocksTarget::Ip(SocketAddr::new((*ip).into(), *port))),
+            Addr::Dns { host, port } | Addr::Onion { host, port } | Addr::I2p { host, port } => {
                 SocksTarget::domain(host.as_ref(), *port)
             }
             Addr::Custom(c) => Err(custom_unsupported(c.network())),

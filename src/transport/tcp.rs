@@ -88,11 +88,18 @@ impl TcpDialer {
 impl Dial for TcpDialer {
     fn dial(&self, addr: &Addr, ctx: &DialContext) -> Result<Box<dyn Stream>, DialError> {
         let targets: Vec<SocketAddr> = match addr {
-            Addr::Ip(sa) => vec![*sa],
+            Addr::Ip(_) | Addr::Cjdns { .. } => addr.socket_addr().into_iter().collect(),
             Addr::Dns { host, port } => resolve(host, *port, ctx)?,
             Addr::Onion { .. } => {
                 return Err(DialError::Unsupported(
                     "onion addresses are reachable only through a SOCKS5 proxy such as Tor".into(),
+                ))
+            }
+            Addr::I2p { .. } => {
+                return Err(DialError::Unsupported(
+                    "I2P addresses are reachable only through an I2P router's SOCKS5 proxy \
+                     (Socks5Dialer::i2p_proxy) or a dialer of your own"
+                        .into(),
                 ))
             }
             Addr::Custom(c) => {
