@@ -173,3 +173,26 @@ pub fn seed_run(bytes: &[u8]) {
         }
     });
 }
+
+/// Decodes `bytes` as an addrv2 payload with rust-bitcoin and converts
+/// each entry: what converts must convert back to the same entry and print
+/// to text that parses to the same address.
+#[cfg(feature = "bitcoin")]
+pub fn addr_v2(bytes: &[u8]) {
+    use bitcoin::p2p::address::AddrV2Message;
+    let Ok(msgs) = bitcoin::consensus::deserialize::<Vec<AddrV2Message>>(bytes) else {
+        return;
+    };
+    for msg in &msgs {
+        let Ok(addr) = Addr::try_from(msg) else {
+            continue;
+        };
+        let back = addr
+            .to_addr_v2_message(msg.services, msg.time)
+            .expect("a converted entry converts back");
+        assert_eq!(&back, msg, "addrv2 round trip of {addr}");
+        let again: Addr = addr.to_string().parse().expect("a printed address parses");
+        assert_eq!(again, addr);
+        let _ = addr.netgroup();
+    }
+}

@@ -43,8 +43,11 @@
 #![deny(missing_docs)]
 
 // Layers, bottom up: vocabulary (types, addr, idmap, guard), pure policy
-// algorithms, the pure Core, then the transports and the threaded runtime.
+// algorithms, the pure Core, then the transports and the threaded runtime;
+// on top, seeding, the C API and the rust-bitcoin conversions.
 mod addr;
+#[cfg(feature = "bitcoin")]
+pub mod bitcoin_p2p;
 pub mod core;
 #[cfg(feature = "ffi")]
 pub mod ffi;
@@ -63,6 +66,8 @@ mod transport;
 mod types;
 
 pub use crate::addr::{Addr, AddrErrorKind, AddrKind, AddrParseError, CustomAddr, NetGroup};
+#[cfg(feature = "bitcoin")]
+pub use crate::bitcoin_p2p::BitcoinAddrError;
 pub use crate::core::info::{CloseCounts, ConnInfo, Counts, Stats, TrimInfo, Trimmed};
 pub use crate::policy::backoff::Backoff;
 pub use crate::policy::banlist::{BanEntry, BanFileError, Subnet, SubnetParseError};
@@ -103,6 +108,8 @@ pub struct ReadmeDoctests;
 /// code.
 #[cfg(doctest)]
 pub mod docs_doctests {
+    #[doc = include_str!("../docs/addresses.md")]
+    pub struct Addresses;
     #[doc = include_str!("../docs/architecture.md")]
     pub struct Architecture;
     #[doc = include_str!("../docs/connections.md")]

@@ -430,7 +430,8 @@ impl Addr {
     }
 }
 
-fn port_error(host: &str, port: u16) -> AddrParseError {
+/// The error for a port of 0 where a port is needed.
+pub(crate) fn port_error(host: &str, port: u16) -> AddrParseError {
     AddrParseError::new(join_host_port(host, port), AddrErrorKind::InvalidPort)
 }
 
