@@ -42,8 +42,27 @@ fn snapshots_serialize_with_wall_clock_times() {
     assert_eq!(json["running"], true);
     assert!(json["stats"]["closes"]["trimmed"].is_number());
 
-    let tags = serde_json::to_value(m.handle().tag_info(&PeerId::from("peer-x")).unwrap()).unwrap();
+    let info = m.handle().tag_info(&PeerId::from("peer-x")).unwrap();
+    let first_seen = info.first_seen_wall.expect("a wall-clock time in tag info");
+    let age = SystemTime::now().duration_since(first_seen).unwrap_or_default();
+    assert!(age < DEADLINE, "first_seen_wall {first_seen:?} is not about now");
+    let tags = serde_json::to_value(&info).unwrap();
     assert_eq!(tags["value"], 3);
+    assert!(tags["first_seen_wall"].is_object(), "{tags}");
+
+    // A ban for an hour ends about an hour from now on the wall clock.
+    let hour = std::time::Duration::from_secs(3600);
+    m.handle()
+        .ban("192.0.2.0/24".parse().unwrap(), hour, "test")
+        .unwrap();
+    m.handle().barrier().unwrap();
+    let ban = m.handle().bans().pop().expect("the ban is listed");
+    let ends = ban.until_wall.expect("a wall-clock end on listed bans");
+    let left = ends.duration_since(SystemTime::now()).unwrap_or_default();
+    assert!(left > hour - DEADLINE && left <= hour, "ends in {left:?}");
+    let json = serde_json::to_value(&ban).unwrap();
+    assert_eq!(json["subnet"], "192.0.2.0/24");
+    assert!(json["until_wall"].is_object(), "{json}");
     m.stop();
 
     let closed: Vec<serde_json::Value> = events
@@ -64,6 +83,7 @@ fn addresses_round_trip_through_text() {
         "10.0.0.1:8333",
         "[2001:db8::1]:8333",
         "seed.example.org:8333",
+        "cjdns:[fc00::1]:8333",
     ] {
         let addr: Addr = text.parse().unwrap();
         let json = serde_json::to_string(&addr).unwrap();

@@ -272,6 +272,10 @@ pub struct BanEntry {
     /// The ban applies while the current time is before this instant.
     #[cfg_attr(feature = "serde", serde(skip))]
     pub until: Instant,
+    /// `until` on the wall clock, in entries the manager hands out
+    /// (`Handle::bans`); `None` where no clock reading is at hand, as in a
+    /// bare [`BanList`].
+    pub until_wall: Option<SystemTime>,
     /// Why the ban was imposed, for logs and operators.
     pub reason: String,
 }
@@ -315,6 +319,7 @@ impl Ban {
         BanEntry {
             subnet,
             until: self.until,
+            until_wall: None,
             reason: self.reason.clone(),
         }
     }
@@ -669,6 +674,7 @@ fn parse_ban_line(text: &str, now: Instant, wall: Duration) -> Result<Option<Ban
     Ok(Some(BanEntry {
         subnet,
         until,
+        until_wall: UNIX_EPOCH.checked_add(Duration::from_secs(secs)),
         reason,
     }))
 }

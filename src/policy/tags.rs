@@ -27,7 +27,7 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::guard::guarded;
 
@@ -247,6 +247,9 @@ pub struct TagInfo {
     /// forgotten).
     #[cfg_attr(feature = "serde", serde(skip))]
     pub first_seen: Instant,
+    /// `first_seen` on the wall clock, in infos the manager hands out
+    /// (`Handle::tag_info`); `None` from a bare tag store.
+    pub first_seen_wall: Option<SystemTime>,
     /// The peer's total value: all tags plus all decaying tag values,
     /// saturated to the `i64` range.
     pub value: i64,
@@ -506,6 +509,7 @@ impl PeerTags {
         conns.sort_unstable_by_key(|(key, _)| *key);
         Some(TagInfo {
             first_seen: info.first_seen,
+            first_seen_wall: None,
             value: info.value(),
             tags,
             conns,

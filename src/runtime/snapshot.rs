@@ -139,7 +139,7 @@ impl SnapshotStore {
     /// established connections say (value 0, no tags).
     pub(crate) fn tag_info(&self, peer: &PeerId) -> Option<TagInfo> {
         if let Some(info) = self.peers.get(peer) {
-            return Some(info.clone());
+            return Some(self.tag_with_wall(info.clone()));
         }
         let mut conns: Vec<(u64, Instant)> = self
             .conns
@@ -149,12 +149,20 @@ impl SnapshotStore {
             .collect();
         conns.sort_unstable();
         let first_seen = conns.iter().map(|c| c.1).min()?;
-        Some(TagInfo {
+        Some(self.tag_with_wall(TagInfo {
             first_seen,
+            first_seen_wall: None,
             value: 0,
             tags: HashMap::new(),
             conns,
-        })
+        }))
+    }
+
+    fn tag_with_wall(&self, mut info: TagInfo) -> TagInfo {
+        if let Some(reference) = self.clock_ref {
+            info.first_seen_wall = on_wall(info.first_seen, reference);
+        }
+        info
     }
 
     /// Whether `peer` is protected under `tag`, or under any tag.
@@ -171,12 +179,18 @@ impl SnapshotStore {
         self.decaying.iter().any(|n| n == name)
     }
 
-    /// The bans in force at `now`.
+    /// The bans in force at `now`, with wall-clock ends.
     pub(crate) fn bans(&self, now: Instant) -> Vec<BanEntry> {
         self.bans
             .iter()
             .filter(|b| b.in_force(now))
             .cloned()
+            .map(|mut b| {
+                if let Some(reference) = self.clock_ref {
+                    b.until_wall = on_wall(b.until, reference);
+                }
+                b
+            })
             .collect()
     }
 
