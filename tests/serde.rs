@@ -44,8 +44,13 @@ fn snapshots_serialize_with_wall_clock_times() {
 
     let info = m.handle().tag_info(&PeerId::from("peer-x")).unwrap();
     let first_seen = info.first_seen_wall.expect("a wall-clock time in tag info");
-    let age = SystemTime::now().duration_since(first_seen).unwrap_or_default();
-    assert!(age < DEADLINE, "first_seen_wall {first_seen:?} is not about now");
+    let age = SystemTime::now()
+        .duration_since(first_seen)
+        .unwrap_or_default();
+    assert!(
+        age < DEADLINE,
+        "first_seen_wall {first_seen:?} is not about now"
+    );
     let tags = serde_json::to_value(&info).unwrap();
     assert_eq!(tags["value"], 3);
     assert!(tags["first_seen_wall"].is_object(), "{tags}");

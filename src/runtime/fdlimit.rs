@@ -5,8 +5,10 @@
 //! connections than it can open would otherwise find out under load, as
 //! accept and connect errors.
 
+#[cfg(unix)]
 use log::warn;
 
+#[cfg(unix)]
 const LOG: &str = "connmgr";
 
 /// Descriptors kept for everything but peer connections: the ban and

@@ -1,6 +1,7 @@
 //! Ways to reach peers and be reached: the byte-stream trait, dialers and
 //! listeners over TCP, SOCKS5 and in-memory pipes.
 
+pub(crate) mod connect;
 pub(crate) mod dial;
 pub(crate) mod listener;
 pub(crate) mod memory;

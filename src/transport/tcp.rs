@@ -9,6 +9,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::addr::Addr;
+use crate::transport::connect;
 use crate::transport::dial::{Dial, DialContext};
 use crate::transport::listener::Listener;
 use crate::transport::resolve::resolve;
@@ -66,14 +67,16 @@ impl TcpDialer {
         }
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         let aborter = socket.try_clone()?;
-        // Shutting down a connecting socket makes the connect return early.
+        // Where the system allows (Linux), shutting a connecting socket
+        // down ends the wait at once; elsewhere the wait's slices see the
+        // cancel (transport/connect.rs).
         ctx.on_cancel(move || {
             let _ = aborter.shutdown(Shutdown::Both);
         });
         if ctx.is_canceled() {
             return Err(DialError::Canceled);
         }
-        let result = socket.connect_timeout(&addr.into(), timeout);
+        let result = connect::connect(&socket, addr, timeout, ctx);
         if ctx.is_canceled() {
             return Err(DialError::Canceled);
         }
