@@ -61,7 +61,7 @@ impl AddrParseError {
     }
 
     /// The rejected input: the whole string for parsing, the host for
-    /// [`Addr::dns`] and [`Addr::onion`] ("host:port" if the port was the
+    /// [`Addr::dns`](super::Addr::dns) and [`Addr::onion`](super::Addr::onion) ("host:port" if the port was the
     /// problem), and "network/address" for custom addresses.
     pub fn input(&self) -> &str {
         &self.input

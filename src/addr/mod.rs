@@ -69,7 +69,7 @@ pub enum Addr {
     },
     /// CJDNS address: an IPv6 address in fc00::/8 on the CJDNS overlay,
     /// dialed over TCP like IPv6 but never through a proxy, and grouped
-    /// as its own network. Written "cjdns:[fc00::1]:8333".
+    /// as its own network. Written `cjdns:[fc00::1]:8333`.
     Cjdns {
         /// The address, in fc00::/8.
         ip: Ipv6Addr,
