@@ -1,10 +1,13 @@
-//! The benchmark workloads of the project's benchmark plan (w1–w9).
+//! The benchmark workloads of the project's benchmark plan (w1–w12).
 //!
 //! `cargo bench --bench workloads` runs all; `cargo bench --bench workloads
 //! -- w4` runs one. Each figure is the median of `BENCH_RUNS` runs (default
 //! 3) and is printed as `RESULT name=<workload>_<figure> value=<n> unit=<u>`.
-//! Figures beyond the plan's own (marked "extra" below) help explain the
-//! plan's figures; they never replace them.
+//! Every headline figure uses the default configuration plus the settings
+//! the plan names; the in-memory dialer and address source are types that
+//! say they never block (as `MemoryDialer` does), which is part of the
+//! default configuration. Figures beyond the plan's own (marked "extra"
+//! below) help explain the plan's figures; they never replace them.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -21,8 +24,8 @@ use connmgr::policy::DynamicBanScore;
 use connmgr::policy::DEFAULT_SILENCE;
 use connmgr::PeerId;
 use connmgr::{
-    pipe, Addr, Config, ConfigBuilder, ConnManager, ConnReq, DialContext, DialError, ManualClock,
-    Stream, TcpDialer,
+    pipe, Addr, AddressSource, Config, ConfigBuilder, ConnManager, ConnReq, Dial, DialContext,
+    DialError, ManualClock, Stream, TcpDialer,
 };
 use crossbeam_channel::{bounded, Sender};
 use parking_lot::Mutex;
@@ -46,7 +49,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(3);
-    let all: [(&str, Workload); 9] = [
+    let all: [(&str, Workload); 12] = [
         ("w1", w1),
         ("w2", w2),
         ("w3", w3),
@@ -56,6 +59,9 @@ fn main() {
         ("w7", w7),
         ("w8", w8),
         ("w9", w9),
+        ("w10", w10),
+        ("w11", w11),
+        ("w12", w12),
     ];
     for (name, run) in all {
         if filter.is_empty() || filter.iter().any(|f| f == name) {
@@ -114,11 +120,53 @@ fn addr(n: u64) -> Addr {
     )))
 }
 
-/// The in-memory dialer of the workloads: a pipe end at once. It never
-/// blocks, so the workloads declare it with `inline_dial(true)` and the
-/// handler dials it itself.
-fn pipe_dialer(_: &Addr, _: &DialContext) -> Result<Box<dyn Stream>, DialError> {
+/// The in-memory dialer of the workloads: a pipe end at once. Its type
+/// says it never blocks, so the manager dials it on the handler thread.
+#[derive(Clone)]
+struct PipeDialer;
+
+impl Dial for PipeDialer {
+    fn dial(&self, _: &Addr, _: &DialContext) -> Result<Box<dyn Stream>, DialError> {
+        Ok(Box::new(pipe().0))
+    }
+
+    fn never_blocks(&self) -> bool {
+        true
+    }
+}
+
+/// w12's dialer: the same pipe, from a closure, which the manager must
+/// treat as blocking (every dial crosses the pool).
+fn pipe_closure(_: &Addr, _: &DialContext) -> Result<Box<dyn Stream>, DialError> {
     Ok(Box::new(pipe().0))
+}
+
+/// w3's dialer: every dial fails at once, and its type says so.
+struct RefuseAll;
+
+impl Dial for RefuseAll {
+    fn dial(&self, _: &Addr, _: &DialContext) -> Result<Box<dyn Stream>, DialError> {
+        Err(DialError::Refused)
+    }
+
+    fn never_blocks(&self) -> bool {
+        true
+    }
+}
+
+/// An address source handing out a fresh address per call from a counter
+/// in memory: it never blocks, and says so.
+#[derive(Default)]
+struct FreshAddrs(AtomicU64);
+
+impl AddressSource for FreshAddrs {
+    fn next_address(&self) -> Option<Addr> {
+        Some(addr(self.0.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    fn never_blocks(&self) -> bool {
+        true
+    }
 }
 
 /// Deterministic pseudo-random numbers (64-bit LCG, top bits), so every
@@ -187,8 +235,7 @@ impl Storm {
         let (c, d, h) = (connected.clone(), disconnected.clone(), Arc::clone(&held));
         let config = tune(
             Config::builder()
-                .dialer(pipe_dialer)
-                .inline_dial(true)
+                .dialer(PipeDialer)
                 .on_connection(move |_, _, conn| {
                     h.lock().push(conn);
                     c.hit();
@@ -238,8 +285,8 @@ impl Storm {
     }
 }
 
-/// w1: a connect-only manager with the default config (8 dialer threads,
-/// a queue of 1024 dial jobs with the handler's backlog behind it); one
+/// w1: a connect-only manager with the default config and the in-memory
+/// dialer (dialed on the handler thread, as its type never blocks); one
 /// thread connects 10,000 distinct addresses, then disconnects them all.
 fn w1(runs: usize) {
     const N: u64 = 10_000;
@@ -260,7 +307,7 @@ fn w1(runs: usize) {
 /// process, so memory freed by an earlier run cannot hide this run's
 /// growth.
 fn w6(runs: usize) {
-    let per: Vec<f64> = (0..runs).map(|_| child_value("w6")).collect();
+    let per: Vec<f64> = (0..runs).map(|_| child_values("w6")[0]).collect();
     report("w6_rss_per_conn", median(per), "bytes");
 }
 
@@ -288,8 +335,8 @@ fn w6_once() -> f64 {
     after.saturating_sub(before) as f64 / N as f64
 }
 
-/// Runs one measurement in a child process and reads back its value.
-fn child_value(which: &str) -> f64 {
+/// Runs one measurement in a child process and reads back its values.
+fn child_values(which: &str) -> Vec<f64> {
     let exe = std::env::current_exe().expect("own path");
     let out = std::process::Command::new(exe)
         .env(CHILD_ENV, which)
@@ -298,16 +345,18 @@ fn child_value(which: &str) -> f64 {
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("CHILD "))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.split_whitespace().map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| panic!("child {which} gave no value: {text}"))
 }
 
 fn run_child(which: &str) {
-    let value = match which {
-        "w6" => w6_once(),
+    let values = match which {
+        "w6" => vec![w6_once()],
+        "w11" => w11_once().to_vec(),
         other => panic!("unknown child measurement {other}"),
     };
-    println!("CHILD {value}");
+    let shown: Vec<String> = values.iter().map(f64::to_string).collect();
+    println!("CHILD {}", shown.join(" "));
 }
 
 /// w7: 10,000 sequential requests on a connect-only manager, each waiting
@@ -321,8 +370,7 @@ fn w7(runs: usize) {
         let held = Arc::new(Mutex::new(Vec::new()));
         let h = Arc::clone(&held);
         let config = Config::builder()
-            .dialer(pipe_dialer)
-            .inline_dial(true)
+            .dialer(PipeDialer)
             .on_connection(move |_, _, conn| {
                 h.lock().push(conn);
                 let _ = tx.send(Instant::now());
@@ -353,14 +401,24 @@ fn w7(runs: usize) {
 /// w2: the connected callback disconnects the connection through the
 /// handle, then lets go of it (as btcd's callback calls `Disconnect`).
 fn w2(runs: usize) {
+    churn("w2", runs, PipeDialer);
+}
+
+/// w12: w2 with a closure dialer, which the manager treats as blocking:
+/// every dial goes through the dialer pool and back.
+fn w12(runs: usize) {
+    churn("w12", runs, pipe_closure);
+}
+
+/// Target 8 from a fresh address per call, each connection disconnected
+/// by the connected callback; `<name>_churn_rate` and `<name>_cpu_per_conn`.
+fn churn(name: &str, runs: usize, dialer: impl Dial + Clone) {
     let (mut rate, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let next = Arc::new(AtomicU64::new(0));
         let config = Config::builder()
-            .dialer(pipe_dialer)
-            .inline_dial(true)
+            .dialer(dialer.clone())
             .target_outbound(8)
-            .address_source(move || Some(addr(next.fetch_add(1, Ordering::Relaxed))))
+            .address_source(FreshAddrs::default())
             .on_connection(|handle, req, conn| {
                 let _ = handle.disconnect(req.id().expect("submitted"));
                 drop(conn);
@@ -370,8 +428,8 @@ fn w2(runs: usize) {
         rate.push(run.rate());
         cpu.push(run.cpu_us_per_conn());
     }
-    report("w2_churn_rate", median(rate), "conn/s");
-    report("w2_cpu_per_conn", median(cpu), "us");
+    report(&format!("{name}_churn_rate"), median(rate), "conn/s");
+    report(&format!("{name}_cpu_per_conn"), median(cpu), "us");
 }
 
 /// What one timed manager run measured.
@@ -428,16 +486,10 @@ fn run_for(config: Config, d: Duration) -> Run {
 fn w3(runs: usize) {
     let (mut dials, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let next = Arc::new(AtomicU64::new(0));
         let config = Config::builder()
-            .dialer(
-                |_: &Addr, _: &DialContext| -> Result<Box<dyn Stream>, DialError> {
-                    Err(DialError::Refused)
-                },
-            )
-            .inline_dial(true)
+            .dialer(RefuseAll)
             .target_outbound(8)
-            .address_source(move || Some(addr(next.fetch_add(1, Ordering::Relaxed))))
+            .address_source(FreshAddrs::default())
             .build();
         let manager = ConnManager::new(config).expect("valid config");
         let c0 = cpu_time();
@@ -1044,4 +1096,83 @@ fn flood(target: SocketAddr, n: usize, failed: &AtomicUsize) {
 fn with_cfg(mut base: CoreConfig, f: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
     f(&mut base);
     base
+}
+
+/// w10: 10,000 established connections, then one thread tags each
+/// connection's peer once with a random value (the first tag of each
+/// peer), then reads `tag_info` of every peer.
+fn w10(runs: usize) {
+    const N: u64 = 10_000;
+    let (mut tag, mut info) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let storm = Storm::new();
+        let addrs: Vec<Addr> = (0..N).map(addr).collect();
+        let peers: Vec<PeerId> = addrs.iter().map(|a| PeerId::from(a.to_string())).collect();
+        storm.connect_all(addrs);
+        let handle = storm.manager.handle();
+        handle.barrier().expect("barrier");
+        let mut rng = Lcg(run as u64 + 7);
+        let values: Vec<i64> = (0..N).map(|_| rng.next(1_000) as i64 + 1).collect();
+        let t0 = Instant::now();
+        for (peer, value) in peers.iter().zip(&values) {
+            handle.tag(peer.clone(), "w10", *value).expect("tag");
+        }
+        let last = peers.last().expect("peers");
+        let want = *values.last().expect("values");
+        while handle.tag_info(last).is_none_or(|i| i.value != want) {
+            std::hint::spin_loop();
+        }
+        tag.push(t0.elapsed().as_secs_f64() * 1e6 / N as f64);
+        let t1 = Instant::now();
+        for (peer, value) in peers.iter().zip(&values) {
+            let got = handle.tag_info(peer).expect("tagged");
+            assert_eq!(got.value, *value);
+            assert_eq!(got.conns.len(), 1, "the tag sees the peer's connection");
+        }
+        info.push(t1.elapsed().as_secs_f64() * 1e6 / N as f64);
+        storm.manager.stop();
+    }
+    report("w10_tag_us", median(tag), "us");
+    report("w10_tag_info_us", median(info), "us");
+}
+
+/// w11: tags for 1,000,000 distinct peers that never connect, with the
+/// manager's clock advanced 1 s every 1,000 tags; each run in a fresh
+/// child process, for its memory.
+fn w11(runs: usize) {
+    let (mut entries, mut growth) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let [held, growth_mb] = child_values("w11")[..] else {
+            panic!("w11 gives two values");
+        };
+        entries.push(held);
+        growth.push(growth_mb);
+    }
+    report("w11_tag_entries", median(entries), "entries");
+    report("w11_rss_growth_mb", median(growth), "MB");
+}
+
+/// One w11 run: the peer entries held at the end and the RSS growth in MB.
+fn w11_once() -> [f64; 2] {
+    const N: u64 = 1_000_000;
+    let clock = ManualClock::new();
+    let config = Config::builder()
+        .dialer(PipeDialer)
+        .clock(clock.clone())
+        .build();
+    let manager = ConnManager::new(config).expect("valid config");
+    manager.start().expect("start");
+    let handle = manager.handle();
+    let before = rss_bytes();
+    for n in 0..N {
+        handle.tag(format!("hostile-{n}"), "spam", 1).expect("tag");
+        if n % 1_000 == 999 {
+            clock.advance(Duration::from_secs(1));
+        }
+    }
+    handle.barrier().expect("barrier");
+    let held = handle.trim_info().peers;
+    let growth = rss_bytes().saturating_sub(before) as f64 / (1024.0 * 1024.0);
+    manager.stop();
+    [held as f64, growth]
 }

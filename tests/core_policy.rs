@@ -134,6 +134,54 @@ fn trim_closes_lowest_value_first_by_peer_id() {
     let _ = (sa, sc);
 }
 
+/// A peer's first tag finds every live connection it has, whether they
+/// opened before any tag (the first tag builds the index), after it, or
+/// moved to the peer with `SetPeer`; closed connections drop out.
+#[test]
+fn first_tag_finds_the_peers_connections() {
+    let mut n = Node::new(|_| {});
+    let (a, sa) = n.outbound("203.0.113.1:8333", false);
+    let (b, _) = n.outbound("203.0.113.2:8333", false);
+    let (_c, _) = n.outbound("203.0.113.3:8333", false);
+    for id in [a, b] {
+        n.step(Input::SetPeer {
+            id,
+            peer: "node-x".into(),
+        });
+    }
+    let conns = |n: &Node, peer: &str| -> Vec<u64> {
+        let info = n.core.tag_info(&peer.into());
+        info.map_or(Vec::new(), |i| i.conns.iter().map(|c| c.0).collect())
+    };
+    n.tag("node-x", TagChange::Set("t".into(), 1));
+    assert_eq!(conns(&n, "node-x"), vec![a.0, b.0]);
+    n.tag("203.0.113.3:8333", TagChange::Set("t".into(), 1));
+    assert_eq!(conns(&n, "203.0.113.3:8333").len(), 1);
+    // Opened after the index exists, first tagged later.
+    let (d, _) = n.outbound("203.0.113.4:8333", false);
+    n.tag("203.0.113.4:8333", TagChange::Set("t".into(), 1));
+    assert_eq!(conns(&n, "203.0.113.4:8333"), vec![d.0]);
+    // Moved to a peer nobody tagged yet, then tagged.
+    n.step(Input::SetPeer {
+        id: b,
+        peer: "node-y".into(),
+    });
+    n.tag("node-y", TagChange::Set("t".into(), 1));
+    assert_eq!(conns(&n, "node-y"), vec![b.0]);
+    assert_eq!(conns(&n, "node-x"), vec![a.0]);
+    // Closed: a later first tag of a peer finds nothing.
+    n.step(Input::Closed { id: a, serial: sa });
+    n.step(Input::SetPeer {
+        id: d,
+        peer: "node-z".into(),
+    });
+    n.tag("node-x", TagChange::Set("u".into(), 1));
+    assert!(conns(&n, "node-x").is_empty());
+    n.tag("node-z", TagChange::Set("u".into(), 1));
+    assert_eq!(conns(&n, "node-z"), vec![d.0]);
+    assert!(conns(&n, "203.0.113.4:8333").is_empty());
+}
+
 /// A protected peer is never trimmed, and protection outlives its
 /// connection; `Unprotect` of a peer with no connection forgets it.
 #[test]

@@ -302,3 +302,91 @@ fn inline_dialing_behaves_like_the_pool() {
     }
     m.stop();
 }
+
+/// Records which thread each dial and address request ran on.
+struct ThreadRecorder<T> {
+    inner: T,
+    never_blocks: bool,
+    threads: Arc<Mutex<Vec<String>>>,
+}
+
+impl<T> ThreadRecorder<T> {
+    fn note(&self) {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.threads.lock().push(name);
+    }
+}
+
+impl Dial for ThreadRecorder<MemoryDialer> {
+    fn dial(&self, addr: &Addr, ctx: &DialContext) -> Result<Box<dyn Stream>, DialError> {
+        self.note();
+        self.inner.dial(addr, ctx)
+    }
+
+    fn never_blocks(&self) -> bool {
+        self.never_blocks
+    }
+}
+
+impl AddressSource for ThreadRecorder<Addr> {
+    fn next_address(&self) -> Option<Addr> {
+        self.note();
+        Some(self.inner.clone())
+    }
+
+    fn never_blocks(&self) -> bool {
+        self.never_blocks
+    }
+}
+
+/// A dialer or address source that says it never blocks runs on the
+/// handler thread with no flag set; one that does not (closures) runs on
+/// the pool; each is decided on its own.
+#[test]
+fn never_blocking_dialers_and_sources_run_on_the_handler() {
+    for (dialer_inline, source_inline) in [(true, true), (true, false), (false, true)] {
+        let net = MemoryNetwork::new();
+        let _listener = net.listen(mem_addr(1)).unwrap();
+        let dials = Arc::new(Mutex::new(Vec::new()));
+        let fetches = Arc::new(Mutex::new(Vec::new()));
+        let config = Config::builder()
+            .target_outbound(1)
+            .dialer(ThreadRecorder {
+                inner: net.dialer(),
+                never_blocks: dialer_inline,
+                threads: Arc::clone(&dials),
+            })
+            .address_source(ThreadRecorder {
+                inner: mem_addr(1),
+                never_blocks: source_inline,
+                threads: Arc::clone(&fetches),
+            })
+            .build();
+        let m = ConnManager::new(config).unwrap();
+        let events = m.handle().events();
+        m.start().unwrap();
+        expect_event(&events, |e| matches!(e, Event::Connected { .. }));
+        m.stop();
+        let on = |inline: bool| {
+            if inline {
+                "connmgr-handler"
+            } else {
+                "connmgr-dial-"
+            }
+        };
+        for (threads, inline) in [(&dials, dialer_inline), (&fetches, source_inline)] {
+            let threads = threads.lock();
+            assert!(!threads.is_empty());
+            assert!(
+                threads.iter().all(|t| t.starts_with(on(inline))),
+                "inline {inline}: {threads:?}"
+            );
+        }
+    }
+    // The in-memory dialer says so itself.
+    assert!(MemoryNetwork::new().dialer().never_blocks());
+    let closure = |_: &Addr, _: &DialContext| -> Result<Box<dyn Stream>, DialError> {
+        Err(DialError::Refused)
+    };
+    assert!(!closure.never_blocks());
+}

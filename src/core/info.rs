@@ -198,15 +198,25 @@ pub struct TrimInfo {
     pub last_trim: Option<Instant>,
     /// Connections the last trim closed.
     pub last_trim_closed: usize,
+    /// Peers the peer book holds now (tagged, protected or connected and
+    /// known to the tag store), at most `max_peers` beyond those with a
+    /// live connection.
+    pub peers: usize,
 }
 
 impl TrimInfo {
-    /// The report for `policy`, with `connections` established now and
-    /// the trim totals of `stats`.
-    pub(crate) fn new(policy: Option<TrimPolicy>, connections: usize, stats: &Stats) -> Self {
+    /// The report for `policy`, with `connections` established and
+    /// `peers` in the peer book now, and the trim totals of `stats`.
+    pub(crate) fn new(
+        policy: Option<TrimPolicy>,
+        connections: usize,
+        peers: usize,
+        stats: &Stats,
+    ) -> Self {
         TrimInfo {
             policy,
             connections,
+            peers,
             trims: stats.trims,
             last_trim: stats.last_trim,
             last_trim_closed: stats.last_trim_closed,

@@ -47,6 +47,7 @@ mod inbound;
 pub(crate) mod info;
 mod outbound;
 mod peerbook;
+mod peerindex;
 mod record;
 mod settings;
 
@@ -622,6 +623,7 @@ impl Core {
         info::TrimInfo::new(
             self.peers.trim_policy(),
             self.connection_count(),
+            self.peers.len(),
             &self.stats(),
         )
     }

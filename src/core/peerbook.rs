@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use super::changes::{Changes, PeerChange};
+use super::peerindex::LiveIndex;
 use super::record::Record;
 use super::{Core, CoreConfig, Effect, Teardown, LOG};
 use crate::guard::guarded;
@@ -76,6 +77,8 @@ pub(super) struct PeerBook {
     /// candidates for pruning and for making room. Entries that since
     /// connected, got protected or went are skipped when reached.
     idle: VecDeque<(Instant, PeerId)>,
+    /// Live connections by peer, from the first tag on.
+    live: Option<LiveIndex>,
 }
 
 impl PeerBook {
@@ -90,6 +93,7 @@ impl PeerBook {
             max_peers: cfg.max_peers,
             idle_ttl: cfg.idle_peer_ttl,
             idle: VecDeque::new(),
+            live: None,
         }
     }
 
@@ -254,10 +258,16 @@ impl PeerBook {
 
     /// Records that the connection `key` of a record closed.
     pub(super) fn closed(&mut self, id: ConnId, r: &Record) {
-        if self.tags.is_empty() {
+        if self.tags.is_empty() && self.live.is_none() {
             return;
         }
-        if let Some(peer) = r.peer_id().filter(|p| self.tags.contains(p)) {
+        let Some(peer) = r.peer_id() else {
+            return;
+        };
+        if let Some(live) = &mut self.live {
+            live.closed(&peer, id);
+        }
+        if self.tags.contains(&peer) {
             self.tags.disconnected(&peer, id.0);
             self.dirty.insert(peer);
         }
@@ -336,10 +346,7 @@ impl Core {
             _ if known => return true,
             _ => false,
         };
-        let connected = self
-            .records
-            .values()
-            .any(|r| r.is_live() && r.peer_id().as_ref() == Some(peer));
+        let connected = !self.live_index().of(peer).is_empty();
         connected || self.peers.make_room(protecting)
     }
 
@@ -369,7 +376,7 @@ impl Core {
     /// Untagged peers cost nothing here: the store learns of their
     /// connections only when they are first tagged.
     pub(super) fn peers_opened(&mut self, id: ConnId, opened: Instant) {
-        if self.peers.tags.is_empty() {
+        if self.peers.tags.is_empty() && self.peers.live.is_none() {
             return;
         }
         let Some(r) = self.records.get_mut(&id) else {
@@ -381,6 +388,9 @@ impl Core {
         // Keep the id once built, so closing and trimming do not format
         // the address again.
         r.peer.get_or_insert_with(|| peer.clone());
+        if let Some(live) = &mut self.peers.live {
+            live.opened(peer.clone(), id);
+        }
         if self.peers.tags.contains(&peer) {
             self.peers.tags.connected(&peer, id.0, opened);
             self.peers.dirty.insert(peer);
@@ -399,15 +409,29 @@ impl Core {
     /// Tells the tag store about every live connection of `peer`, when the
     /// store first hears of it.
     fn attach_connections(&mut self, peer: &PeerId) {
-        let live: Vec<(u64, Instant)> = self
-            .records
-            .iter()
-            .filter(|(_, r)| r.is_live() && r.peer_id().as_ref() == Some(peer))
-            .map(|(id, r)| (id.0, r.opened.unwrap_or(r.since)))
-            .collect();
-        for (key, opened) in live {
-            self.peers.tags.connected(peer, key, opened);
+        let ids = self.live_index().of(peer).to_vec();
+        for id in ids {
+            if let Some(r) = self.records.get(&id) {
+                let opened = r.opened.unwrap_or(r.since);
+                self.peers.tags.connected(peer, id.0, opened);
+            }
         }
+    }
+
+    /// The index of live connections by peer, built with one pass the
+    /// first time it is needed (caching each record's peer id).
+    fn live_index(&mut self) -> &LiveIndex {
+        let records = &mut self.records;
+        self.peers.live.get_or_insert_with(|| {
+            let mut index = LiveIndex::default();
+            for (id, r) in records.iter_mut().filter(|(_, r)| r.is_live()) {
+                if let Some(peer) = r.peer_id() {
+                    r.peer.get_or_insert_with(|| peer.clone());
+                    index.opened(peer, *id);
+                }
+            }
+            index
+        })
     }
 
     /// Runs decaying tags that are due.

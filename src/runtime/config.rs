@@ -110,7 +110,8 @@ impl Config {
 
     /// The descriptors this config can use at once: every outbound and
     /// inbound connection it allows, one per listener, one socket per
-    /// dialer thread and replacement, and
+    /// dialer thread and replacement (none when every dial and address
+    /// request runs on the handler thread), and
     /// [`RESERVED_DESCRIPTORS`](crate::RESERVED_DESCRIPTORS) for files and
     /// lookups. `start` compares it with the process's limit.
     ///
@@ -122,10 +123,10 @@ impl Config {
     /// ```
     pub fn descriptors_needed(&self) -> u64 {
         let listeners = self.listeners.len() + self.listen_addrs.len();
-        let pool = if self.inline_dial {
-            0
-        } else {
+        let pool = if self.needs_pool() {
             2 * self.pool_size
+        } else {
+            0
         };
         [
             self.core.target_outbound,
@@ -136,6 +137,25 @@ impl Config {
         .into_iter()
         .map(|n| n as u64)
         .fold(RESERVED_DESCRIPTORS, u64::saturating_add)
+    }
+
+    /// Whether dials run on the handler thread: `inline_dial(true)`, or a
+    /// dialer that says it never blocks with no dial gate (a gate is a
+    /// closure, which may block).
+    pub(crate) fn dials_inline(&self) -> bool {
+        self.inline_dial
+            || (self.dialer.as_ref().is_some_and(|d| d.never_blocks()) && self.dial_gate.is_none())
+    }
+
+    /// Whether the address source runs on the handler thread: none is set,
+    /// it says it never blocks, or `inline_dial(true)`.
+    pub(crate) fn fetches_inline(&self) -> bool {
+        self.inline_dial || self.source.as_ref().is_none_or(|s| s.never_blocks())
+    }
+
+    /// Whether any work goes to dialer threads.
+    pub(crate) fn needs_pool(&self) -> bool {
+        !(self.dials_inline() && self.fetches_inline())
     }
 
     /// Checks every setting, naming the first one that is wrong.
@@ -636,12 +656,14 @@ impl ConfigBuilder {
     }
 
     /// Declares that the dialer, the address source and the dial gate
-    /// complete at once and never block (in-memory dialers, an address
-    /// manager in memory), so the handler thread calls them itself instead
-    /// of handing each dial to the pool: two thread hand-offs fewer per
-    /// connection. Default off. Anything that can block — a socket, a lock
-    /// held elsewhere, a DNS lookup — must not be used this way: it would
-    /// stall the whole manager. Panics are still caught.
+    /// complete at once and never block, so the handler thread calls them
+    /// itself instead of handing each dial to the pool: two thread
+    /// hand-offs fewer per connection. Default off. Not needed for a
+    /// dialer or source that says so itself ([`Dial::never_blocks`],
+    /// [`AddressSource::never_blocks`]; `MemoryDialer` does): this setting
+    /// is for closures, which cannot. Anything that can block — a socket,
+    /// a lock held elsewhere, a DNS lookup — must not be used this way: it
+    /// would stall the whole manager. Panics are still caught.
     pub fn inline_dial(mut self, on: bool) -> Self {
         self.config.inline_dial = on;
         self

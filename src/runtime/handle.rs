@@ -372,6 +372,7 @@ impl Handle {
         TrimInfo::new(
             self.shared.trim_policy,
             counts.inbound + counts.outbound,
+            store.peer_count(),
             &store.stats(),
         )
     }

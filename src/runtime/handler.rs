@@ -61,10 +61,13 @@ pub(crate) struct HandlerParts {
     pub(crate) max_undelivered: usize,
     pub(crate) store: Arc<Mutex<SnapshotStore>>,
     pub(crate) close_on_stop: bool,
-    /// Set when dials and the address source run on this thread.
-    pub(crate) inline: Option<Arc<WorkerCtx>>,
+    /// Set when dials run on this thread (a dialer that never blocks, or
+    /// `inline_dial`).
+    pub(crate) inline_dial: Option<Arc<WorkerCtx>>,
+    /// Set when the address source runs on this thread.
+    pub(crate) inline_fetch: Option<Arc<WorkerCtx>>,
     /// The dialer threads, to replace one stuck past a deadline (`None`
-    /// when dials run inline).
+    /// when everything runs inline).
     pub(crate) pool: Option<Arc<Pool>>,
     /// Where saves go, if anything is persisted.
     pub(crate) persist: Option<PersistTx>,
@@ -361,7 +364,7 @@ impl Handler {
 
     fn apply(&mut self, effect: Effect<Stream0>) {
         match effect {
-            Effect::FetchAddress { id } => match &self.parts.inline {
+            Effect::FetchAddress { id } => match &self.parts.inline_fetch {
                 Some(ctx) => {
                     let addr = pool::fetch(ctx);
                     self.inline_results.push_back(DialMsg::Address { id, addr });
@@ -442,7 +445,7 @@ impl Handler {
         let now = self.now.unwrap_or_else(|| self.parts.clock.now());
         let left = deadline.map_or(limits::MAX_DURATION, |d| d.saturating_duration_since(now));
         let deadline = later(Instant::now(), left);
-        match &self.parts.inline {
+        match &self.parts.inline_dial {
             Some(ctx) => {
                 let result = pool::dial(ctx, &addr, deadline, self.never_canceled.clone());
                 let msg = DialMsg::Done {

@@ -158,8 +158,9 @@ impl ConnManager {
             max_undelivered: config.max_queued_events,
             store: Arc::clone(&store),
             close_on_stop: config.close_on_stop,
-            inline: config.inline_dial.then(|| Arc::clone(&ctx)),
-            pool: (!config.inline_dial).then(|| Arc::clone(&pool)),
+            inline_dial: config.dials_inline().then(|| Arc::clone(&ctx)),
+            inline_fetch: config.fetches_inline().then(|| Arc::clone(&ctx)),
+            pool: config.needs_pool().then(|| Arc::clone(&pool)),
             persist: persist_tx.map(|tx| PersistTx {
                 tx,
                 bans: config.ban_file.is_some(),
@@ -316,6 +317,12 @@ impl ConnManager {
         } = parts;
         drop(results_tx);
         let handle = self.handle.clone();
+        // Work that all runs inline needs no pool.
+        let pool_size = if config.needs_pool() {
+            config.pool_size
+        } else {
+            0
+        };
         let notifier = spawn_notifier(
             handle,
             notify_rx,
@@ -335,12 +342,6 @@ impl ConnManager {
             };
             threads.writer = Some(spawn_writer(rx, files, notify_tx.clone())?);
         }
-        // Inline dialing needs no pool.
-        let pool_size = if config.inline_dial {
-            0
-        } else {
-            config.pool_size
-        };
         pool.spawn(pool_size)?;
         for l in listeners {
             let gate = config.accept_gate.clone();

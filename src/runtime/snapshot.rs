@@ -174,6 +174,11 @@ impl SnapshotStore {
         }
     }
 
+    /// Peers in the published peer book.
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
     /// Whether a decaying tag of this name is registered.
     pub(crate) fn has_decaying(&self, name: &str) -> bool {
         self.decaying.iter().any(|n| n == name)
