@@ -53,3 +53,11 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// resolver's own timeout. Past the bound, dials to names fail at once
 /// instead of piling up threads behind a silent DNS server.
 pub const MAX_NAME_LOOKUPS: usize = 64;
+
+/// Most calls left waiting for the handler thread. A caller that finds
+/// this many queued (a loop tagging a million peers, say) waits until the
+/// handler has caught up before its call is queued, so a flood of calls
+/// costs time, not memory. The manager's own threads never wait here: the
+/// handler thread cannot wait for itself, and callbacks and dialers may
+/// call in at any time.
+pub const MAX_QUEUED_REQUESTS: usize = 65_536;

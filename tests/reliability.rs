@@ -588,3 +588,55 @@ fn a_stream_without_a_closer_is_closed_not_leaked() {
     assert!(common::wait_until(|| m.handle().counts().outbound == 0));
     m.stop();
 }
+
+/// A caller flooding the manager with calls while the handler is busy
+/// waits once `MAX_QUEUED_REQUESTS` are queued instead of queueing without
+/// end, and every call still lands once the handler catches up.
+#[test]
+fn a_flood_of_calls_waits_at_the_queue_bound() {
+    let net = MemoryNetwork::new();
+    let m = ConnManager::new(base(&net).max_peers(1_000).build()).unwrap();
+    m.start().unwrap();
+    let h = m.handle().clone();
+    // Hold the handler inside a tag closure until the gate opens.
+    let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
+    let (inside_tx, inside) = crossbeam_channel::bounded::<()>(1);
+    h.upsert_tag("holder", "t", move |v| {
+        let _ = inside_tx.send(());
+        let _ = gate.recv();
+        v
+    })
+    .unwrap();
+    inside
+        .recv_timeout(DEADLINE)
+        .expect("the closure never ran");
+
+    let total = limits::MAX_QUEUED_REQUESTS + 10_000;
+    let done = Arc::new(AtomicUsize::new(0));
+    let flooder = {
+        let (h, done) = (h.clone(), Arc::clone(&done));
+        thread::spawn(move || {
+            for i in 0..total {
+                h.tag(format!("p{i}"), "t", 1).unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    assert!(
+        common::wait_until(|| h.queued_calls() >= limits::MAX_QUEUED_REQUESTS),
+        "the queue never filled: {}",
+        h.queued_calls()
+    );
+    // The handler is held, so nothing drains: the flooder must be waiting.
+    assert!(h.queued_calls() <= limits::MAX_QUEUED_REQUESTS + 2);
+    assert!(done.load(Ordering::SeqCst) <= limits::MAX_QUEUED_REQUESTS + 1);
+    assert!(!flooder.is_finished());
+
+    drop(gate_tx);
+    flooder.join().unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), total);
+    sync(&h);
+    assert!(h.tag_info(&format!("p{}", total - 1).into()).is_some());
+    assert!(h.trim_info().peers <= 1_000 + 1, "{}", h.trim_info().peers);
+    m.stop();
+}

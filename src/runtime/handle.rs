@@ -13,6 +13,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::addr::Addr;
 use crate::core::info::{ConnInfo, Counts, TrimInfo};
 use crate::core::{Core, Input, PeerReport, ReqSpec, Teardown};
+use crate::limits;
 use crate::policy::tags::{PeerId, TagError};
 use crate::policy::trim::TrimPolicy;
 use crate::runtime::clock::Clock;
@@ -377,6 +378,16 @@ impl Handle {
         )
     }
 
+    /// Calls queued for the handler thread and not yet taken. A caller
+    /// thread that finds [`MAX_QUEUED_REQUESTS`](limits::MAX_QUEUED_REQUESTS)
+    /// waiting waits for the handler to catch up, so while the manager
+    /// runs this stays within that bound plus two per calling thread (the
+    /// call and the wait itself); calls from the manager's own threads
+    /// (callbacks, dialers) and calls made before `start` never wait.
+    pub fn queued_calls(&self) -> usize {
+        self.shared.requests.len()
+    }
+
     /// Whether the manager is between `start` and `stop`.
     pub fn is_running(&self) -> bool {
         self.shared.phase.load(Ordering::Acquire) == RUNNING
@@ -458,8 +469,26 @@ impl Handle {
         self.send(Msg::Input(input))
     }
 
+    /// Queues `msg` for the handler, first waiting for it to catch up if
+    /// [`MAX_QUEUED_REQUESTS`](limits::MAX_QUEUED_REQUESTS) are waiting.
     pub(super) fn send(&self, msg: Msg) -> Result<(), Error> {
+        if self.shared.requests.len() >= limits::MAX_QUEUED_REQUESTS {
+            self.catch_up();
+        }
+        self.send_now(msg)
+    }
+
+    fn send_now(&self, msg: Msg) -> Result<(), Error> {
         self.shared.requests.send(msg).map_err(|_| Error::Stopped)
+    }
+
+    /// Waits until the handler has taken everything queued so far, where
+    /// waiting is safe: while it runs, and not on the manager's threads.
+    fn catch_up(&self) {
+        let me = thread::current().id();
+        if self.is_running() && !self.shared.own_threads.lock().contains(&me) {
+            let _ = self.call_raw(None, None);
+        }
     }
 
     fn mint_caller_id(&self) -> ConnId {
@@ -515,7 +544,7 @@ impl Handle {
         self.check_open()?;
         self.check_not_handler()?;
         let (reply, answer) = crossbeam_channel::bounded(1);
-        self.send(Msg::Barrier { input, ask, reply })?;
+        self.send_now(Msg::Barrier { input, ask, reply })?;
         answer.recv().map_err(|_| Error::Stopped)
     }
 
