@@ -11,8 +11,9 @@ use super::peerindex::LiveIndex;
 use super::record::Record;
 use super::{Core, CoreConfig, Effect, Teardown, LOG};
 use crate::guard::guarded;
+use crate::idmap::IdMap;
 use crate::policy::tags::{BumpFn, DecayFn, PeerId, PeerTags, TagError, TagInfo};
-use crate::policy::trim::{TrimCandidate, TrimPolicy};
+use crate::policy::trim::{lowest_ranks, out_of_grace, rank_of, Rank, TrimPolicy};
 use crate::types::{CloseReason, ConnId, Direction};
 
 /// A change to one peer's tags, carried from a caller to the Core.
@@ -474,8 +475,8 @@ impl Core {
         }
         self.peers.last_trim = Some(now);
         self.stats.trims += 1;
-        let victims: Vec<ConnId> = policy
-            .select(&self.trim_candidates(), now)
+        let ranked = self.trim_ranks(policy.grace, now);
+        let victims: Vec<ConnId> = lowest_ranks(ranked, policy.low_watermark)
             .into_iter()
             .map(ConnId)
             .collect();
@@ -487,34 +488,31 @@ impl Core {
         victims
     }
 
-    /// Every established connection as the trimmer sees it; a permanent
-    /// request counts as protected.
-    fn trim_candidates(&self) -> Vec<TrimCandidate> {
-        // Peer ids matter only once some peer is tagged or protected;
-        // until then every candidate shares one empty id (no allocation).
-        let named = !self.peers.tags.is_empty() || self.peers.tags.has_protections();
-        let anonymous = PeerId::from("");
-        let mut all = Vec::with_capacity(self.connection_count());
+    /// The trimming rank of every established connection that may be
+    /// trimmed at `now`: not protected (a permanent request counts as
+    /// protected) and out of its grace period. Values come from one pass
+    /// over the tag store, keyed by connection, so no peer id is hashed
+    /// or compared unless some peer is protected.
+    fn trim_ranks(&self, grace: Duration, now: Instant) -> Vec<Rank> {
+        let values: IdMap<u64, i64> = self.peers.tags.connection_values().collect();
+        let protections = self.peers.tags.has_protections();
+        let mut ranked = Vec::with_capacity(self.connection_count());
         for (id, r) in self.records.iter().filter(|(_, r)| r.is_live()) {
-            let peer = if named {
-                r.peer_id()
-            } else {
-                Some(anonymous.clone())
-            };
-            let Some(peer) = peer else {
+            let opened = r.opened.unwrap_or(r.since);
+            if r.is_permanent() || !out_of_grace(opened, grace, now) {
                 continue;
-            };
-            let protected = r.is_permanent() || self.peers.is_protected(&peer, None);
-            all.push(TrimCandidate {
-                key: id.0,
-                inbound: r.direction() == Direction::Inbound,
-                opened: r.opened.unwrap_or(r.since),
-                protected,
-                value: self.peers.tags.value(&peer),
-                peer,
-            });
+            }
+            if protections
+                && r.peer_id()
+                    .is_some_and(|p| self.peers.is_protected(&p, None))
+            {
+                continue;
+            }
+            let value = values.get(&id.0).copied().unwrap_or(0);
+            let inbound = r.direction() == Direction::Inbound;
+            ranked.push(rank_of(id.0, value, inbound, opened));
         }
-        all
+        ranked
     }
 
     /// Closes a connection chosen by a policy (trim, eviction, ban): an

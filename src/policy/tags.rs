@@ -444,6 +444,14 @@ impl PeerTags {
         self.peers.keys()
     }
 
+    /// Every connection the store knows, with its peer's total value:
+    /// one pass over the peers, with no lookup by peer id.
+    pub fn connection_values(&self) -> impl Iterator<Item = (u64, i64)> + '_ {
+        self.peers
+            .values()
+            .flat_map(|info| info.conns.keys().map(move |&key| (key, info.value())))
+    }
+
     /// Whether the store holds data for `peer`.
     pub fn contains(&self, peer: &PeerId) -> bool {
         self.peers.contains_key(peer)

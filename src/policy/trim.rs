@@ -49,16 +49,27 @@ pub struct TrimCandidate {
 
 /// Sort key for trimming order: lowest value first, inbound before
 /// outbound, youngest first, then connection key so the order is total.
-type Rank = (i64, bool, Reverse<Instant>, u64);
+pub(crate) type Rank = (i64, bool, Reverse<Instant>, u64);
+
+/// The trimming rank of connection `key`.
+pub(crate) fn rank_of(key: u64, value: i64, inbound: bool, opened: Instant) -> Rank {
+    (value, !inbound, Reverse(opened), key)
+}
 
 fn rank(c: &TrimCandidate) -> Rank {
-    (c.value, !c.inbound, Reverse(c.opened), c.key)
+    rank_of(c.key, c.value, c.inbound, c.opened)
+}
+
+/// Whether a connection opened at `opened` is out of its grace period at
+/// `now` (`opened + grace <= now`).
+pub(crate) fn out_of_grace(opened: Instant, grace: Duration, now: Instant) -> bool {
+    opened.checked_add(grace).is_some_and(|end| end <= now)
 }
 
 /// Whether a connection may be trimmed at `now`: not protected and out of
-/// its grace period (`opened + grace <= now`).
+/// its grace period.
 fn is_eligible(c: &TrimCandidate, grace: Duration, now: Instant) -> bool {
-    !c.protected && c.opened.checked_add(grace).is_some_and(|end| end <= now)
+    !c.protected && out_of_grace(c.opened, grace, now)
 }
 
 /// Picks the connections to close, returning their keys in closing order.
@@ -79,11 +90,17 @@ pub fn select_victims(
     grace: Duration,
     now: Instant,
 ) -> Vec<u64> {
-    let mut ranked: Vec<Rank> = candidates
+    let ranked: Vec<Rank> = candidates
         .iter()
         .filter(|c| is_eligible(c, grace, now))
         .map(rank)
         .collect();
+    lowest_ranks(ranked, low_watermark)
+}
+
+/// The keys of all but the `low_watermark` highest of `ranked` (the
+/// eligible connections), lowest rank first.
+pub(crate) fn lowest_ranks(mut ranked: Vec<Rank>, low_watermark: usize) -> Vec<u64> {
     let excess = ranked.len().saturating_sub(low_watermark);
     if excess == 0 {
         return Vec::new();
