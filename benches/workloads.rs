@@ -523,9 +523,12 @@ fn w4(runs: usize) {
             .target_outbound(64)
             .dialer_pool_size(64)
             .address_source(move || Some(target.clone()))
+            // Disconnect first, then close: a close alone reads as the
+            // peer leaving before the connection was stable, which makes
+            // the slot wait the retry duration before dialing it again.
             .on_connection(|handle, req, conn| {
-                conn.close();
                 let _ = handle.disconnect(req.id().expect("submitted"));
+                conn.close();
             })
             .build();
         let run = run_for(config, Duration::from_secs(5));

@@ -640,3 +640,46 @@ fn a_flood_of_calls_waits_at_the_queue_bound() {
     assert!(h.trim_info().peers <= 1_000 + 1, "{}", h.trim_info().peers);
     m.stop();
 }
+
+/// The same bound on `connect`, which also writes the pending entry into
+/// the snapshot store: the wait happens before the store's lock is taken,
+/// so the handler can catch up.
+#[test]
+fn a_flood_of_connects_waits_without_deadlock() {
+    let net = MemoryNetwork::new();
+    let m = ConnManager::new(base(&net).build()).unwrap();
+    m.start().unwrap();
+    let h = m.handle().clone();
+    let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
+    let (inside_tx, inside) = crossbeam_channel::bounded::<()>(1);
+    h.upsert_tag("holder", "t", move |v| {
+        let _ = inside_tx.send(());
+        let _ = gate.recv();
+        v
+    })
+    .unwrap();
+    inside
+        .recv_timeout(DEADLINE)
+        .expect("the closure never ran");
+    let total = limits::MAX_QUEUED_REQUESTS + 1_000;
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(1);
+    let flooder = {
+        let h = h.clone();
+        thread::spawn(move || {
+            for i in 0..total {
+                h.connect(ConnReq::new(mem_addr(i as u32))).unwrap();
+            }
+            let _ = done_tx.send(());
+        })
+    };
+    assert!(common::wait_until(
+        || h.queued_calls() >= limits::MAX_QUEUED_REQUESTS
+    ));
+    assert!(h.queued_calls() <= limits::MAX_QUEUED_REQUESTS + 2);
+    drop(gate_tx);
+    done.recv_timeout(DEADLINE)
+        .expect("the flooding thread never finished: deadlock");
+    flooder.join().unwrap();
+    sync(&h);
+    m.stop();
+}

@@ -472,10 +472,17 @@ impl Handle {
     /// Queues `msg` for the handler, first waiting for it to catch up if
     /// [`MAX_QUEUED_REQUESTS`](limits::MAX_QUEUED_REQUESTS) are waiting.
     pub(super) fn send(&self, msg: Msg) -> Result<(), Error> {
+        self.wait_if_full();
+        self.send_now(msg)
+    }
+
+    /// Waits for the handler to catch up when the queue is at its bound.
+    /// Never call it holding a lock the handler takes (the snapshot
+    /// store's): the handler could not answer.
+    fn wait_if_full(&self) {
         if self.shared.requests.len() >= limits::MAX_QUEUED_REQUESTS {
             self.catch_up();
         }
-        self.send_now(msg)
     }
 
     fn send_now(&self, msg: Msg) -> Result<(), Error> {
@@ -502,12 +509,15 @@ impl Handle {
     fn submit(&self, req: ConnReq, spec: ReqSpec) -> Result<ConnId, Error> {
         let id = spec.id;
         let now = self.shared.clock.now();
+        // Wait (if at all) before taking the store's lock: the handler
+        // needs it to catch up.
+        self.wait_if_full();
         let mut store = self.shared.store.lock();
         if !store.accepting {
             return Err(Error::Stopped);
         }
         store.upsert(Core::pending_info(&spec, now));
-        if self.send(Msg::Connect(req, spec)).is_err() {
+        if self.send_now(Msg::Connect(req, spec)).is_err() {
             store.remove(id);
             return Err(Error::Stopped);
         }
