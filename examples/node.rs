@@ -488,7 +488,7 @@ fn misbehave(handle: &connmgr::Handle, act: &Activity) {
     let victim = snap
         .conns
         .iter()
-        .find(|c| c.automatic && c.state == connmgr::ConnState::Established);
+        .find(|c| c.is_automatic() && c.state == connmgr::ConnState::Established);
     if let Some(c) = victim {
         let addr = c.addr.as_ref().map_or("-".into(), Addr::to_string);
         let _ = handle.misbehaving(c.id, 100, 0, "demo: sent an invalid block");

@@ -76,6 +76,25 @@
 #define CONNMGR_BUMP_OVERWRITE 2
 
 /**
+ * Flag for connmgr_connect_ex: retry forever with backoff until removed.
+ */
+#define CONNMGR_REQ_PERMANENT 1
+
+/**
+ * Flag for connmgr_connect_ex: the node should relay blocks only over
+ * this connection (shown in the snapshot and the counts).
+ */
+#define CONNMGR_REQ_BLOCK_RELAY_ONLY 2
+
+/**
+ * Flag for connmgr_connect_ex: a one-shot connection (connect, let the
+ * node fetch addresses, close); the manager closes it at the one-shot
+ * timeout if the node has not. Cannot be combined with
+ * CONNMGR_REQ_PERMANENT.
+ */
+#define CONNMGR_REQ_ONE_SHOT 4
+
+/**
  * What a call did. Every function of the C API returns one, except
  * connmgr_last_error, connmgr_last_error_length and connmgr_status_name.
  * On anything but CONNMGR_STATUS_OK, connmgr_last_error describes the
@@ -172,6 +191,38 @@ typedef enum {
    */
   CONNMGR_STATE_DISCONNECTED = 4,
 } connmgr_state;
+
+/**
+ * What a connection is for (Bitcoin Core's connection types).
+ */
+typedef enum {
+  /**
+   * Opened by the peer.
+   */
+  CONNMGR_CONN_TYPE_INBOUND = 0,
+  /**
+   * Made by the manager to fill the full-relay target.
+   */
+  CONNMGR_CONN_TYPE_FULL_RELAY = 1,
+  /**
+   * Made by the manager to fill the block-relay-only target (anchors
+   * first); relay blocks only.
+   */
+  CONNMGR_CONN_TYPE_BLOCK_RELAY = 2,
+  /**
+   * Asked for with connmgr_connect or connmgr_connect_ex.
+   */
+  CONNMGR_CONN_TYPE_MANUAL = 3,
+  /**
+   * A short-lived test of an address from the source, closed once
+   * connmgr_handshake_done is called for it or at the feeler timeout.
+   */
+  CONNMGR_CONN_TYPE_FEELER = 4,
+  /**
+   * Connect, fetch addresses, close (CONNMGR_REQ_ONE_SHOT).
+   */
+  CONNMGR_CONN_TYPE_ONE_SHOT = 5,
+} ConnmgrConnType;
 
 /**
  * Manager settings under construction (opaque). Create one with
@@ -378,13 +429,30 @@ typedef struct {
    */
   size_t inbound;
   /**
-   * Established automatic (target-filling) outbound connections.
+   * Established automatic (target-filling) outbound connections:
+   * full-relay and block-relay-only.
    */
   size_t automatic_outbound;
   /**
    * Live permanent requests, in any state.
    */
   size_t permanent;
+  /**
+   * Established full-relay automatic connections.
+   */
+  size_t full_relay_outbound;
+  /**
+   * Established block-relay-only connections, automatic or manual.
+   */
+  size_t block_relay_outbound;
+  /**
+   * Established feelers.
+   */
+  size_t feelers;
+  /**
+   * Established one-shot connections.
+   */
+  size_t one_shot;
 } connmgr_counts;
 
 /**
@@ -418,13 +486,22 @@ typedef struct {
    */
   bool permanent;
   /**
-   * Whether the manager made it to fill the outbound target.
+   * Whether the manager made it to fill a target (full-relay or
+   * block-relay-only).
    */
   bool automatic;
   /**
    * Consecutive failed attempts since the last stable connection.
    */
   uint32_t retries;
+  /**
+   * What it is for.
+   */
+  ConnmgrConnType conn_type;
+  /**
+   * Whether the node should relay blocks only over it.
+   */
+  bool block_relay_only;
 } connmgr_conn_info;
 
 #ifdef __cplusplus
@@ -452,14 +529,36 @@ connmgr_status connmgr_config_new(connmgr_config **out);
 connmgr_status connmgr_config_free(connmgr_config *cfg);
 
 /**
- * How many automatic outbound connections to keep from the address
- * source (default 8). Explicit connmgr_connect requests come on top.
+ * How many full-relay automatic outbound connections to keep from the
+ * address source (default 8). Block-relay-only connections, feelers and
+ * connmgr_connect requests come on top.
  *
  * # Safety
  *
  * `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_target_outbound(connmgr_config *cfg, size_t n);
+
+/**
+ * How many block-relay-only automatic connections to keep (default 2),
+ * filled from the anchors first, independently of the full-relay target.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_target_block_relay(connmgr_config *cfg, size_t n);
+
+/**
+ * The mean time between feelers in milliseconds (default 120000); 0 makes
+ * no feelers. A feeler starts only when every automatic target is met,
+ * one at a time, and closes once connmgr_handshake_done is called for it.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_feeler_interval(connmgr_config *cfg, uint64_t ms);
 
 /**
  * How many inbound connections may be live at once (default 125).
@@ -884,6 +983,34 @@ connmgr_status connmgr_connect(const connmgr_manager *mgr,
                                const char *addr,
                                bool permanent,
                                uint64_t *id);
+
+/**
+ * Like connmgr_connect, with CONNMGR_REQ_* `flags`: CONNMGR_REQ_PERMANENT,
+ * CONNMGR_REQ_BLOCK_RELAY_ONLY, CONNMGR_REQ_ONE_SHOT, or 0 for a one-off
+ * manual request. Unknown flags, or a permanent one-shot request, are
+ * CONNMGR_STATUS_INVALID_ARGUMENT.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
+ * string; `id` is NULL or writable.
+ */
+connmgr_status connmgr_connect_ex(const connmgr_manager *mgr,
+                                  const char *addr,
+                                  uint32_t flags,
+                                  uint64_t *id);
+
+/**
+ * Tells the manager the node finished its protocol handshake on
+ * connection `id`: a feeler is then closed (its job is done); other
+ * connections are not affected. An id that is not live is
+ * CONNMGR_STATUS_UNKNOWN_ID.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager.
+ */
+connmgr_status connmgr_handshake_done(const connmgr_manager *mgr, uint64_t id);
 
 /**
  * Asks for one extra outbound connection to an address from the address

@@ -94,7 +94,7 @@ pub use crate::transport::socks::{
 };
 pub use crate::transport::stream::{Closer, Stream};
 pub use crate::transport::tcp::{TcpDialer, TcpListener};
-pub use crate::types::{CloseReason, ConnId, ConnState, DialError, Direction};
+pub use crate::types::{CloseReason, ConnId, ConnState, ConnType, DialError, Direction};
 /// Re-exported: [`Handle::events`] returns its [`Receiver`](crossbeam_channel::Receiver).
 pub use crossbeam_channel;
 

@@ -11,7 +11,8 @@
 
 use std::time::Duration;
 
-/// Most automatic outbound connections (`target_outbound`).
+/// Most automatic outbound connections of one type (`target_outbound`,
+/// `target_block_relay`).
 pub const MAX_TARGET_OUTBOUND: usize = 4_096;
 
 /// Most live inbound connections (`max_inbound`).

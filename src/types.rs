@@ -103,6 +103,64 @@ impl fmt::Display for Direction {
     }
 }
 
+/// What a connection is for: Bitcoin Core's connection types. Each
+/// outbound type has its own target and is filled on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+#[non_exhaustive]
+pub enum ConnType {
+    /// Opened by the peer.
+    Inbound,
+    /// Made by the manager to fill the full-relay target
+    /// (`target_outbound`): blocks, transactions and addresses.
+    FullRelay,
+    /// Made by the manager to fill the block-relay-only target
+    /// (`target_block_relay`), anchors first: the node should relay
+    /// blocks only, which hides these links from transaction-based
+    /// topology inference.
+    BlockRelay,
+    /// Asked for by the user with `connect` (Core's manual/addnode
+    /// connections), permanent or not.
+    Manual,
+    /// A short-lived connection that tests an address from the source: the
+    /// manager closes it when the node reports its handshake finished, or
+    /// at the feeler timeout. Never counted against a target.
+    Feeler,
+    /// Connect, let the node fetch addresses, close (Core's address-fetch
+    /// connections): the node closes it when done, or the manager does at
+    /// the one-shot timeout. Never retried, never counted against a target.
+    OneShot,
+}
+
+impl ConnType {
+    /// Whether the manager makes connections of this type to fill a target
+    /// (full-relay and block-relay-only).
+    pub const fn is_automatic(self) -> bool {
+        matches!(self, ConnType::FullRelay | ConnType::BlockRelay)
+    }
+
+    /// A short name: `inbound`, `full-relay`, `block-relay`, `manual`,
+    /// `feeler`, `one-shot` (as Bitcoin Core's `getpeerinfo` names them,
+    /// with `one-shot` for its `addr-fetch`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConnType::Inbound => "inbound",
+            ConnType::FullRelay => "full-relay",
+            ConnType::BlockRelay => "block-relay",
+            ConnType::Manual => "manual",
+            ConnType::Feeler => "feeler",
+            ConnType::OneShot => "one-shot",
+        }
+    }
+}
+
+impl fmt::Display for ConnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// Why a dial failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -207,6 +265,10 @@ pub enum CloseReason {
     Misbehaving,
     /// The manager stopped.
     Stopped,
+    /// A feeler's handshake finished: it did its job.
+    FeelerDone,
+    /// A feeler or one-shot connection reached its timeout.
+    Expired,
 }
 
 impl fmt::Display for CloseReason {
@@ -221,6 +283,8 @@ impl fmt::Display for CloseReason {
             CloseReason::Banned => "banned",
             CloseReason::Misbehaving => "misbehaving",
             CloseReason::Stopped => "manager stopped",
+            CloseReason::FeelerDone => "feeler finished",
+            CloseReason::Expired => "lifetime over",
         })
     }
 }

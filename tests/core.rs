@@ -204,9 +204,14 @@ impl Harness {
     }
 }
 
+/// A Core with an address source and `target` full-relay slots only: no
+/// block-relay slots and no feelers (tests/core_types.rs covers those), as
+/// btcd's connection manager has.
 fn sourced(target: usize) -> CoreConfig {
     with_cfg(CoreConfig::default(), |c| {
         c.target_outbound = target;
+        c.target_block_relay = 0;
+        c.feeler_interval = None;
         c.has_address_source = true;
     })
 }
@@ -519,7 +524,7 @@ fn target_outbound_is_filled_and_kept() {
         let out = h.succeed(id, attempt, i as u32);
         assert!(out.fetch.is_empty());
         let e = out.one_established();
-        assert!(e.req.as_ref().unwrap().automatic);
+        assert!(e.req.as_ref().unwrap().is_automatic());
         assert_eq!(e.addr, addr(i as u32));
     }
     let established = auto_ids

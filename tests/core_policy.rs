@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use connmgr::core::{Changes, Core, CoreConfig, Effect, Input, PeerReport, TagChange};
 use connmgr::policy::BanList;
-use connmgr::{Addr, ConnId, DialError, PeerId, Subnet};
+use connmgr::{Addr, ConnId, ConnType, DialError, PeerId, Subnet};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -399,12 +399,13 @@ fn eviction_spares_useful_and_protected_peers() {
 }
 
 /// Bans loaded at start hold; anchors are dialed before the source is
-/// asked.
+/// asked, as block-relay-only connections (Bitcoin Core's anchors).
 #[test]
 fn loaded_bans_and_anchors_come_first() {
     let mut cfg = CoreConfig::default();
     cfg.has_address_source = true;
     cfg.target_outbound = 2;
+    cfg.target_block_relay = 1;
     let mut core = Core::new(cfg);
     let now = Instant::now();
     let mut list = BanList::new();
@@ -416,19 +417,30 @@ fn loaded_bans_and_anchors_come_first() {
     core.handle::<u32>(now, Input::LoadBans(list));
     core.handle::<u32>(now, Input::Anchors(vec![addr("203.0.113.1:8333")]));
     let out = core.handle::<u32>(now, Input::Start);
-    let dials: Vec<&Addr> = out
+    let dials: Vec<(ConnId, &Addr)> = out
         .iter()
         .filter_map(|e| match e {
-            Effect::Dial { addr, .. } => Some(addr),
+            Effect::Dial { id, addr, .. } => Some((*id, addr)),
             _ => None,
         })
         .collect();
-    assert_eq!(dials, vec![&addr("203.0.113.1:8333")]);
-    let fetches = out
+    assert_eq!(dials.len(), 1, "{out:?}");
+    assert_eq!(dials[0].1, &addr("203.0.113.1:8333"));
+    let anchor = core.conn_info(dials[0].0).unwrap();
+    assert_eq!(anchor.conn_type, ConnType::BlockRelay);
+    assert!(anchor.block_relay_only);
+    let fetches: Vec<ConnType> = out
         .iter()
-        .filter(|e| matches!(e, Effect::FetchAddress { .. }))
-        .count();
-    assert_eq!(fetches, 1, "the second slot asks the source");
+        .filter_map(|e| match e {
+            Effect::FetchAddress { id } => Some(core.conn_info(*id).unwrap().conn_type),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fetches,
+        vec![ConnType::FullRelay; 2],
+        "the full-relay slots ask the source"
+    );
     assert_eq!(core.bans(now).len(), 1);
     let mut changes = Changes::default();
     core.take_changes(&mut changes);
@@ -756,6 +768,7 @@ fn automatic_requests_skip_peers_already_in_use() {
     let mut n = Node::new(|c| {
         c.has_address_source = true;
         c.target_outbound = 2;
+        c.target_block_relay = 0;
     });
     // Start asked the source for both automatic slots.
     let mut fetches: Vec<ConnId> = n.core.ids().collect();

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use connmgr::core::{Core, CoreConfig, CoreEvent, Effect, Input, Teardown};
-use connmgr::{Addr, Backoff, ConnId, DialError, Direction};
+use connmgr::{Addr, Backoff, ConnId, ConnType, DialError, Direction};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config as PropConfig, RngSeed};
@@ -87,11 +87,14 @@ fn config_strategy() -> impl Strategy<Value = CoreConfig> {
         0u64..=60,
         1u32..=6,
         any::<u64>(),
+        (0usize..=2, prop::option::of(1u64..=600)),
     )
         .prop_map(
-            |(target, source, max_in, retry, max_retry, backoff, stable, fails, seed)| {
+            |(target, source, max_in, retry, max_retry, backoff, stable, fails, seed, types)| {
                 with_cfg(CoreConfig::default(), |c| {
                     c.target_outbound = target;
+                    c.target_block_relay = types.0;
+                    c.feeler_interval = types.1.map(Duration::from_secs);
                     c.has_address_source = source;
                     c.max_inbound = max_in;
                     c.retry_duration = Duration::from_secs(retry);
@@ -268,23 +271,36 @@ impl Model {
     }
 
     fn check(&self) -> Result<(), String> {
-        let target = self.cfg.target_outbound;
-        let auto_up = self
-            .automatic
-            .iter()
-            .filter(|id| self.core.state(**id) == Some(connmgr::ConnState::Established))
-            .count();
-        if auto_up > target {
-            return Err(format!("{auto_up} automatic established, target {target}"));
+        // Feelers come from the source too, one at a time, on top of the
+        // targets.
+        let target = self.cfg.target_outbound + self.cfg.target_block_relay;
+        let up_of = |t: ConnType| {
+            self.automatic
+                .iter()
+                .filter_map(|id| self.core.conn_info(*id))
+                .filter(|c| c.conn_type == t && c.state == connmgr::ConnState::Established)
+                .count()
+        };
+        let (full, block, feelers) = (
+            up_of(ConnType::FullRelay),
+            up_of(ConnType::BlockRelay),
+            up_of(ConnType::Feeler),
+        );
+        if full > self.cfg.target_outbound || block > self.cfg.target_block_relay || feelers > 1 {
+            return Err(format!(
+                "{full} full-relay, {block} block-relay, {feelers} feelers established; \
+                 targets {} and {}",
+                self.cfg.target_outbound, self.cfg.target_block_relay
+            ));
         }
         let auto_live = self
             .live
             .iter()
             .filter(|(id, _)| self.automatic.contains(id))
             .count();
-        if auto_live > target {
+        if auto_live > target + 1 {
             return Err(format!(
-                "{auto_live} automatic connections open, target {target}"
+                "{auto_live} automatic connections open, targets {target} and a feeler"
             ));
         }
         if self.core.automatic_slots() > target {

@@ -46,7 +46,8 @@ fn start_raises_the_soft_limit_and_refuses_past_the_hard_one() {
     m.start().unwrap();
     // The in-memory dialer never blocks, so it runs on the handler thread
     // and no dialer sockets are counted.
-    let needed = 500 + 8 + connmgr::RESERVED_DESCRIPTORS;
+    // 8 full-relay and 2 block-relay slots and a feeler by default.
+    let needed = 500 + 8 + 2 + 1 + connmgr::RESERVED_DESCRIPTORS;
     assert!(
         limits().0 >= needed,
         "soft limit {:?}, needed {needed}",

@@ -395,6 +395,9 @@ fn outbound_target_is_reached_exactly_and_never_exceeded() {
         .dialer(net.dialer())
         .address_source(fresh_source(&fetched))
         .target_outbound(8)
+        // btcd's manager has one automatic type: no block-relay slots, no feelers.
+        .target_block_relay(0)
+        .feeler_interval(None)
         .build();
     let m = ConnManager::new(config).unwrap();
     let rx = m.handle().events();
@@ -447,6 +450,9 @@ fn permanent_requests_come_on_top_of_the_target() {
         .dialer(net.dialer())
         .address_source(fresh_source(&fetched))
         .target_outbound(8)
+        // btcd's manager has one automatic type: no block-relay slots, no feelers.
+        .target_block_relay(0)
+        .feeler_interval(None)
         .build();
     let m = ConnManager::new(config).unwrap();
     let rx = m.handle().events();
@@ -657,6 +663,9 @@ fn network_failure_throttles_automatic_dials() {
         .dialer(failing_dialer(&calls))
         .address_source(fresh_source(&fetched))
         .target_outbound(8)
+        // btcd's manager has one automatic type: no block-relay slots, no feelers.
+        .target_block_relay(0)
+        .feeler_interval(None)
         .max_failed_attempts(25)
         .retry_duration(SECS_5)
         .clock(clock.clone())
@@ -1269,6 +1278,9 @@ fn panicking_address_source_is_survived() {
         .dialer(instant_dialer(&counter()))
         .address_source(source)
         .target_outbound(1)
+        // btcd's manager has one automatic type: no block-relay slots, no feelers.
+        .target_block_relay(0)
+        .feeler_interval(None)
         .clock(clock.clone())
         .build();
     let m = ConnManager::new(config).unwrap();

@@ -68,7 +68,7 @@ fn automatic_outbound_holds_one_connection_per_netgroup() {
     for c in snap
         .conns
         .iter()
-        .filter(|c| c.automatic && c.addr.is_some())
+        .filter(|c| c.is_automatic() && c.addr.is_some())
     {
         *per_group
             .entry(c.addr.as_ref().unwrap().netgroup())
@@ -192,8 +192,9 @@ fn accept_gate_refuses_before_anyone_sees() {
     m.stop();
 }
 
-/// A clean stop writes the longest-lived automatic outbound addresses; the
-/// next manager dials them before asking its address source.
+/// A clean stop writes the addresses of the block-relay-only connections
+/// (Bitcoin Core's anchors); the next manager dials them first, as
+/// block-relay-only connections, before asking its address source.
 #[test]
 fn anchors_survive_a_restart() {
     let path = std::env::temp_dir().join(format!("connmgr-test-anchors-{}", std::process::id()));
@@ -202,11 +203,17 @@ fn anchors_survive_a_restart() {
     let addrs: Vec<Addr> = (0..4).map(|g| public(g, 1)).collect();
     let _listeners = listen_all(&net, &addrs);
     let held = Arc::new(Mutex::new(Vec::new()));
+    let settled = |m: &ConnManager| {
+        let c = m.handle().counts();
+        c.full_relay_outbound == 1 && c.block_relay_outbound == 2
+    };
 
     let first = addrs.clone();
     let next = Arc::new(AtomicU32::new(0));
     let config = holding_config(&net, &held)
-        .target_outbound(3)
+        .target_outbound(1)
+        .target_block_relay(2)
+        .feeler_interval(None)
         .anchors_file(&path)
         .address_source(move || {
             first
@@ -216,40 +223,50 @@ fn anchors_survive_a_restart() {
         .build();
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
-    assert!(wait_until(|| m.handle().counts().automatic_outbound == 3));
+    assert!(wait_until(|| settled(&m)), "{:?}", m.handle().snapshot());
+    let block_relay: Vec<Addr> = m
+        .handle()
+        .snapshot()
+        .conns
+        .iter()
+        .filter(|c| c.conn_type == ConnType::BlockRelay)
+        .filter_map(|c| c.addr.clone())
+        .collect();
     m.stop();
     let saved = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        saved.lines().filter(|l| !l.starts_with('#')).count(),
-        2,
-        "{saved}"
-    );
+    let anchors: Vec<Addr> = saved
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(anchors.len(), 2, "{saved}");
+    for a in &anchors {
+        assert!(
+            block_relay.contains(a),
+            "anchor {a} was not block-relay: {block_relay:?}"
+        );
+    }
 
     // The second source offers only the fourth address.
     let fourth = addrs[3].clone();
     let config = holding_config(&net, &held)
-        .target_outbound(3)
+        .target_outbound(1)
+        .target_block_relay(2)
+        .feeler_interval(None)
         .anchors_file(&path)
         .address_source(move || Some(fourth.clone()))
         .build();
     let m = ConnManager::new(config).unwrap();
     m.start().unwrap();
-    assert!(
-        wait_until(|| m.handle().counts().automatic_outbound == 3),
-        "{:?}",
-        m.handle().snapshot()
-    );
-    let got: Vec<Addr> = m
-        .handle()
-        .snapshot()
-        .conns
-        .iter()
-        .filter_map(|c| c.addr.clone())
-        .collect();
-    for line in saved.lines().filter(|l| !l.starts_with('#')) {
+    assert!(wait_until(|| settled(&m)), "{:?}", m.handle().snapshot());
+    let snap = m.handle().snapshot();
+    for a in &anchors {
         assert!(
-            got.contains(&line.parse().unwrap()),
-            "anchor {line} redialed: {got:?}"
+            snap.conns
+                .iter()
+                .any(|c| c.addr.as_ref() == Some(a) && c.conn_type == ConnType::BlockRelay),
+            "anchor {a} not redialed as block-relay: {:?}",
+            snap.conns
         );
     }
     assert!(!path.exists(), "anchors are consumed at start");

@@ -11,7 +11,7 @@ use super::record::{Record, Side};
 use super::{Core, CoreConfig, Effect, PeerReport, Teardown, LOG};
 use crate::addr::Addr;
 use crate::policy::eviction::{CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy};
-use crate::types::{CloseReason, ConnId, ConnState, Direction};
+use crate::types::{CloseReason, ConnId, Direction};
 
 /// The inbound limit, the eviction switch and key, and the live count.
 pub(super) struct InboundSlots {
@@ -158,9 +158,7 @@ impl Core {
         serial: u64,
         out: &mut Vec<Effect<C>>,
     ) {
-        let current = matches!(self.records.get(&id),
-            Some(r) if r.serial == serial && r.state == ConnState::Established);
-        if current {
+        if self.is_current_conn(id, serial) {
             self.take_down(now, id, Teardown::Disconnect, CloseReason::Closed, out);
         }
     }

@@ -7,7 +7,7 @@ use crate::policy::trim::TrimPolicy;
 
 use crate::addr::Addr;
 use crate::policy::tags::PeerId;
-use crate::types::{CloseReason, ConnId, ConnState, Direction};
+use crate::types::{CloseReason, ConnId, ConnState, ConnType, Direction};
 
 /// One request or inbound connection as last published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +25,11 @@ pub struct ConnInfo {
     pub state: ConnState,
     /// Whether it is retried forever.
     pub permanent: bool,
-    /// Whether the manager made it to fill the outbound target.
-    pub automatic: bool,
+    /// What it is for.
+    pub conn_type: ConnType,
+    /// Whether the node should relay blocks only over it (block-relay
+    /// connections, and manual requests marked so).
+    pub block_relay_only: bool,
     /// The peer id: the one given with `set_peer_id`, or the address text
     /// once the manager needed it; `None` also means the address text.
     pub peer: Option<PeerId>,
@@ -45,6 +48,14 @@ pub struct ConnInfo {
     pub next_attempt_wall: Option<SystemTime>,
 }
 
+impl ConnInfo {
+    /// Whether the manager made it to fill a target (full-relay or
+    /// block-relay-only).
+    pub fn is_automatic(&self) -> bool {
+        self.conn_type.is_automatic()
+    }
+}
+
 /// How many requests and connections are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -60,8 +71,17 @@ pub struct Counts {
     pub outbound: usize,
     /// Established inbound connections.
     pub inbound: usize,
-    /// Established automatic (target-filling) outbound connections.
+    /// Established automatic (target-filling) outbound connections:
+    /// full-relay and block-relay-only.
     pub automatic_outbound: usize,
+    /// Established full-relay automatic connections.
+    pub full_relay_outbound: usize,
+    /// Established block-relay-only connections, automatic or manual.
+    pub block_relay_outbound: usize,
+    /// Established feelers.
+    pub feelers: usize,
+    /// Established one-shot connections.
+    pub one_shot: usize,
     /// Live permanent requests, in any state.
     pub permanent: usize,
 }
@@ -76,8 +96,17 @@ impl Counts {
             (ConnState::Established, Direction::Inbound) => bump(&mut self.inbound),
             (ConnState::Established, Direction::Outbound) => {
                 bump(&mut self.outbound);
-                if info.automatic {
+                if info.is_automatic() {
                     bump(&mut self.automatic_outbound);
+                }
+                if info.block_relay_only {
+                    bump(&mut self.block_relay_outbound);
+                }
+                match info.conn_type {
+                    ConnType::FullRelay => bump(&mut self.full_relay_outbound),
+                    ConnType::Feeler => bump(&mut self.feelers),
+                    ConnType::OneShot => bump(&mut self.one_shot),
+                    _ => {}
                 }
             }
             (ConnState::Canceled, _) => {}
@@ -111,6 +140,10 @@ pub struct CloseCounts {
     pub misbehaving: u64,
     /// At stop.
     pub stopped: u64,
+    /// Feelers closed once their handshake finished.
+    pub feeler_done: u64,
+    /// Feelers and one-shot connections closed at their timeout.
+    pub expired: u64,
 }
 
 impl CloseCounts {
@@ -126,6 +159,8 @@ impl CloseCounts {
             CloseReason::Banned => &mut self.banned,
             CloseReason::Misbehaving => &mut self.misbehaving,
             CloseReason::Stopped => &mut self.stopped,
+            CloseReason::FeelerDone => &mut self.feeler_done,
+            CloseReason::Expired => &mut self.expired,
         };
         *n = n.saturating_add(1);
     }
@@ -169,6 +204,8 @@ pub struct Stats {
     pub closes: CloseCounts,
     /// Inbound connections evicted to make room for a newcomer.
     pub evicted: u64,
+    /// Feelers started.
+    pub feelers: u64,
 }
 
 /// What an explicit trim closed ([`Handle::trim`](crate::Handle::trim)).

@@ -38,11 +38,12 @@ use crate::idmap::IdMap;
 use crate::policy::banlist::{BanEntry, BanList, Subnet};
 use crate::policy::tags::{PeerId, TagError, TagInfo};
 pub(crate) use crate::types::later;
-use crate::types::{CloseReason, ConnId, ConnState, DialError, Direction};
+use crate::types::{CloseReason, ConnId, ConnState, ConnType, DialError, Direction};
 
 mod addruse;
 mod banbook;
 mod changes;
+mod feelers;
 mod inbound;
 pub(crate) mod info;
 mod outbound;
@@ -55,7 +56,7 @@ use banbook::BanBook;
 use inbound::InboundSlots;
 use outbound::OutboundBook;
 use peerbook::PeerBook;
-use record::Record;
+use record::{OutPart, Record};
 
 pub use changes::{Changes, Finished, PeerChange};
 pub use peerbook::{DecayingSpec, TagChange};
@@ -95,29 +96,59 @@ pub struct ReqSpec {
     pub addr: Option<Addr>,
     /// Retried forever with backoff.
     pub permanent: bool,
-    /// Made by the Core to fill the outbound target.
-    pub automatic: bool,
+    /// What the connection is for. Callers make [`ConnType::Manual`] and
+    /// [`ConnType::OneShot`] requests; the Core makes the others.
+    pub conn_type: ConnType,
+    /// The node should relay blocks only over this connection: always
+    /// true for [`ConnType::BlockRelay`], chosen by the caller for a
+    /// manual request.
+    pub block_relay_only: bool,
 }
 
 impl ReqSpec {
-    /// A request to `addr` under `id`.
+    /// A manual request to `addr` under `id`.
     pub fn new(id: ConnId, addr: Addr, permanent: bool) -> Self {
         ReqSpec {
             id,
             addr: Some(addr),
             permanent,
-            automatic: false,
+            conn_type: ConnType::Manual,
+            block_relay_only: false,
         }
     }
 
-    /// A one-off request under `id` whose address comes from the source.
+    /// A one-off manual request under `id` whose address comes from the
+    /// source.
     pub fn from_source(id: ConnId) -> Self {
         ReqSpec {
             id,
             addr: None,
             permanent: false,
-            automatic: false,
+            conn_type: ConnType::Manual,
+            block_relay_only: false,
         }
+    }
+
+    /// A one-shot request to `addr` under `id`: connect, let the node
+    /// fetch addresses, close ([`ConnType::OneShot`]).
+    pub fn one_shot(id: ConnId, addr: Addr) -> Self {
+        ReqSpec {
+            conn_type: ConnType::OneShot,
+            ..ReqSpec::new(id, addr, false)
+        }
+    }
+
+    /// The same request, marked block-relay-only.
+    pub fn with_block_relay_only(self) -> Self {
+        ReqSpec {
+            block_relay_only: true,
+            ..self
+        }
+    }
+
+    /// Whether the Core made it to fill a target.
+    pub fn is_automatic(&self) -> bool {
+        self.conn_type.is_automatic()
     }
 }
 
@@ -138,8 +169,16 @@ pub enum Input<C> {
         /// What was learned.
         report: PeerReport,
     },
-    /// A request made by a caller. Before [`Input::Start`] it waits.
+    /// A request made by a caller. Before [`Input::Start`] it waits. Its
+    /// type is [`ConnType::Manual`] or [`ConnType::OneShot`]; any other is
+    /// taken as manual.
     Connect(ReqSpec),
+    /// The node finished its protocol handshake on a connection: a feeler
+    /// closes ([`CloseReason::FeelerDone`]); others are not affected.
+    HandshakeDone {
+        /// Which connection.
+        id: ConnId,
+    },
     /// Take a request down.
     Teardown {
         /// Which request.
@@ -450,6 +489,7 @@ impl Core {
             Input::Anchors(addrs) => self.out.set_anchors(addrs),
             Input::Report { id, report } => self.on_report(now, id, report),
             Input::Connect(spec) => self.on_connect(now, spec, out),
+            Input::HandshakeDone { id } => self.on_handshake_done(now, id, out),
             Input::Teardown { id, mode } => self.on_teardown(now, id, mode, out),
             Input::AddressFound { id, addr } => self.on_address(now, id, addr, out),
             Input::DialSucceeded {
@@ -636,7 +676,7 @@ impl Core {
 
     /// The entry a caller's request shows until the Core has handled it.
     pub fn pending_info(spec: &ReqSpec, now: Instant) -> info::ConnInfo {
-        Record::outbound(spec.addr.clone(), spec.permanent, spec.automatic, now).info(spec.id)
+        Record::outbound(spec.addr.clone(), OutPart::for_spec(spec), now).info(spec.id)
     }
 
     fn on_start<C>(&mut self, now: Instant, out: &mut Vec<Effect<C>>) {
@@ -644,6 +684,7 @@ impl Core {
             return;
         }
         self.started = true;
+        self.arm_feeler(now);
         // Requests made before the start waited for it.
         let mut waiting: Vec<ConnId> = self
             .records
@@ -712,11 +753,13 @@ impl Core {
     /// The request behind outbound record `id`, as plain data.
     fn spec(&self, id: ConnId) -> ReqSpec {
         let r = self.records.get(&id);
+        let o = r.and_then(Record::out);
         ReqSpec {
             id,
             addr: r.and_then(|r| r.addr.clone()),
-            permanent: r.is_some_and(Record::is_permanent),
-            automatic: r.is_some_and(Record::is_automatic),
+            permanent: o.is_some_and(|o| o.permanent),
+            conn_type: o.map_or(ConnType::Manual, |o| o.kind),
+            block_relay_only: o.is_some_and(OutPart::block_relay_only),
         }
     }
 
@@ -731,12 +774,12 @@ impl Core {
         if r.is_live() {
             self.peers.closed(id, &r);
             match r.direction() {
-                Direction::Outbound => self.out.connection_closed(),
+                Direction::Outbound => self.out.connection_closed(r.conn_type()),
                 Direction::Inbound => self.inb.release(),
             }
         }
         if let Some(o) = r.out() {
-            self.out.request_gone(o, r.addr.as_ref());
+            self.out.request_gone(id, o, r.addr.as_ref());
             if o.dialing {
                 self.skip_ended_deadlines();
             }

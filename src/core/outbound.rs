@@ -15,7 +15,7 @@ use crate::addr::{Addr, NetGroup};
 use crate::idmap::IdMap;
 use crate::policy::backoff::Backoff;
 use crate::policy::diversity::diversity_group;
-use crate::types::{CloseReason, ConnId, ConnState, DialError, Direction};
+use crate::types::{CloseReason, ConnId, ConnState, ConnType, DialError, Direction};
 
 /// Unusable addresses (banned, or in a netgroup already held) the source
 /// may give one request before the request waits like an empty source.
@@ -27,15 +27,54 @@ pub(super) fn seeded(seed: u64) -> SmallRng {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    Retry { id: ConnId, attempt: u64 },
-    Refill,
+pub(super) enum Timer {
+    Retry {
+        id: ConnId,
+        attempt: u64,
+    },
+    /// A refill of an automatic type waited out the failure throttle.
+    Refill(ConnType),
+    /// Time for the next feeler.
+    Feeler,
+    /// A feeler or one-shot connection reached its timeout.
+    Lifetime {
+        id: ConnId,
+        serial: u64,
+    },
+}
+
+/// One automatic type's target and what fills it.
+#[derive(Debug, Default)]
+pub(super) struct Slots {
+    target: usize,
+    /// Live requests of this type, in any state.
+    live: usize,
+    /// Refills waiting on the failure throttle.
+    refills: usize,
+    /// Established connections of this type.
+    established: usize,
+}
+
+impl Slots {
+    fn new(target: usize) -> Self {
+        Slots {
+            target,
+            ..Slots::default()
+        }
+    }
+
+    fn wants(&self) -> bool {
+        self.live + self.refills < self.target
+    }
 }
 
 /// Outbound state that is not per request: targets, timers, netgroups
 /// held, anchors, and the settings that govern them.
 pub(super) struct OutboundBook {
-    target: usize,
+    /// Full-relay automatic connections.
+    full: Slots,
+    /// Block-relay-only automatic connections.
+    block: Slots,
     has_source: bool,
     retry: Duration,
     max_retry: Duration,
@@ -44,12 +83,10 @@ pub(super) struct OutboundBook {
     max_failed: u32,
     diversity: bool,
     anchor_count: usize,
-    rng: SmallRng,
+    pub(super) rng: SmallRng,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
-    /// Live automatic requests, in any state.
-    auto_live: usize,
-    /// Refills waiting on the failure throttle.
-    refills: usize,
+    /// The feeler settings and the feeler in flight, if any.
+    pub(super) feelers: super::feelers::Feelers,
     /// Automatic requests holding each routable netgroup.
     groups: HashMap<NetGroup, usize>,
     /// Addresses to use before asking the source, last first.
@@ -70,7 +107,8 @@ const DEADLINE_SLACK: usize = 64;
 impl OutboundBook {
     pub(super) fn new(cfg: &CoreConfig, rng: SmallRng) -> Self {
         OutboundBook {
-            target: cfg.target_outbound,
+            full: Slots::new(cfg.target_outbound),
+            block: Slots::new(cfg.target_block_relay),
             has_source: cfg.has_address_source,
             retry: cfg.retry_duration,
             max_retry: cfg.max_retry_duration.max(cfg.retry_duration),
@@ -81,8 +119,7 @@ impl OutboundBook {
             anchor_count: cfg.anchor_count,
             rng,
             timers: BinaryHeap::new(),
-            auto_live: 0,
-            refills: 0,
+            feelers: super::feelers::Feelers::new(cfg),
             groups: HashMap::new(),
             anchors: Vec::new(),
             established: 0,
@@ -114,33 +151,75 @@ impl OutboundBook {
     }
 
     pub(super) fn automatic_slots(&self) -> usize {
-        self.auto_live + self.refills
+        self.full.live + self.full.refills + self.block.live + self.block.refills
     }
 
     pub(super) fn established(&self) -> usize {
         self.established
     }
 
-    pub(super) fn connection_closed(&mut self) {
+    /// The slots of automatic type `kind`.
+    fn slots_mut(&mut self, kind: ConnType) -> Option<&mut Slots> {
+        match kind {
+            ConnType::FullRelay => Some(&mut self.full),
+            ConnType::BlockRelay => Some(&mut self.block),
+            _ => None,
+        }
+    }
+
+    fn connection_opened(&mut self, kind: ConnType) {
+        self.established += 1;
+        if let Some(s) = self.slots_mut(kind) {
+            s.established += 1;
+        }
+    }
+
+    pub(super) fn connection_closed(&mut self, kind: ConnType) {
         self.established = self.established.saturating_sub(1);
+        if let Some(s) = self.slots_mut(kind) {
+            s.established = s.established.saturating_sub(1);
+        }
+    }
+
+    /// Whether every automatic target is met with established connections
+    /// (feelers wait for that, as in Bitcoin Core).
+    pub(super) fn targets_established(&self) -> bool {
+        self.full.established >= self.full.target && self.block.established >= self.block.target
+    }
+
+    pub(super) fn has_source(&self) -> bool {
+        self.has_source
     }
 
     pub(super) fn clear_timers(&mut self) {
         self.timers.clear();
         self.deadlines.clear();
-        self.refills = 0;
+        self.full.refills = 0;
+        self.block.refills = 0;
     }
 
-    /// Whether another automatic request is wanted now.
-    fn wants_automatic(&self) -> bool {
-        self.has_source && self.auto_live + self.refills < self.target
+    /// The automatic type that wants another request now, if any: anchors
+    /// go to block-relay slots first, then full-relay slots fill, then
+    /// block-relay ones.
+    fn wanted_automatic(&self) -> Option<ConnType> {
+        if !self.has_source {
+            return None;
+        }
+        if self.block.wants() && !self.anchors.is_empty() {
+            return Some(ConnType::BlockRelay);
+        }
+        if self.full.wants() {
+            return Some(ConnType::FullRelay);
+        }
+        self.block.wants().then_some(ConnType::BlockRelay)
     }
 
     /// Releases what a finished request held.
-    pub(super) fn request_gone(&mut self, o: &OutPart, addr: Option<&Addr>) {
-        if o.automatic {
-            self.auto_live = self.auto_live.saturating_sub(1);
+    pub(super) fn request_gone(&mut self, id: ConnId, o: &OutPart, addr: Option<&Addr>) {
+        if let Some(s) = self.slots_mut(o.kind) {
+            s.live = s.live.saturating_sub(1);
         }
+        self.feelers.gone(id);
         if let (true, Some(group)) = (o.holds_group, addr.and_then(diversity_group)) {
             if let Some(n) = self.groups.get_mut(&group) {
                 *n -= 1;
@@ -167,7 +246,7 @@ impl OutboundBook {
         }
     }
 
-    fn push_timer(&mut self, at: Instant, timer: Timer) {
+    pub(super) fn push_timer(&mut self, at: Instant, timer: Timer) {
         self.timers.push(Reverse((at, timer)));
     }
 
@@ -178,9 +257,13 @@ impl OutboundBook {
         }
     }
 
-    fn schedule_refill(&mut self, now: Instant) {
-        self.refills += 1;
-        self.push_timer(later(now, self.retry), Timer::Refill);
+    /// Holds a slot of automatic type `kind` for the retry duration.
+    fn schedule_refill(&mut self, now: Instant, kind: ConnType) {
+        if let Some(s) = self.slots_mut(kind) {
+            s.refills += 1;
+            let at = later(now, self.retry);
+            self.push_timer(at, Timer::Refill(kind));
+        }
     }
 
     /// The wait before retry number `retries`.
@@ -189,12 +272,12 @@ impl OutboundBook {
             .delay(retries, self.retry, self.max_retry, &mut self.rng)
     }
 
-    /// The addresses of the longest-lived established automatic outbound
-    /// connections, oldest first.
+    /// The addresses of the longest-lived established block-relay-only
+    /// automatic connections, oldest first (Bitcoin Core's anchors).
     pub(super) fn anchor_candidates(&self, records: &IdMap<ConnId, Record>) -> Vec<Addr> {
         let mut live: Vec<(Instant, ConnId, &Addr)> = records
             .iter()
-            .filter(|(_, r)| r.is_live() && r.is_automatic())
+            .filter(|(_, r)| r.is_live() && r.conn_type() == ConnType::BlockRelay)
             .filter_map(|(id, r)| Some((r.opened?, *id, r.addr.as_ref()?)))
             .collect();
         live.sort();
@@ -218,8 +301,16 @@ impl Core {
         if let Some(addr) = &spec.addr {
             self.addr_use.add(addr);
         }
+        let mut part = OutPart::for_spec(&spec);
+        if part.is_automatic() || part.kind == ConnType::Feeler || part.kind == ConnType::Inbound {
+            // The Core makes these itself; a caller's request is manual.
+            part.kind = ConnType::Manual;
+        }
+        if part.kind == ConnType::OneShot {
+            part.permanent = false;
+        }
         self.records
-            .insert(id, Record::outbound(spec.addr, spec.permanent, false, now));
+            .insert(id, Record::outbound(spec.addr, part, now));
         self.mark(id);
         if self.started {
             self.begin(now, id, out);
@@ -240,13 +331,19 @@ impl Core {
         if !self.started || self.stopped {
             return;
         }
-        while self.out.wants_automatic() {
+        while let Some(kind) = self.out.wanted_automatic() {
             let id = self.mint_id();
-            self.records
-                .insert(id, Record::outbound(None, false, true, now));
-            self.out.auto_live += 1;
+            let part = OutPart::new(kind, false, false);
+            self.records.insert(id, Record::outbound(None, part, now));
+            if let Some(s) = self.out.slots_mut(kind) {
+                s.live += 1;
+            }
             self.mark(id);
-            match self.out.anchors.pop() {
+            let anchor = match kind {
+                ConnType::BlockRelay => self.out.anchors.pop(),
+                _ => None,
+            };
+            match anchor {
                 Some(anchor) => self.on_address(now, id, Some(anchor), out),
                 None => out.push(Effect::FetchAddress { id }),
             }
@@ -269,11 +366,11 @@ impl Core {
         if r.addr.is_some() || r.state != ConnState::Pending {
             return;
         }
-        let (automatic, tries) = (o.automatic, o.source_tries);
+        let (kind, tries) = (o.kind, o.source_tries);
         let Some(addr) = addr else {
             return self.no_address(now, id, out);
         };
-        match self.unusable(&addr, automatic, now) {
+        match self.unusable(&addr, kind, now) {
             None => self.take_address(now, id, addr, out),
             Some(why) if tries < MAX_SOURCE_TRIES => {
                 debug!(target: LOG, "skipping {addr} for {id}: {why}");
@@ -301,20 +398,22 @@ impl Core {
             retry_in: None,
             req: req.clone(),
         }));
-        if req.automatic {
-            self.out.schedule_refill(now);
-        }
+        self.out.schedule_refill(now, req.conn_type);
     }
 
     /// Why an address from the source cannot be used now, if it cannot.
-    fn unusable(&self, addr: &Addr, automatic: bool, now: Instant) -> Option<&'static str> {
+    fn unusable(&self, addr: &Addr, kind: ConnType, now: Instant) -> Option<&'static str> {
         if self.bans.ban_for_addr(addr, now).is_some() {
             return Some("it is banned");
         }
-        if automatic && self.out.group_taken(addr) {
+        // Feelers test addresses, so the netgroup rule does not hold them
+        // back (as in Bitcoin Core); nothing the Core makes dials a peer
+        // twice.
+        if kind.is_automatic() && self.out.group_taken(addr) {
             return Some("its netgroup already has an automatic connection");
         }
-        if automatic && self.addr_use.in_use(addr) {
+        let own = kind.is_automatic() || kind == ConnType::Feeler;
+        if own && self.addr_use.in_use(addr) {
             return Some("it already has a connection or a dial in flight");
         }
         None
@@ -457,7 +556,12 @@ impl Core {
         self.set_dialing(id, false);
         self.stats.outbound_established += 1;
         self.stats.consecutive_failures = 0;
-        self.out.established += 1;
+        let kind = self
+            .records
+            .get(&id)
+            .map_or(ConnType::Manual, Record::conn_type);
+        self.out.connection_opened(kind);
+        self.start_lifetime(now, id, serial, kind);
         info!(target: LOG, "connected to {addr} ({id})");
         out.push(Effect::Established {
             req: Some(self.spec(id)),
@@ -496,16 +600,16 @@ impl Core {
             return;
         }
         self.finish(id, ConnState::Failing);
-        let automatic = req.automatic;
+        let kind = req.conn_type;
         out.push(Effect::Notify(CoreEvent::DialFailed {
             req,
             error,
             retry_in: None,
         }));
-        if automatic {
+        if kind.is_automatic() {
             self.stats.consecutive_failures = self.stats.consecutive_failures.saturating_add(1);
             if self.stats.consecutive_failures >= self.out.max_failed {
-                self.out.schedule_refill(now);
+                self.out.schedule_refill(now, kind);
             }
         }
     }
@@ -548,7 +652,13 @@ impl Core {
         self.expire_dials(now, out);
         while let Some(timer) = self.out.pop_due(now) {
             match timer {
-                Timer::Refill => self.out.refills = self.out.refills.saturating_sub(1),
+                Timer::Refill(kind) => {
+                    if let Some(s) = self.out.slots_mut(kind) {
+                        s.refills = s.refills.saturating_sub(1);
+                    }
+                }
+                Timer::Feeler => self.on_feeler_due(now, out),
+                Timer::Lifetime { id, serial } => self.on_lifetime_over(now, id, serial, out),
                 Timer::Retry { id, attempt } => {
                     let due = matches!(self.records.get(&id),
                         Some(r) if matches!(r.state, ConnState::Failing | ConnState::Disconnected)
@@ -617,7 +727,8 @@ impl Core {
         let Some(r) = self.records.get(&id).filter(|r| r.is_live()) else {
             return;
         };
-        let (serial, direction, permanent) = (r.serial, r.direction(), r.is_permanent());
+        let (serial, direction, permanent, kind) =
+            (r.serial, r.direction(), r.is_permanent(), r.conn_type());
         self.stats.closed += 1;
         self.stats.closes.count(reason);
         out.push(Effect::Close { serial });
@@ -628,7 +739,7 @@ impl Core {
         }
         info!(target: LOG, "disconnected from {id}");
         self.peers_closed(id);
-        self.out.connection_closed();
+        self.out.connection_closed(kind);
         match mode {
             Teardown::Disconnect if permanent => {
                 self.schedule_retry(now, id, ConnState::Disconnected, true);
@@ -644,7 +755,7 @@ impl Core {
                     });
                 self.finish_closed(id);
                 if unstable {
-                    self.out.schedule_refill(now);
+                    self.out.schedule_refill(now, kind);
                 }
             }
             Teardown::Reconnect => {

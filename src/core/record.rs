@@ -6,7 +6,7 @@ use crate::addr::Addr;
 use crate::core::info::ConnInfo;
 use crate::policy::banscore::DynamicBanScore;
 use crate::policy::tags::PeerId;
-use crate::types::{ConnId, ConnState, Direction};
+use crate::types::{ConnId, ConnState, ConnType, Direction};
 
 /// The default identity of the peer at `addr`: its address text.
 pub fn default_peer_id(addr: &Addr) -> PeerId {
@@ -45,7 +45,9 @@ pub(crate) enum Side {
 /// An outbound request's retry and sourcing state.
 pub(crate) struct OutPart {
     pub(crate) permanent: bool,
-    pub(crate) automatic: bool,
+    pub(crate) kind: ConnType,
+    /// A manual request the caller marked block-relay-only.
+    pub(crate) blocks_only: bool,
     /// Consecutive failed attempts since the last stable connection.
     pub(crate) retries: u32,
     /// Numbers dials, so a late answer to an old one is recognised.
@@ -67,13 +69,39 @@ pub(crate) struct Usefulness {
     pub(crate) last_tx: Option<Instant>,
 }
 
+impl OutPart {
+    /// A fresh request of `kind`.
+    pub(crate) fn new(kind: ConnType, permanent: bool, blocks_only: bool) -> Self {
+        OutPart {
+            permanent,
+            kind,
+            blocks_only,
+            retries: 0,
+            attempt: 0,
+            dialing: false,
+            next_attempt: None,
+            holds_group: false,
+            source_tries: 0,
+        }
+    }
+
+    /// A fresh request as `spec` describes it.
+    pub(crate) fn for_spec(spec: &crate::core::ReqSpec) -> Self {
+        Self::new(spec.conn_type, spec.permanent, spec.block_relay_only)
+    }
+
+    pub(crate) fn is_automatic(&self) -> bool {
+        self.kind.is_automatic()
+    }
+
+    /// Whether the node should relay blocks only.
+    pub(crate) fn block_relay_only(&self) -> bool {
+        self.blocks_only || self.kind == ConnType::BlockRelay
+    }
+}
+
 impl Record {
-    pub(crate) fn outbound(
-        addr: Option<Addr>,
-        permanent: bool,
-        automatic: bool,
-        now: Instant,
-    ) -> Self {
+    pub(crate) fn outbound(addr: Option<Addr>, out: OutPart, now: Instant) -> Self {
         Record {
             addr,
             peer: None,
@@ -82,16 +110,7 @@ impl Record {
             state: ConnState::Pending,
             since: now,
             opened: None,
-            side: Side::Out(OutPart {
-                permanent,
-                automatic,
-                retries: 0,
-                attempt: 0,
-                dialing: false,
-                next_attempt: None,
-                holds_group: false,
-                source_tries: 0,
-            }),
+            side: Side::Out(out),
             dirty: false,
         }
     }
@@ -136,7 +155,12 @@ impl Record {
     }
 
     pub(crate) fn is_automatic(&self) -> bool {
-        self.out().is_some_and(|o| o.automatic)
+        self.out().is_some_and(OutPart::is_automatic)
+    }
+
+    /// What the request or connection is for.
+    pub(crate) fn conn_type(&self) -> ConnType {
+        self.out().map_or(ConnType::Inbound, |o| o.kind)
     }
 
     pub(crate) fn is_permanent(&self) -> bool {
@@ -165,7 +189,8 @@ impl Record {
             direction: self.direction(),
             state: self.state,
             permanent: out.is_some_and(|o| o.permanent),
-            automatic: out.is_some_and(|o| o.automatic),
+            conn_type: self.conn_type(),
+            block_relay_only: out.is_some_and(OutPart::block_relay_only),
             peer: self.peer.clone(),
             retries: out.map_or(0, |o| o.retries),
             since: self.since,

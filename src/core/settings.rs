@@ -11,8 +11,20 @@ use crate::policy::trim::{TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SI
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CoreConfig {
-    /// Automatic outbound connections to keep.
+    /// Full-relay automatic outbound connections to keep.
     pub target_outbound: usize,
+    /// Block-relay-only automatic outbound connections to keep, filled
+    /// from the anchors first.
+    pub target_block_relay: usize,
+    /// Mean time between feelers (exponentially distributed); `None`
+    /// makes none. A feeler starts only when every automatic target is
+    /// met with established connections, and at most one runs at a time.
+    pub feeler_interval: Option<Duration>,
+    /// How long a feeler may stay open waiting for the node to report its
+    /// handshake finished.
+    pub feeler_timeout: Duration,
+    /// How long a one-shot connection may stay open.
+    pub one_shot_timeout: Duration,
     /// Whether an address source exists; without one the Core never makes
     /// automatic requests (connect-only mode).
     pub has_address_source: bool,
@@ -34,8 +46,8 @@ pub struct CoreConfig {
     pub rng_seed: u64,
     /// At most one automatic outbound connection per routable netgroup.
     pub diversity: bool,
-    /// How many long-lived outbound addresses a clean stop reports as
-    /// anchors.
+    /// How many long-lived block-relay-only addresses a clean stop
+    /// reports as anchors.
     pub anchor_count: usize,
     /// Connection watermarks `(low, high)` for trimming; `None` never trims.
     pub watermarks: Option<(usize, usize)>,
@@ -75,6 +87,10 @@ impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
             target_outbound: 8,
+            target_block_relay: 2,
+            feeler_interval: Some(Duration::from_secs(2 * 60)),
+            feeler_timeout: Duration::from_secs(60),
+            one_shot_timeout: Duration::from_secs(5 * 60),
             has_address_source: false,
             max_inbound: 125,
             retry_duration: Duration::from_secs(5),

@@ -30,6 +30,8 @@ pub const CONNMGR_BACKOFF_EXPONENTIAL: u32 = 1;
 #[derive(Default)]
 pub struct ConnmgrConfig {
     target_outbound: Option<usize>,
+    target_block_relay: Option<usize>,
+    feeler_interval: Option<Option<Duration>>,
     max_inbound: Option<usize>,
     retry_duration: Option<Duration>,
     max_retry_duration: Option<Duration>,
@@ -62,6 +64,12 @@ impl ConnmgrConfig {
         let mut b = Config::builder();
         if let Some(n) = self.target_outbound {
             b = b.target_outbound(n);
+        }
+        if let Some(n) = self.target_block_relay {
+            b = b.target_block_relay(n);
+        }
+        if let Some(interval) = self.feeler_interval {
+            b = b.feeler_interval(interval);
         }
         if let Some(n) = self.max_inbound {
             b = b.max_inbound(n);
@@ -173,8 +181,9 @@ pub unsafe extern "C" fn connmgr_config_free(cfg: *mut ConnmgrConfig) -> Connmgr
     })
 }
 
-/// How many automatic outbound connections to keep from the address
-/// source (default 8). Explicit connmgr_connect requests come on top.
+/// How many full-relay automatic outbound connections to keep from the
+/// address source (default 8). Block-relay-only connections, feelers and
+/// connmgr_connect requests come on top.
 ///
 /// # Safety
 ///
@@ -189,6 +198,48 @@ pub unsafe extern "C" fn connmgr_config_set_target_outbound(
         let c = unsafe { config_arg(cfg) }?;
         check_size("target_outbound", n, limits::MAX_TARGET_OUTBOUND)?;
         c.target_outbound = Some(n);
+        Ok(())
+    })
+}
+
+/// How many block-relay-only automatic connections to keep (default 2),
+/// filled from the anchors first, independently of the full-relay target.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_target_block_relay(
+    cfg: *mut ConnmgrConfig,
+    n: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_target_block_relay", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        check_size("target_block_relay", n, limits::MAX_TARGET_OUTBOUND)?;
+        c.target_block_relay = Some(n);
+        Ok(())
+    })
+}
+
+/// The mean time between feelers in milliseconds (default 120000); 0 makes
+/// no feelers. A feeler starts only when every automatic target is met,
+/// one at a time, and closes once connmgr_handshake_done is called for it.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_feeler_interval(
+    cfg: *mut ConnmgrConfig,
+    ms: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_feeler_interval", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        let d = Duration::from_millis(ms);
+        check_duration("feeler_interval", d)?;
+        c.feeler_interval = Some((ms > 0).then_some(d));
         Ok(())
     })
 }

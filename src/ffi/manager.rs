@@ -10,7 +10,7 @@ use super::error::{
 };
 use super::CONNMGR_ADDR_MAX;
 use crate::policy::banlist::Subnet;
-use crate::{Addr, ConnId, ConnInfo, ConnManager, ConnReq, ConnState, Counts};
+use crate::{Addr, ConnId, ConnInfo, ConnManager, ConnReq, ConnState, ConnType, Counts};
 
 /// A connection manager (opaque). Create it with connmgr_manager_new, start
 /// it with connmgr_manager_start, stop it with connmgr_manager_stop and
@@ -50,6 +50,50 @@ impl From<ConnState> for ConnmgrState {
     }
 }
 
+/// What a connection is for (Bitcoin Core's connection types).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnmgrConnType {
+    /// Opened by the peer.
+    Inbound = 0,
+    /// Made by the manager to fill the full-relay target.
+    FullRelay = 1,
+    /// Made by the manager to fill the block-relay-only target (anchors
+    /// first); relay blocks only.
+    BlockRelay = 2,
+    /// Asked for with connmgr_connect or connmgr_connect_ex.
+    Manual = 3,
+    /// A short-lived test of an address from the source, closed once
+    /// connmgr_handshake_done is called for it or at the feeler timeout.
+    Feeler = 4,
+    /// Connect, fetch addresses, close (CONNMGR_REQ_ONE_SHOT).
+    OneShot = 5,
+}
+
+impl From<ConnType> for ConnmgrConnType {
+    fn from(t: ConnType) -> Self {
+        match t {
+            ConnType::Inbound => ConnmgrConnType::Inbound,
+            ConnType::FullRelay => ConnmgrConnType::FullRelay,
+            ConnType::BlockRelay => ConnmgrConnType::BlockRelay,
+            ConnType::Feeler => ConnmgrConnType::Feeler,
+            ConnType::OneShot => ConnmgrConnType::OneShot,
+            _ => ConnmgrConnType::Manual,
+        }
+    }
+}
+
+/// Flag for connmgr_connect_ex: retry forever with backoff until removed.
+pub const CONNMGR_REQ_PERMANENT: u32 = 1;
+/// Flag for connmgr_connect_ex: the node should relay blocks only over
+/// this connection (shown in the snapshot and the counts).
+pub const CONNMGR_REQ_BLOCK_RELAY_ONLY: u32 = 2;
+/// Flag for connmgr_connect_ex: a one-shot connection (connect, let the
+/// node fetch addresses, close); the manager closes it at the one-shot
+/// timeout if the node has not. Cannot be combined with
+/// CONNMGR_REQ_PERMANENT.
+pub const CONNMGR_REQ_ONE_SHOT: u32 = 4;
+
 /// How many requests and connections are in each state, as last
 /// published.
 #[repr(C)]
@@ -65,10 +109,19 @@ pub struct ConnmgrCounts {
     pub outbound: usize,
     /// Established inbound connections.
     pub inbound: usize,
-    /// Established automatic (target-filling) outbound connections.
+    /// Established automatic (target-filling) outbound connections:
+    /// full-relay and block-relay-only.
     pub automatic_outbound: usize,
     /// Live permanent requests, in any state.
     pub permanent: usize,
+    /// Established full-relay automatic connections.
+    pub full_relay_outbound: usize,
+    /// Established block-relay-only connections, automatic or manual.
+    pub block_relay_outbound: usize,
+    /// Established feelers.
+    pub feelers: usize,
+    /// Established one-shot connections.
+    pub one_shot: usize,
 }
 
 impl From<Counts> for ConnmgrCounts {
@@ -81,6 +134,10 @@ impl From<Counts> for ConnmgrCounts {
             inbound: c.inbound,
             automatic_outbound: c.automatic_outbound,
             permanent: c.permanent,
+            full_relay_outbound: c.full_relay_outbound,
+            block_relay_outbound: c.block_relay_outbound,
+            feelers: c.feelers,
+            one_shot: c.one_shot,
         }
     }
 }
@@ -103,10 +160,15 @@ pub struct ConnmgrConnInfo {
     pub direction: ConnmgrDirection,
     /// Whether it is retried forever.
     pub permanent: bool,
-    /// Whether the manager made it to fill the outbound target.
+    /// Whether the manager made it to fill a target (full-relay or
+    /// block-relay-only).
     pub automatic: bool,
     /// Consecutive failed attempts since the last stable connection.
     pub retries: u32,
+    /// What it is for.
+    pub conn_type: ConnmgrConnType,
+    /// Whether the node should relay blocks only over it.
+    pub block_relay_only: bool,
 }
 
 impl ConnmgrConnInfo {
@@ -129,8 +191,10 @@ impl ConnmgrConnInfo {
             state: info.state.into(),
             direction: info.direction.into(),
             permanent: info.permanent,
-            automatic: info.automatic,
+            automatic: info.is_automatic(),
             retries: info.retries,
+            conn_type: info.conn_type.into(),
+            block_relay_only: info.block_relay_only,
         }
     }
 }
@@ -327,6 +391,88 @@ pub unsafe extern "C" fn connmgr_connect(
         let new_id = m.handle().connect(req)?;
         // SAFETY: `id` is not NULL and writable (caller's promise).
         unsafe { out.as_ptr().write(new_id.0) };
+        Ok(())
+    })
+}
+
+/// Like connmgr_connect, with CONNMGR_REQ_* `flags`: CONNMGR_REQ_PERMANENT,
+/// CONNMGR_REQ_BLOCK_RELAY_ONLY, CONNMGR_REQ_ONE_SHOT, or 0 for a one-off
+/// manual request. Unknown flags, or a permanent one-shot request, are
+/// CONNMGR_STATUS_INVALID_ARGUMENT.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
+/// string; `id` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_connect_ex(
+    mgr: *const ConnmgrManager,
+    addr: *const c_char,
+    flags: u32,
+    id: *mut u64,
+) -> ConnmgrStatus {
+    guard("connmgr_connect_ex", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        // SAFETY: the caller promises `addr` is NULL or a C string.
+        let text = unsafe { str_arg(addr, "addr") }?;
+        let out = out_arg(id, "id")?;
+        let addr: Addr = text
+            .parse()
+            .map_err(|e| Failure::invalid(format!("`addr` {text:?}: {e}")))?;
+        let req = request_for(addr, flags)?;
+        let new_id = m.handle().connect(req)?;
+        // SAFETY: `id` is not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(new_id.0) };
+        Ok(())
+    })
+}
+
+/// The request `flags` describe for `addr`.
+fn request_for(addr: Addr, flags: u32) -> FfiResult<ConnReq> {
+    let known = CONNMGR_REQ_PERMANENT | CONNMGR_REQ_BLOCK_RELAY_ONLY | CONNMGR_REQ_ONE_SHOT;
+    if flags & !known != 0 {
+        return Err(Failure::invalid(format!(
+            "`flags` {flags:#x} has unknown bits: combine CONNMGR_REQ_PERMANENT, \
+             CONNMGR_REQ_BLOCK_RELAY_ONLY and CONNMGR_REQ_ONE_SHOT"
+        )));
+    }
+    let permanent = flags & CONNMGR_REQ_PERMANENT != 0;
+    let one_shot = flags & CONNMGR_REQ_ONE_SHOT != 0;
+    let req = match (permanent, one_shot) {
+        (true, true) => {
+            return Err(Failure::invalid(
+                "`flags`: a one-shot request cannot be permanent; drop one of the two flags",
+            ))
+        }
+        (true, false) => ConnReq::permanent(addr),
+        (false, true) => ConnReq::one_shot(addr),
+        (false, false) => ConnReq::new(addr),
+    };
+    Ok(if flags & CONNMGR_REQ_BLOCK_RELAY_ONLY != 0 {
+        req.block_relay_only()
+    } else {
+        req
+    })
+}
+
+/// Tells the manager the node finished its protocol handshake on
+/// connection `id`: a feeler is then closed (its job is done); other
+/// connections are not affected. An id that is not live is
+/// CONNMGR_STATUS_UNKNOWN_ID.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_handshake_done(
+    mgr: *const ConnmgrManager,
+    id: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_handshake_done", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        m.handle().handshake_done(ConnId(id))?;
         Ok(())
     })
 }

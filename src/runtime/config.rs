@@ -109,7 +109,8 @@ impl Config {
     }
 
     /// The descriptors this config can use at once: every outbound and
-    /// inbound connection it allows, one per listener, one socket per
+    /// inbound connection it allows (both automatic targets, a feeler,
+    /// the inbound limit), one per listener, one socket per
     /// dialer thread and replacement (none when every dial and address
     /// request runs on the handler thread), and
     /// [`RESERVED_DESCRIPTORS`](crate::RESERVED_DESCRIPTORS) for files and
@@ -119,7 +120,8 @@ impl Config {
     /// use connmgr::Config;
     ///
     /// let c = Config::builder().target_outbound(8).max_inbound(125).build();
-    /// assert_eq!(c.descriptors_needed(), 8 + 125 + 2 * 8 + connmgr::RESERVED_DESCRIPTORS);
+    /// // 8 full-relay, 2 block-relay, 1 feeler, 125 inbound, 8 dialers (2 each).
+    /// assert_eq!(c.descriptors_needed(), 8 + 2 + 1 + 125 + 2 * 8 + connmgr::RESERVED_DESCRIPTORS);
     /// ```
     pub fn descriptors_needed(&self) -> u64 {
         let listeners = self.listeners.len() + self.listen_addrs.len();
@@ -128,8 +130,11 @@ impl Config {
         } else {
             0
         };
+        let feeler = usize::from(self.core.feeler_interval.is_some());
         [
             self.core.target_outbound,
+            self.core.target_block_relay,
+            feeler,
             self.core.max_inbound,
             listeners,
             pool,
@@ -193,6 +198,17 @@ impl Config {
         if c.ban_threshold == 0 {
             return Err(ConfigError::ZeroBanThreshold);
         }
+        let positive = [
+            (
+                "feeler_interval",
+                c.feeler_interval.unwrap_or(Duration::MAX),
+            ),
+            ("feeler_timeout", c.feeler_timeout),
+            ("one_shot_timeout", c.one_shot_timeout),
+        ];
+        if let Some((setting, _)) = positive.into_iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::ZeroDuration(setting));
+        }
         c.trim_policy().map_err(ConfigError::Watermarks)?;
         self.check_bounds()?;
         self.check_decaying()
@@ -206,6 +222,11 @@ impl Config {
             (
                 "target_outbound",
                 c.target_outbound,
+                limits::MAX_TARGET_OUTBOUND,
+            ),
+            (
+                "target_block_relay",
+                c.target_block_relay,
                 limits::MAX_TARGET_OUTBOUND,
             ),
             ("max_inbound", c.max_inbound, limits::MAX_INBOUND),
@@ -240,6 +261,9 @@ impl Config {
             ("trim_grace", c.trim_grace),
             ("trim_silence", c.trim_silence),
             ("idle_peer_ttl", c.idle_peer_ttl),
+            ("feeler_interval", c.feeler_interval.unwrap_or_default()),
+            ("feeler_timeout", c.feeler_timeout),
+            ("one_shot_timeout", c.one_shot_timeout),
         ];
         for (setting, given) in durations {
             check_duration(setting, given)?;
@@ -336,10 +360,48 @@ impl ConfigBuilder {
         self
     }
 
-    /// How many automatic outbound connections to keep (default 8).
-    /// Explicit requests come on top.
+    /// How many full-relay automatic outbound connections to keep
+    /// (default 8, as Bitcoin Core). Block-relay-only connections, feelers
+    /// and explicit requests come on top.
     pub fn target_outbound(mut self, n: usize) -> Self {
         self.config.core.target_outbound = n;
+        self
+    }
+
+    /// How many block-relay-only automatic outbound connections to keep
+    /// (default 2, as Bitcoin Core), filled from the anchors first and
+    /// independently of the full-relay target. The node should relay
+    /// only blocks over them ([`ConnType::BlockRelay`](crate::ConnType)).
+    pub fn target_block_relay(mut self, n: usize) -> Self {
+        self.config.core.target_block_relay = n;
+        self
+    }
+
+    /// The mean time between feelers (default 2 min; `None` makes none).
+    /// Once every automatic target is met, the manager opens one
+    /// short-lived connection at a time to an address from the source,
+    /// after an exponentially distributed wait around this mean, and
+    /// closes it when the node calls
+    /// [`Handle::handshake_done`](crate::Handle::handshake_done) or at the
+    /// feeler timeout. Feelers never count against a target; their
+    /// results tell the address source which addresses answer.
+    pub fn feeler_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.core.feeler_interval = interval;
+        self
+    }
+
+    /// How long a feeler may stay open waiting for its handshake
+    /// (default 60 s, Bitcoin Core's peer connect timeout).
+    pub fn feeler_timeout(mut self, d: Duration) -> Self {
+        self.config.core.feeler_timeout = d;
+        self
+    }
+
+    /// How long a one-shot connection may stay open before the manager
+    /// closes it (default 5 min, as Bitcoin Core's address-fetch
+    /// connections).
+    pub fn one_shot_timeout(mut self, d: Duration) -> Self {
+        self.config.core.one_shot_timeout = d;
         self
     }
 
@@ -523,9 +585,10 @@ impl ConfigBuilder {
     }
 
     /// A file for anchors: at a clean stop the addresses of the
-    /// longest-lived automatic outbound connections are written there; at
-    /// start they are read (and the file removed) and dialed before the
-    /// address source is asked.
+    /// longest-lived block-relay-only automatic connections are written
+    /// there (Bitcoin Core's anchors); at start they are read (and the file
+    /// removed) and dialed first, as block-relay-only connections, before
+    /// the address source is asked for those slots.
     pub fn anchors_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.anchors_file = Some(path.into());
         self
@@ -715,6 +778,9 @@ pub enum ConfigError {
     DecayingTag(String),
     /// The ban threshold is zero, which would ban every peer at once.
     ZeroBanThreshold,
+    /// A duration setting that must be positive is zero; it names the
+    /// setting.
+    ZeroDuration(&'static str),
     /// The ban file exists but cannot be read or is corrupt.
     BanFile(String),
     /// A size setting is above its bound (see [`crate::limits`]).
@@ -779,6 +845,10 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::Watermarks(e) => write!(f, "invalid watermarks: {e}"),
             ConfigError::DecayingTag(why) => f.write_str(why),
+            ConfigError::ZeroDuration(setting) => write!(
+                f,
+                "{setting} is 0: give it a positive duration (or leave the default)"
+            ),
             ConfigError::ZeroBanThreshold => f.write_str(
                 "ban threshold is 0, which would ban every peer on its first score: \
                  set ban_threshold to at least 1 (default 100)",

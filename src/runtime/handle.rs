@@ -319,6 +319,16 @@ impl Handle {
         self.report(id, PeerReport::NovelTx)
     }
 
+    /// Tells the manager the node finished its protocol handshake on
+    /// connection `id` (in Bitcoin, `version`/`verack`). A feeler has then
+    /// done its job and is closed with
+    /// [`CloseReason::FeelerDone`](crate::CloseReason::FeelerDone); other connections are not
+    /// affected, so a node may call it for every connection.
+    pub fn handshake_done(&self, id: ConnId) -> Result<(), Error> {
+        self.check_known(id)?;
+        self.input(Input::HandshakeDone { id })
+    }
+
     fn report(&self, id: ConnId, report: PeerReport) -> Result<(), Error> {
         self.check_known(id)?;
         self.input(Input::Report { id, report })

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::addr::Addr;
 use crate::core::ReqSpec;
-use crate::types::{ConnId, ConnState};
+use crate::types::{ConnId, ConnState, ConnType};
 
 /// A request for an outbound connection.
 ///
@@ -24,9 +24,26 @@ pub struct ConnReq {
 struct ReqInner {
     id: OnceLock<ConnId>,
     addr: OnceLock<Addr>,
-    permanent: bool,
-    automatic: bool,
+    kind: Kind,
     view: Mutex<ReqView>,
+}
+
+/// What a request is, fixed once it is built.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    permanent: bool,
+    conn_type: ConnType,
+    block_relay_only: bool,
+}
+
+impl Kind {
+    const fn manual(permanent: bool) -> Self {
+        Kind {
+            permanent,
+            conn_type: ConnType::Manual,
+            block_relay_only: false,
+        }
+    }
 }
 
 /// The part of a request the handler publishes on every change.
@@ -48,22 +65,66 @@ impl ConnReq {
     /// assert_eq!(req.to_string(), "unsubmitted (127.0.0.1:8333)");
     /// ```
     pub fn new(addr: Addr) -> Self {
-        Self::build(Some(addr), false, false)
+        Self::build(Some(addr), Kind::manual(false))
     }
 
     /// A permanent request to `addr`: retried forever with backoff, under
     /// the same id, until removed.
     pub fn permanent(addr: Addr) -> Self {
-        Self::build(Some(addr), true, false)
+        Self::build(Some(addr), Kind::manual(true))
+    }
+
+    /// A one-shot request to `addr` ([`ConnType::OneShot`], Bitcoin Core's
+    /// address-fetch connection): connect, let the node fetch addresses,
+    /// then close it. Never retried; the manager closes it at the one-shot
+    /// timeout if the node has not.
+    ///
+    /// ```
+    /// use connmgr::{ConnReq, ConnType};
+    ///
+    /// let req = ConnReq::one_shot("127.0.0.1:8333".parse().unwrap());
+    /// assert_eq!(req.conn_type(), ConnType::OneShot);
+    /// assert!(!req.is_permanent());
+    /// ```
+    pub fn one_shot(addr: Addr) -> Self {
+        let kind = Kind {
+            conn_type: ConnType::OneShot,
+            ..Kind::manual(false)
+        };
+        Self::build(Some(addr), kind)
+    }
+
+    /// The same request marked block-relay-only: the node should relay
+    /// blocks only over it (Bitcoin Core's blocks-only manual peers). It
+    /// shows in [`is_block_relay_only`](Self::is_block_relay_only), the
+    /// snapshot and the counts. Mark a request before submitting or
+    /// cloning it: a submitted request is returned unchanged, and earlier
+    /// clones keep the old mark.
+    ///
+    /// ```
+    /// use connmgr::ConnReq;
+    ///
+    /// let req = ConnReq::permanent("127.0.0.1:8333".parse().unwrap()).block_relay_only();
+    /// assert!(req.is_block_relay_only() && req.is_permanent());
+    /// ```
+    pub fn block_relay_only(self) -> Self {
+        if self.id().is_some() {
+            return self;
+        }
+        let kind = Kind {
+            block_relay_only: true,
+            ..self.inner.kind
+        };
+        Self::build(self.addr().cloned(), kind)
     }
 
     /// A one-off request whose address the manager takes from its address
     /// source.
     pub(crate) fn from_source() -> Self {
-        Self::build(None, false, false)
+        Self::build(None, Kind::manual(false))
     }
 
-    fn build(addr: Option<Addr>, permanent: bool, automatic: bool) -> Self {
+    fn build(addr: Option<Addr>, kind: Kind) -> Self {
         let cell = OnceLock::new();
         if let Some(addr) = addr {
             let _ = cell.set(addr);
@@ -72,8 +133,7 @@ impl ConnReq {
             inner: Arc::new(ReqInner {
                 id: OnceLock::new(),
                 addr: cell,
-                permanent,
-                automatic,
+                kind,
                 view: Mutex::new(ReqView {
                     state: ConnState::Pending,
                     retries: 0,
@@ -95,12 +155,25 @@ impl ConnReq {
 
     /// Whether the request is retried forever.
     pub fn is_permanent(&self) -> bool {
-        self.inner.permanent
+        self.inner.kind.permanent
     }
 
-    /// Whether the manager created the request to fill its outbound target.
+    /// Whether the manager created the request to fill a target
+    /// (full-relay or block-relay-only).
     pub fn is_automatic(&self) -> bool {
-        self.inner.automatic
+        self.inner.kind.conn_type.is_automatic()
+    }
+
+    /// What the request is for.
+    pub fn conn_type(&self) -> ConnType {
+        self.inner.kind.conn_type
+    }
+
+    /// Whether the node should relay blocks only over this connection:
+    /// block-relay connections, and requests marked with
+    /// [`block_relay_only`](Self::block_relay_only).
+    pub fn is_block_relay_only(&self) -> bool {
+        self.inner.kind.block_relay_only || self.inner.kind.conn_type == ConnType::BlockRelay
     }
 
     /// The state the manager last published for this request.
@@ -130,17 +203,25 @@ impl ConnReq {
 
     /// A handle for a request the Core made or that the user never held.
     pub(crate) fn from_spec(spec: &ReqSpec) -> Self {
-        let req = Self::build(spec.addr.clone(), spec.permanent, spec.automatic);
+        let kind = Kind {
+            permanent: spec.permanent,
+            conn_type: spec.conn_type,
+            block_relay_only: spec.block_relay_only,
+        };
+        let req = Self::build(spec.addr.clone(), kind);
         req.assign_id(spec.id);
         req
     }
 
     /// The plain request the Core takes, under `id`.
     pub(crate) fn spec(&self, id: ConnId) -> ReqSpec {
-        match self.addr() {
+        let mut spec = match self.addr() {
             Some(addr) => ReqSpec::new(id, addr.clone(), self.is_permanent()),
             None => ReqSpec::from_source(id),
-        }
+        };
+        spec.conn_type = self.conn_type();
+        spec.block_relay_only = self.inner.kind.block_relay_only;
+        spec
     }
 }
 
@@ -150,7 +231,8 @@ impl fmt::Debug for ConnReq {
             .field("id", &self.id())
             .field("addr", &self.addr())
             .field("permanent", &self.is_permanent())
-            .field("automatic", &self.is_automatic())
+            .field("conn_type", &self.conn_type())
+            .field("block_relay_only", &self.is_block_relay_only())
             .field("state", &self.state())
             .finish()
     }

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use connmgr::core::{
     default_peer_id, Changes, Core, CoreConfig, CoreEvent, DecayingSpec, Effect, Input, PeerReport,
-    TagChange, Teardown,
+    ReqSpec, TagChange, Teardown,
 };
 use connmgr::policy::BanList;
-use connmgr::{Addr, BumpFn, ConnId, DecayFn, DialError, Direction, PeerId, Subnet};
+use connmgr::{
+    Addr, BumpFn, CloseReason, ConnId, ConnType, DecayFn, DialError, Direction, PeerId, Subnet,
+};
 use rand::rngs::SmallRng;
 use rand::RngExt;
 
@@ -28,7 +30,7 @@ struct Live {
     direction: Direction,
     opened: Instant,
     permanent: bool,
-    automatic: bool,
+    conn_type: ConnType,
 }
 
 /// Which ids an input may close without a policy deciding it.
@@ -37,6 +39,9 @@ struct Explained {
     ids: BTreeSet<ConnId>,
     subnets: Vec<Subnet>,
     all: bool,
+    /// Time passed: feelers and one-shot connections past their timeout
+    /// may close.
+    lifetimes: bool,
 }
 
 /// The one decaying tag every run registers.
@@ -76,6 +81,9 @@ pub struct Sim {
     /// how many of them were still in their trim grace period.
     policy_closed: usize,
     policy_closed_in_grace: usize,
+    /// The last connection closed, its age and its timeout if it has one,
+    /// for checking the close reason that follows.
+    last_closed: Option<(Live, Duration, Option<Duration>)>,
     token: u32,
     changes: Changes,
     transcript: std::collections::hash_map::DefaultHasher,
@@ -111,6 +119,7 @@ impl Sim {
             closed: 0,
             policy_closed: 0,
             policy_closed_in_grace: 0,
+            last_closed: None,
             token: 0,
             changes: Changes::default(),
             transcript: Default::default(),
@@ -163,7 +172,12 @@ impl Sim {
             0..=7 => {
                 let (addr, _) = self.world.pick(&mut self.rng).clone();
                 let permanent = self.rng.random_range(0..3) == 0;
-                let req = self.core.request(addr, permanent);
+                let mut req = self.core.request(addr.clone(), permanent);
+                match self.rng.random_range(0..6) {
+                    0 => req = ReqSpec::one_shot(req.id, addr),
+                    1 => req = req.with_block_relay_only(),
+                    _ => {}
+                }
                 self.step(Input::Connect(req), &none)
             }
             8..=9 => {
@@ -324,7 +338,11 @@ impl Sim {
             _ => Duration::from_millis(self.rng.random_range(0..=20_000)),
         };
         self.now += by;
-        self.step(Input::Tick, &Explained::default())?;
+        let why = Explained {
+            lifetimes: true,
+            ..Explained::default()
+        };
+        self.step(Input::Tick, &why)?;
         // Every dial whose deadline passed was reported at that tick.
         for (id, attempt, _) in &self.dials {
             if self
@@ -537,6 +555,25 @@ impl Sim {
         let Some((id, _)) = self.pick_live() else {
             return Ok(());
         };
+        if self.rng.random_range(0..4) == 0 {
+            // A feeler closes; nothing else does.
+            let why = Explained {
+                ids: BTreeSet::from([id]),
+                ..Explained::default()
+            };
+            let feeler = self
+                .live
+                .get(&id)
+                .is_some_and(|l| l.conn_type == ConnType::Feeler);
+            self.step(Input::HandshakeDone { id }, &why)?;
+            let closed = !self.live.contains_key(&id);
+            if feeler != closed {
+                return Err(format!(
+                    "handshake done on {id}: feeler {feeler}, closed {closed}"
+                ));
+            }
+            return Ok(());
+        }
         let report = match self.rng.random_range(0..3) {
             0 => PeerReport::Ping(Duration::from_millis(self.rng.random_range(1..500))),
             1 => PeerReport::NovelBlock,
@@ -673,6 +710,25 @@ impl Sim {
         self.token
     }
 
+    /// A feeler or one-shot close happens at its timeout or at the end of
+    /// a feeler's handshake, and only to those types.
+    fn check_close_reason(&self, reason: CloseReason) -> Result<(), String> {
+        let Some((live, age, lifetime)) = &self.last_closed else {
+            return Ok(());
+        };
+        match reason {
+            CloseReason::Expired if lifetime.is_none_or(|limit| *age < limit) => Err(format!(
+                "{:?} connection expired at {age:?}, timeout {lifetime:?}",
+                live.conn_type
+            )),
+            CloseReason::FeelerDone if live.conn_type != ConnType::Feeler => Err(format!(
+                "a {:?} connection closed as a finished feeler",
+                live.conn_type
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn pick_live(&mut self) -> Option<(ConnId, Live)> {
         if self.live.is_empty() {
             return None;
@@ -805,8 +861,13 @@ impl Sim {
                 ..
             } => self.established(req.as_ref(), *id, *serial, addr, *direction)?,
             Effect::Close { serial } => self.close(*serial, why)?,
-            Effect::Notify(CoreEvent::Disconnected { .. } | CoreEvent::InboundClosed { .. }) => {
+            Effect::Notify(CoreEvent::Disconnected { reason, .. }) => {
                 self.closed += 1;
+                self.check_close_reason(*reason)?;
+            }
+            Effect::Notify(CoreEvent::InboundClosed { reason, .. }) => {
+                self.closed += 1;
+                self.check_close_reason(*reason)?;
             }
             Effect::SaveAnchors(addrs) => {
                 if addrs.len() > self.cfg.anchor_count {
@@ -861,7 +922,7 @@ impl Sim {
             direction,
             opened: self.now,
             permanent: req.is_some_and(|r| r.permanent),
-            automatic: req.is_some_and(|r| r.automatic),
+            conn_type: req.map_or(ConnType::Inbound, |r| r.conn_type),
         };
         self.live.insert(id, live);
         Ok(())
@@ -880,6 +941,18 @@ impl Sim {
         if why.all || why.ids.contains(&id) || in_subnet {
             return Ok(());
         }
+        // Feelers and one-shot connections close at their timeout, never
+        // before.
+        let lifetime = match live.conn_type {
+            ConnType::Feeler => Some(self.cfg.feeler_timeout),
+            ConnType::OneShot => Some(self.cfg.one_shot_timeout),
+            _ => None,
+        };
+        let age = self.now.saturating_duration_since(live.opened);
+        self.last_closed = Some((live.clone(), age, lifetime));
+        if why.lifetimes && lifetime.is_some_and(|limit| age >= limit) {
+            return Ok(());
+        }
         // Closed by trimming or eviction: never a protected or permanent one.
         let peer = self.peer_of(id, &live.addr);
         if live.permanent || self.protected.contains_key(&peer) {
@@ -896,13 +969,24 @@ impl Sim {
     }
 
     fn check_state(&self, trims_before: u64) -> Result<(), String> {
-        let auto = self.live.values().filter(|l| l.automatic).count();
-        if auto > self.cfg.target_outbound || self.core.automatic_slots() > self.cfg.target_outbound
+        let of = |t: ConnType| self.live.values().filter(|l| l.conn_type == t).count();
+        let (full, block, feelers) = (
+            of(ConnType::FullRelay),
+            of(ConnType::BlockRelay),
+            of(ConnType::Feeler),
+        );
+        let targets = self.cfg.target_outbound + self.cfg.target_block_relay;
+        if full > self.cfg.target_outbound
+            || block > self.cfg.target_block_relay
+            || feelers > 1
+            || self.core.automatic_slots() > targets
         {
             return Err(format!(
-                "{auto} automatic live, {} slots, target {}",
+                "{full} full-relay, {block} block-relay, {feelers} feelers live, {} slots, \
+                 targets {} and {}",
                 self.core.automatic_slots(),
-                self.cfg.target_outbound
+                self.cfg.target_outbound,
+                self.cfg.target_block_relay
             ));
         }
         let inbound = self

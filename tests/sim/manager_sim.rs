@@ -285,10 +285,11 @@ impl Run {
     fn check(&self) -> Result<(), String> {
         let snap = self.manager.handle().snapshot();
         let c = snap.counts;
-        if c.automatic_outbound > self.target {
+        // Two block-relay slots (the default) come on top of the target.
+        if c.full_relay_outbound > self.target || c.block_relay_outbound > 2 || c.feelers > 1 {
             return Err(format!(
-                "{} automatic outbound, target {}",
-                c.automatic_outbound, self.target
+                "{} full-relay, {} block-relay, {} feelers; target {}",
+                c.full_relay_outbound, c.block_relay_outbound, c.feelers, self.target
             ));
         }
         if c.inbound > self.max_inbound {

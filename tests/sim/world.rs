@@ -117,6 +117,13 @@ pub fn random_config(rng: &mut SmallRng) -> CoreConfig {
         0 => None,
         _ => Some(Duration::from_millis(rng.random_range(1..=30_000))),
     };
+    c.target_block_relay = rng.random_range(0..=3);
+    c.feeler_interval = match rng.random_range(0..3) {
+        0 => None,
+        _ => Some(Duration::from_secs(rng.random_range(1..=300))),
+    };
+    c.feeler_timeout = Duration::from_secs(rng.random_range(1..=90));
+    c.one_shot_timeout = Duration::from_secs(rng.random_range(1..=600));
     c
 }
 
