@@ -208,6 +208,30 @@ fn config_errors_name_the_setting_to_fix() {
             ConfigError::ZeroMaxFailedAttempts,
             "max_failed_attempts",
         ),
+        (
+            with_dialer().feeler_interval(Some(Duration::ZERO)),
+            ConfigError::ZeroDuration("feeler_interval"),
+            "feeler_interval",
+        ),
+        (
+            with_dialer().feeler_timeout(Duration::ZERO),
+            ConfigError::ZeroDuration("feeler_timeout"),
+            "feeler_timeout",
+        ),
+        (
+            with_dialer().one_shot_timeout(Duration::ZERO),
+            ConfigError::ZeroDuration("one_shot_timeout"),
+            "one_shot_timeout",
+        ),
+        (
+            with_dialer().target_block_relay(limits::MAX_TARGET_OUTBOUND + 1),
+            ConfigError::TooLarge {
+                setting: "target_block_relay",
+                given: limits::MAX_TARGET_OUTBOUND as u64 + 1,
+                max: limits::MAX_TARGET_OUTBOUND as u64,
+            },
+            "target_block_relay",
+        ),
     ];
     for (builder, expected, hint) in cases {
         let err = config_error(builder);

@@ -29,7 +29,11 @@ fn target_fills_from_source_over_memory_network() {
         // Five full-relay and the default two block-relay-only slots.
         wait_until(|| {
             let c = m.handle().counts();
-            (c.full_relay_outbound, c.block_relay_outbound, c.automatic_outbound) == (5, 2, 7)
+            (
+                c.full_relay_outbound,
+                c.block_relay_outbound,
+                c.automatic_outbound,
+            ) == (5, 2, 7)
         }),
         "{:?}",
         m.handle().snapshot()

@@ -566,6 +566,7 @@ static void test_connections(void) {
     CHECK(infos[0].state == CONNMGR_STATE_ESTABLISHED);
     CHECK(infos[0].direction == CONNMGR_DIRECTION_OUTBOUND);
     CHECK(!infos[0].permanent && !infos[0].automatic);
+    CHECK(infos[0].conn_type == CONNMGR_CONN_TYPE_MANUAL && !infos[0].block_relay_only);
 
     /* Inbound: a plain socket connects to the manager's listener. */
     int b = connect_to(listen_at);
@@ -684,6 +685,30 @@ static void test_connections(void) {
     conn_expect_eof(cp2);
     CHECK(!in_snapshot(m, idp));
     close(p2);
+
+    /* Connection types: flags are checked; a block-relay-only manual
+       request shows its type and mark in the snapshot and the counts. */
+    uint64_t idb = 0;
+    EXPECT(connmgr_connect_ex(m, peer, CONNMGR_REQ_PERMANENT | CONNMGR_REQ_ONE_SHOT, &idb),
+           CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_connect_ex(m, peer, 0x80, &idb), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_connect_ex(m, peer, 0, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    OK(connmgr_connect_ex(m, peer, CONNMGR_REQ_BLOCK_RELAY_ONLY, &idb));
+    int pb = accept_peer(lfd);
+    e = WAIT(&rec, CONNECTED, idb);
+    connmgr_conn *cb = e->conn;
+    info = find_info(m, idb, &counts);
+    CHECK(info.conn_type == CONNMGR_CONN_TYPE_MANUAL);
+    CHECK(info.block_relay_only && !info.permanent && !info.automatic);
+    CHECK(counts.block_relay_outbound == 1 && counts.full_relay_outbound == 0);
+    OK(connmgr_handshake_done(m, idb)); /* not a feeler: nothing happens */
+    EXPECT(connmgr_handshake_done(m, 999999), CONNMGR_STATUS_UNKNOWN_ID);
+    EXPECT(connmgr_handshake_done(NULL, idb), CONNMGR_STATUS_NULL_ARGUMENT);
+    OK(connmgr_remove(m, idb));
+    WAIT(&rec, DISCONNECTED, idb);
+    conn_expect_eof(cb);
+    close(pb);
+    printf("ok: connection types and request flags\n");
 
     /* A permanent request to a closed port keeps failing and retrying. */
     char refused[64];
