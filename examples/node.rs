@@ -29,14 +29,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use connmgr::{Addr, Config, ConnId, ConnManager, ConnReq, Event, Snapshot, Stats, TcpDialer};
+use connmgr::{
+    Addr, Config, ConnId, ConnManager, ConnReq, ConnType, Event, Snapshot, Stats, TcpDialer,
+};
 
 const USAGE: &str = "\
 usage: node [flags]
 
   --connect ADDR     permanent peer HOST:PORT (repeatable; replaces the two built-in ones)
   --listen ADDR      inbound listen address (default 127.0.0.1:0, a free port)
-  --target N         automatic outbound connections to keep (default 8)
+  --target N         full-relay outbound connections to keep (default 8;
+                     2 block-relay-only ones come on top)
   --max-inbound N    inbound connections admitted at once (default 8)
   --seconds N        how long to run (default 20)
   --json             at the end, print the snapshot as JSON, as an RPC's getpeerinfo
@@ -310,9 +313,14 @@ impl Activity {
 }
 
 fn tag(req: &ConnReq) -> &'static str {
-    match (req.is_permanent(), req.is_automatic()) {
-        (true, _) => " [permanent]",
-        (_, true) => " [auto]",
+    if req.is_permanent() {
+        return " [permanent]";
+    }
+    match req.conn_type() {
+        ConnType::FullRelay => " [full-relay]",
+        ConnType::BlockRelay => " [block-relay]",
+        ConnType::Feeler => " [feeler]",
+        ConnType::OneShot => " [one-shot]",
         _ => "",
     }
 }
@@ -322,6 +330,8 @@ fn tag(req: &ConnReq) -> &'static str {
 fn build_manager(opts: &Opts, sources: Vec<Addr>, act: &Arc<Activity>) -> ConnManager {
     let next = AtomicUsize::new(0);
     let (a1, a2, a3, a4) = (act.clone(), act.clone(), act.clone(), act.clone());
+    // Full-relay, 2 block-relay-only, 2 permanent peers and a feeler.
+    let outbound = opts.target + 2 + 2 + 1;
     let config = Config::builder()
         .dialer(TcpDialer::new().timeout(Duration::from_secs(2)))
         .dial_timeout(Duration::from_secs(2))
@@ -335,8 +345,14 @@ fn build_manager(opts: &Opts, sources: Vec<Addr>, act: &Arc<Activity>) -> ConnMa
         // Short waits so backoff growth shows within a 20 s run.
         .retry_duration(Duration::from_secs(1))
         .max_retry_duration(Duration::from_secs(8))
-        .on_connection(move |_, req, conn| {
+        // Feelers often enough to see in a short run; each ends as soon as
+        // it connects, standing in for a finished protocol handshake.
+        .feeler_interval(Some(Duration::from_secs(4)))
+        .on_connection(move |handle, req, conn| {
             a1.log(format!("connected      {req}{}", tag(&req)));
+            if req.conn_type() == ConnType::Feeler {
+                let _ = handle.handshake_done(conn.id());
+            }
             a1.serve(conn);
         })
         .on_disconnection(move |_, req, why| {
@@ -351,8 +367,8 @@ fn build_manager(opts: &Opts, sources: Vec<Addr>, act: &Arc<Activity>) -> ConnMa
         // Trim when the inbound clients push the count over the high
         // watermark; permanent and protected peers are kept.
         .watermarks(
-            opts.target + 2 + opts.max_inbound / 4,
-            opts.target + 2 + opts.max_inbound / 2,
+            outbound + opts.max_inbound / 4,
+            outbound + opts.max_inbound / 2,
         )
         .trim_grace(Duration::from_secs(2))
         .trim_silence(Duration::from_secs(3))
@@ -365,12 +381,13 @@ fn build_manager(opts: &Opts, sources: Vec<Addr>, act: &Arc<Activity>) -> ConnMa
 /// permanent peers (`connect`, or two built-in ones), and a legend.
 fn start_peers(local: &mut Local, connect: &[Addr]) -> io::Result<(Vec<Addr>, Vec<Addr>, String)> {
     use Kind::*;
-    // More healthy peers than the target (one gets banned): automatic
-    // connections never share a peer, so missing healthy ones would leave
-    // slots cycling over the droppers and refusers.
+    // More healthy peers than the full-relay and block-relay targets (one
+    // gets banned, feelers test others): automatic connections never
+    // share a peer, so missing healthy ones would leave slots cycling over
+    // the droppers and refusers.
     let plan = [
         Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy,
-        Dropper, Dropper, Refusing, Refusing,
+        Healthy, Healthy, Healthy, Dropper, Dropper, Refusing, Refusing,
     ];
     let mut sources = Vec::new();
     let mut legend = [String::new(), String::new(), String::new()];
@@ -465,8 +482,15 @@ fn frame(snap: &Snapshot, act: &Activity, header: &str, ids: &[ConnId], total: u
     let mut f = format!("connmgr demo node   t={elapsed:.1}s of {total}s\n{header}\n\n");
     f += &format!(
         "requests     pending {}   failing {}   disconnected (waiting to retry) {}\n\
-         established  outbound {} (automatic {})   inbound {}\n",
-        c.pending, c.failing, c.disconnected, c.outbound, c.automatic_outbound, c.inbound
+         established  outbound {} (full-relay {}, block-relay {}, feeler {})   inbound {}\n",
+        c.pending,
+        c.failing,
+        c.disconnected,
+        c.outbound,
+        c.full_relay_outbound,
+        c.block_relay_outbound,
+        c.feelers,
+        c.inbound
     );
     f += &format!("totals       {}\n\n", totals(&snap.stats));
     f += "permanent peers\n";
@@ -532,8 +556,9 @@ fn policy(handle: &connmgr::Handle, act: &Activity) -> String {
     }
     let c = handle.snapshot().stats.closes;
     f += &format!(
-        "  closes     by node {}  disconnect {}  trimmed {}  evicted {}  banned {}  misbehaving {}\n",
-        c.closed, c.disconnect, c.trimmed, c.evicted, c.banned, c.misbehaving
+        "  closes     by node {}  disconnect {}  trimmed {}  evicted {}  banned {}  misbehaving {}  \
+         feelers done {}\n",
+        c.closed, c.disconnect, c.trimmed, c.evicted, c.banned, c.misbehaving, c.feeler_done
     );
     f
 }
