@@ -561,6 +561,26 @@ connmgr_status connmgr_config_set_target_block_relay(connmgr_config *cfg, size_t
 connmgr_status connmgr_config_set_feeler_interval(connmgr_config *cfg, uint64_t ms);
 
 /**
+ * At most `n` live inbound connections from one IP address (default: no
+ * limit), checked before a slot is taken.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_max_inbound_per_ip(connmgr_config *cfg, size_t n);
+
+/**
+ * At most `n` live inbound connections from one netgroup (an IPv4 /16,
+ * an IPv6 /32; default: no limit), checked before a slot is taken.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_max_inbound_per_netgroup(connmgr_config *cfg, size_t n);
+
+/**
  * How many inbound connections may be live at once (default 125).
  *
  * # Safety

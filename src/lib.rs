@@ -68,7 +68,9 @@ mod types;
 pub use crate::addr::{Addr, AddrErrorKind, AddrKind, AddrParseError, CustomAddr, NetGroup};
 #[cfg(feature = "bitcoin")]
 pub use crate::bitcoin_p2p::BitcoinAddrError;
-pub use crate::core::info::{CloseCounts, ConnInfo, Counts, Stats, TrimInfo, Trimmed};
+pub use crate::core::info::{
+    CloseCounts, ConnInfo, Counts, InboundRefusals, Stats, TrimInfo, Trimmed,
+};
 pub use crate::policy::backoff::Backoff;
 pub use crate::policy::banlist::{BanEntry, BanFileError, Subnet, SubnetParseError};
 pub use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagError, TagInfo};

@@ -635,3 +635,48 @@ fn pipe_connections_honour_timeouts_and_have_no_socket() {
     assert!(!conn.is_closed());
     m.stop();
 }
+
+/// Connects to `server` from the loopback address `from`.
+fn connect_from(from: Ipv4Addr, server: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket
+        .bind(&SocketAddr::new(IpAddr::V4(from), 0).into())
+        .unwrap();
+    socket.connect(&server.into()).unwrap();
+    socket.into()
+}
+
+/// With `max_inbound_per_ip(3)`, twenty connections from one address get
+/// three slots; another address still gets in; refusals are counted by
+/// reason.
+#[test]
+fn the_per_ip_cap_holds_over_loopback() {
+    let held = Arc::new(Mutex::new(Vec::<Conn>::new()));
+    let h2 = Arc::clone(&held);
+    let config = Config::builder()
+        .dialer(TcpDialer::new())
+        .listen(loopback4(0))
+        .max_inbound_per_ip(3)
+        .on_accept(move |_, conn| h2.lock().push(conn))
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    m.start().unwrap();
+    let server = m.handle().listen_addrs()[0].socket_addr().unwrap();
+    let flood: Vec<TcpStream> = (0..20)
+        .map(|_| connect_from(Ipv4Addr::new(127, 0, 0, 1), server))
+        .collect();
+    assert!(wait_until(|| {
+        let s = m.handle().snapshot().stats;
+        s.inbound_accepted + s.inbound_refused == 20
+    }));
+    let other = connect_from(Ipv4Addr::new(127, 0, 0, 2), server);
+    assert!(wait_until(
+        || m.handle().snapshot().stats.inbound_accepted == 4
+    ));
+    let s = m.handle().snapshot().stats;
+    assert_eq!((s.inbound_accepted, s.refusals.per_ip), (4, 17), "{s:?}");
+    assert_eq!(s.refusals.full, 0);
+    assert_eq!(m.handle().counts().inbound, 4);
+    drop((flood, other));
+    m.stop();
+}

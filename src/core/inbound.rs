@@ -7,7 +7,9 @@ use log::{debug, info};
 use rand::rngs::SmallRng;
 use rand::RngExt;
 
+use super::info::Refusal;
 use super::record::{Record, Side};
+use super::sources::{SourceCounts, SourceFull};
 use super::{Core, CoreConfig, Effect, PeerReport, Teardown, LOG};
 use crate::addr::Addr;
 use crate::policy::eviction::{CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy};
@@ -17,6 +19,8 @@ use crate::types::{CloseReason, ConnId, Direction};
 pub(super) struct InboundSlots {
     max: usize,
     evict: bool,
+    /// Live inbound per IP and per netgroup, against their limits.
+    sources: SourceCounts,
     /// Keys the netgroup hash eviction protects by; drawn from the Core's
     /// seeded generator so that it is secret yet reproducible.
     key: EvictionKey,
@@ -28,6 +32,7 @@ impl InboundSlots {
         InboundSlots {
             max: cfg.max_inbound,
             evict: cfg.evict_inbound,
+            sources: SourceCounts::new(cfg.max_inbound_per_ip, cfg.max_inbound_per_netgroup),
             key: EvictionKey::from_keys(rng.random(), rng.random()),
             live: 0,
         }
@@ -37,8 +42,17 @@ impl InboundSlots {
         self.live
     }
 
-    pub(super) fn release(&mut self) {
+    /// An inbound connection from `addr` closed.
+    pub(super) fn release(&mut self, addr: Option<&Addr>) {
         self.live = self.live.saturating_sub(1);
+        if let Some(addr) = addr {
+            self.sources.closed(addr);
+        }
+    }
+
+    /// Per-source entries held (zero once every inbound connection is gone).
+    pub(super) fn tracked(&self) -> usize {
+        self.sources.len()
     }
 
     fn has_room(&self) -> bool {
@@ -65,8 +79,9 @@ impl Core {
         remote: Addr,
         out: &mut Vec<Effect<C>>,
     ) {
-        if let Some(why) = self.refuse_inbound(now, &remote, out) {
+        if let Some((refusal, why)) = self.refuse_inbound(now, &remote, out) {
             self.stats.inbound_refused += 1;
+            self.stats.refusals.count(refusal);
             debug!(target: LOG, "refusing inbound {remote}: {why}");
             out.push(Effect::Discard { conn });
             return;
@@ -75,6 +90,7 @@ impl Core {
         self.next_serial += 1;
         let serial = self.next_serial;
         self.addr_use.add(&remote);
+        self.inb.sources.opened(&remote);
         self.records
             .insert(id, Record::inbound(remote.clone(), serial, now));
         self.inb.live += 1;
@@ -94,25 +110,37 @@ impl Core {
     }
 
     /// Why a newcomer from `remote` cannot have a slot, if it cannot.
-    /// When slots are full and eviction is on, makes room instead.
+    /// When slots are full and eviction is on, makes room instead. The
+    /// per-source limits come before eviction, so a flood from one source
+    /// is refused rather than evicting other peers.
     fn refuse_inbound<C>(
         &mut self,
         now: Instant,
         remote: &Addr,
         out: &mut Vec<Effect<C>>,
-    ) -> Option<String> {
+    ) -> Option<(Refusal, String)> {
         if self.stopped {
-            return Some("the manager is stopping".into());
+            return Some((Refusal::Stopping, "the manager is stopping".into()));
         }
         if let Some(ban) = self.bans.ban_for_addr(remote, now) {
-            return Some(format!("banned: {}", ban.reason));
+            return Some((Refusal::Banned, format!("banned: {}", ban.reason)));
+        }
+        match self.inb.sources.full(remote) {
+            Some(SourceFull::Ip) => {
+                return Some((Refusal::PerIp, "its IP has the most inbound allowed".into()))
+            }
+            Some(SourceFull::NetGroup) => {
+                let why = "its netgroup has the most inbound allowed".into();
+                return Some((Refusal::PerNetGroup, why));
+            }
+            None => {}
         }
         if self.inb.has_room() {
             return None;
         }
         let full = format!("{} of {} slots used", self.inb.live, self.inb.max);
         if !self.inb.evict {
-            return Some(full);
+            return Some((Refusal::Full, full));
         }
         match EvictionPolicy::default().select_to_evict(self.eviction_candidates(), now) {
             Some(victim) => {
@@ -122,7 +150,10 @@ impl Core {
                 self.close_for_policy(now, victim, CloseReason::Evicted, out);
                 None
             }
-            None => Some(format!("{full}, all protected from eviction")),
+            None => Some((
+                Refusal::Full,
+                format!("{full}, all protected from eviction"),
+            )),
         }
     }
 

@@ -166,6 +166,46 @@ impl CloseCounts {
     }
 }
 
+/// Why the Core refused an inbound connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Full,
+    Banned,
+    PerIp,
+    PerNetGroup,
+    Stopping,
+}
+
+/// Inbound connections refused, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct InboundRefusals {
+    /// Every slot was taken and none could be freed by eviction.
+    pub full: u64,
+    /// The peer is banned.
+    pub banned: u64,
+    /// Its IP had `max_inbound_per_ip` live connections.
+    pub per_ip: u64,
+    /// Its netgroup had `max_inbound_per_netgroup` live connections.
+    pub per_netgroup: u64,
+    /// The manager was stopping.
+    pub stopping: u64,
+}
+
+impl InboundRefusals {
+    pub(crate) fn count(&mut self, why: Refusal) {
+        let n = match why {
+            Refusal::Full => &mut self.full,
+            Refusal::Banned => &mut self.banned,
+            Refusal::PerIp => &mut self.per_ip,
+            Refusal::PerNetGroup => &mut self.per_netgroup,
+            Refusal::Stopping => &mut self.stopping,
+        };
+        *n = n.saturating_add(1);
+    }
+}
+
 /// Running totals since the manager was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -179,9 +219,11 @@ pub struct Stats {
     pub outbound_established: u64,
     /// Inbound connections accepted.
     pub inbound_accepted: u64,
-    /// Inbound connections refused: the inbound limit was reached (and no
-    /// connection could be evicted), or the peer is banned.
+    /// Inbound connections refused, all reasons together (see
+    /// [`refusals`](Self::refusals)).
     pub inbound_refused: u64,
+    /// Inbound connections refused, by reason.
+    pub refusals: InboundRefusals,
     /// Established connections (either direction) that closed.
     pub closed: u64,
     /// Automatic dials that failed in a row, without a success between.

@@ -51,6 +51,7 @@ mod peerbook;
 mod peerindex;
 mod record;
 mod settings;
+mod sources;
 
 use banbook::BanBook;
 use inbound::InboundSlots;
@@ -585,7 +586,7 @@ impl Core {
     /// peers their addresses name (for the no-duplicate rule): both are
     /// zero once everything is gone.
     pub fn tracked(&self) -> usize {
-        self.records.len() + self.addr_use.len()
+        self.records.len() + self.addr_use.len() + self.inb.tracked()
     }
 
     /// Timers still queued (including ones that will turn out stale).
@@ -775,7 +776,7 @@ impl Core {
             self.peers.closed(id, &r);
             match r.direction() {
                 Direction::Outbound => self.out.connection_closed(r.conn_type()),
-                Direction::Inbound => self.inb.release(),
+                Direction::Inbound => self.inb.release(r.addr.as_ref()),
             }
         }
         if let Some(o) = r.out() {

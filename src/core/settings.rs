@@ -30,6 +30,12 @@ pub struct CoreConfig {
     pub has_address_source: bool,
     /// Live inbound connections allowed.
     pub max_inbound: usize,
+    /// Live inbound connections allowed from one IP address (IPv4-mapped
+    /// IPv6 counted as IPv4); `None` sets no limit.
+    pub max_inbound_per_ip: Option<usize>,
+    /// Live inbound connections allowed from one netgroup (an IPv4 /16,
+    /// an IPv6 /32, ...); `None` sets no limit.
+    pub max_inbound_per_netgroup: Option<usize>,
     /// The base retry step.
     pub retry_duration: Duration,
     /// The longest wait between retries.
@@ -93,6 +99,8 @@ impl Default for CoreConfig {
             one_shot_timeout: Duration::from_secs(5 * 60),
             has_address_source: false,
             max_inbound: 125,
+            max_inbound_per_ip: None,
+            max_inbound_per_netgroup: None,
             retry_duration: Duration::from_secs(5),
             max_retry_duration: Duration::from_secs(300),
             backoff: Backoff::Linear,

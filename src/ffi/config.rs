@@ -33,6 +33,8 @@ pub struct ConnmgrConfig {
     target_block_relay: Option<usize>,
     feeler_interval: Option<Option<Duration>>,
     max_inbound: Option<usize>,
+    max_inbound_per_ip: Option<usize>,
+    max_inbound_per_netgroup: Option<usize>,
     retry_duration: Option<Duration>,
     max_retry_duration: Option<Duration>,
     backoff: Option<Backoff>,
@@ -73,6 +75,12 @@ impl ConnmgrConfig {
         }
         if let Some(n) = self.max_inbound {
             b = b.max_inbound(n);
+        }
+        if let Some(n) = self.max_inbound_per_ip {
+            b = b.max_inbound_per_ip(n);
+        }
+        if let Some(n) = self.max_inbound_per_netgroup {
+            b = b.max_inbound_per_netgroup(n);
         }
         if let Some(d) = self.retry_duration {
             b = b.retry_duration(d);
@@ -240,6 +248,46 @@ pub unsafe extern "C" fn connmgr_config_set_feeler_interval(
         let d = Duration::from_millis(ms);
         check_duration("feeler_interval", d)?;
         c.feeler_interval = Some((ms > 0).then_some(d));
+        Ok(())
+    })
+}
+
+/// At most `n` live inbound connections from one IP address (default: no
+/// limit), checked before a slot is taken.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_max_inbound_per_ip(
+    cfg: *mut ConnmgrConfig,
+    n: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_max_inbound_per_ip", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        check_size("max_inbound_per_ip", n, limits::MAX_INBOUND)?;
+        c.max_inbound_per_ip = Some(n);
+        Ok(())
+    })
+}
+
+/// At most `n` live inbound connections from one netgroup (an IPv4 /16,
+/// an IPv6 /32; default: no limit), checked before a slot is taken.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_max_inbound_per_netgroup(
+    cfg: *mut ConnmgrConfig,
+    n: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_max_inbound_per_netgroup", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        check_size("max_inbound_per_netgroup", n, limits::MAX_INBOUND)?;
+        c.max_inbound_per_netgroup = Some(n);
         Ok(())
     })
 }

@@ -230,6 +230,16 @@ impl Config {
                 limits::MAX_TARGET_OUTBOUND,
             ),
             ("max_inbound", c.max_inbound, limits::MAX_INBOUND),
+            (
+                "max_inbound_per_ip",
+                c.max_inbound_per_ip.unwrap_or(0),
+                limits::MAX_INBOUND,
+            ),
+            (
+                "max_inbound_per_netgroup",
+                c.max_inbound_per_netgroup.unwrap_or(0),
+                limits::MAX_INBOUND,
+            ),
             ("dialer_pool_size", self.pool_size, limits::MAX_DIALER_POOL),
             ("dial_queue_size", self.queue_size, limits::MAX_DIAL_QUEUE),
             ("watermarks (low)", low, limits::MAX_WATERMARK),
@@ -703,6 +713,24 @@ impl ConfigBuilder {
     /// rewritten whenever the list changes.
     pub fn ban_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.ban_file = Some(path.into());
+        self
+    }
+
+    /// At most `n` live inbound connections from one IP address (default:
+    /// no limit, as one host may run several nodes behind a NAT). Checked
+    /// before a slot is taken or made by eviction, so a flood from one
+    /// host is refused without pushing out other peers; refusals are
+    /// counted in [`Stats::refusals`](crate::Stats).
+    pub fn max_inbound_per_ip(mut self, n: usize) -> Self {
+        self.config.core.max_inbound_per_ip = Some(n);
+        self
+    }
+
+    /// At most `n` live inbound connections from one netgroup (an IPv4
+    /// /16, an IPv6 /32, 16 groups each for onion, I2P and CJDNS; default:
+    /// no limit). Checked like [`max_inbound_per_ip`](Self::max_inbound_per_ip).
+    pub fn max_inbound_per_netgroup(mut self, n: usize) -> Self {
+        self.config.core.max_inbound_per_netgroup = Some(n);
         self
     }
 

@@ -1001,6 +1001,21 @@ impl Sim {
                 self.cfg.max_inbound
             ));
         }
+        if let Some(cap) = self.cfg.max_inbound_per_ip {
+            let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+            for l in self
+                .live
+                .values()
+                .filter(|l| l.direction == Direction::Inbound)
+            {
+                if let Some(ip) = l.addr.ip() {
+                    *per_ip.entry(ip.to_canonical()).or_default() += 1;
+                }
+            }
+            if let Some((ip, n)) = per_ip.into_iter().find(|(_, n)| *n > cap) {
+                return Err(format!("{n} inbound live from {ip}, cap {cap}"));
+            }
+        }
         if self.core.connection_count() != self.live.len() {
             return Err(format!(
                 "Core counts {} connections, {} live",

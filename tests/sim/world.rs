@@ -124,6 +124,8 @@ pub fn random_config(rng: &mut SmallRng) -> CoreConfig {
     };
     c.feeler_timeout = Duration::from_secs(rng.random_range(1..=90));
     c.one_shot_timeout = Duration::from_secs(rng.random_range(1..=600));
+    c.max_inbound_per_ip = rng.random_bool(0.3).then(|| rng.random_range(0..=3));
+    c.max_inbound_per_netgroup = rng.random_bool(0.3).then(|| rng.random_range(0..=4));
     c
 }
 
