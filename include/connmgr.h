@@ -95,6 +95,49 @@
 #define CONNMGR_REQ_ONE_SHOT 4
 
 /**
+ * Report kind for connmgr_report: a round-trip time of `value`
+ * microseconds (the lowest one counts).
+ */
+#define CONNMGR_REPORT_PING 0
+
+/**
+ * Report kind for connmgr_report: the peer delivered a block we did not
+ * have (`value` unused).
+ */
+#define CONNMGR_REPORT_NOVEL_BLOCK 1
+
+/**
+ * Report kind for connmgr_report: the peer delivered a transaction we did
+ * not have (`value` unused).
+ */
+#define CONNMGR_REPORT_NOVEL_TX 2
+
+/**
+ * Report kind for connmgr_report: whether the peer relays transactions
+ * (`value` 0 or 1; default 1). One that does not but offers the services
+ * we need counts as block-relay-only.
+ */
+#define CONNMGR_REPORT_RELAYS_TXS 3
+
+/**
+ * Report kind for connmgr_report: whether the peer installed a bloom
+ * filter (`value` 0 or 1; default 0).
+ */
+#define CONNMGR_REPORT_BLOOM_FILTER 4
+
+/**
+ * Report kind for connmgr_report: whether the peer offers the services we
+ * need (`value` 0 or 1; default 1).
+ */
+#define CONNMGR_REPORT_RELEVANT_SERVICES 5
+
+/**
+ * Report kind for connmgr_report: the peer misbehaved mildly and is
+ * evicted before others (`value` unused).
+ */
+#define CONNMGR_REPORT_PREFER_EVICT 6
+
+/**
  * What a call did. Every function of the C API returns one, except
  * connmgr_last_error, connmgr_last_error_length and connmgr_status_name.
  * On anything but CONNMGR_STATUS_OK, connmgr_last_error describes the
@@ -1031,6 +1074,23 @@ connmgr_status connmgr_connect_ex(const connmgr_manager *mgr,
  * `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_handshake_done(const connmgr_manager *mgr, uint64_t id);
+
+/**
+ * Reports what the node learned about inbound connection `id`, for
+ * choosing which inbound connection to evict when slots are full: `kind`
+ * is a CONNMGR_REPORT_* constant, `value` its argument. An unknown kind or
+ * a flag other than 0 or 1 is CONNMGR_STATUS_INVALID_ARGUMENT; an id that
+ * is not live is CONNMGR_STATUS_UNKNOWN_ID. Reports about outbound
+ * connections are accepted and ignored.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager.
+ */
+connmgr_status connmgr_report(const connmgr_manager *mgr,
+                              uint64_t id,
+                              uint32_t kind,
+                              uint64_t value);
 
 /**
  * Asks for one extra outbound connection to an address from the address

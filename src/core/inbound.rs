@@ -19,6 +19,8 @@ use crate::types::{CloseReason, ConnId, Direction};
 pub(super) struct InboundSlots {
     max: usize,
     evict: bool,
+    /// How many peers each eviction rule protects.
+    policy: EvictionPolicy,
     /// Live inbound per IP and per netgroup, against their limits.
     sources: SourceCounts,
     /// Keys the netgroup hash eviction protects by; drawn from the Core's
@@ -32,6 +34,7 @@ impl InboundSlots {
         InboundSlots {
             max: cfg.max_inbound,
             evict: cfg.evict_inbound,
+            policy: cfg.eviction_policy,
             sources: SourceCounts::new(cfg.max_inbound_per_ip, cfg.max_inbound_per_netgroup),
             key: EvictionKey::from_keys(rng.random(), rng.random()),
             live: 0,
@@ -69,6 +72,10 @@ impl Core {
             PeerReport::Ping(rtt) => u.min_ping = Some(u.min_ping.map_or(rtt, |p| p.min(rtt))),
             PeerReport::NovelBlock => u.last_block = Some(now),
             PeerReport::NovelTx => u.last_tx = Some(now),
+            PeerReport::RelaysTxs(on) => u.relay_txes = on,
+            PeerReport::BloomFilter(on) => u.bloom_filter = on,
+            PeerReport::RelevantServices(on) => u.relevant_services = on,
+            PeerReport::PreferEvict => u.prefer_evict = true,
         }
     }
 
@@ -142,7 +149,11 @@ impl Core {
         if !self.inb.evict {
             return Some((Refusal::Full, full));
         }
-        match EvictionPolicy::default().select_to_evict(self.eviction_candidates(), now) {
+        match self
+            .inb
+            .policy
+            .select_to_evict(self.eviction_candidates(), now)
+        {
             Some(victim) => {
                 let victim = ConnId(victim);
                 info!(target: LOG, "evicting inbound {victim} for {remote}");
@@ -173,7 +184,10 @@ impl Core {
                 c.min_ping = u.min_ping;
                 c.last_block = u.last_block;
                 c.last_tx = u.last_tx;
-                c.relevant_services = true;
+                c.relevant_services = u.relevant_services;
+                c.relay_txes = u.relay_txes;
+                c.bloom_filter = u.bloom_filter;
+                c.prefer_evict = u.prefer_evict;
                 c.noban = r
                     .peer_id()
                     .is_some_and(|p| self.peers.is_protected(&p, None));

@@ -297,6 +297,19 @@ pub enum PeerReport {
     NovelBlock,
     /// The peer delivered a transaction we did not have.
     NovelTx,
+    /// Whether the peer asked to receive transactions (Bitcoin's `relay`
+    /// flag; default true). One that does not, but offers the services we
+    /// need, counts as block-relay-only.
+    RelaysTxs(bool),
+    /// Whether the peer installed a bloom filter (costly to serve;
+    /// default false).
+    BloomFilter(bool),
+    /// Whether the peer offers the services we need for block download
+    /// (default true until reported).
+    RelevantServices(bool),
+    /// The peer misbehaved mildly ("discouraged"): while any such peer is
+    /// evictable, eviction picks among them only.
+    PreferEvict,
 }
 
 /// Something for the shell to do.

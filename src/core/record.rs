@@ -62,11 +62,31 @@ pub(crate) struct OutPart {
 }
 
 /// What the node reported about an inbound peer, for eviction.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Usefulness {
     pub(crate) min_ping: Option<Duration>,
     pub(crate) last_block: Option<Instant>,
     pub(crate) last_tx: Option<Instant>,
+    pub(crate) relay_txes: bool,
+    pub(crate) bloom_filter: bool,
+    pub(crate) relevant_services: bool,
+    pub(crate) prefer_evict: bool,
+}
+
+impl Default for Usefulness {
+    /// Nothing reported: relays transactions, offers the services we
+    /// need, no bloom filter, not discouraged.
+    fn default() -> Self {
+        Usefulness {
+            min_ping: None,
+            last_block: None,
+            last_tx: None,
+            relay_txes: true,
+            bloom_filter: false,
+            relevant_services: true,
+            prefer_evict: false,
+        }
+    }
 }
 
 impl OutPart {

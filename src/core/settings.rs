@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::policy::backoff::Backoff;
+use crate::policy::eviction::EvictionPolicy;
 use crate::policy::trim::{TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SILENCE};
 
 /// The policy settings of a [`Core`](super::Core). The manager's
@@ -87,6 +88,9 @@ pub struct CoreConfig {
     /// When inbound slots are full, evict a connection (chosen by Bitcoin
     /// Core's rules) for the newcomer instead of refusing it.
     pub evict_inbound: bool,
+    /// How many peers each eviction rule protects (Bitcoin Core's counts
+    /// by default).
+    pub eviction_policy: EvictionPolicy,
 }
 
 impl Default for CoreConfig {
@@ -116,6 +120,7 @@ impl Default for CoreConfig {
             warn_threshold: 50,
             ban_duration: Duration::from_secs(24 * 60 * 60),
             evict_inbound: false,
+            eviction_policy: EvictionPolicy::default(),
             dial_timeout: Some(Duration::from_secs(10)),
             max_peers: 16_384,
             max_bans: 100_000,

@@ -9,6 +9,7 @@ use super::error::{
     guard, obj_arg, out_arg, str_arg, write_text, ConnmgrStatus, Failure, FfiResult,
 };
 use super::CONNMGR_ADDR_MAX;
+use crate::core::PeerReport;
 use crate::policy::banlist::Subnet;
 use crate::{Addr, ConnId, ConnInfo, ConnManager, ConnReq, ConnState, ConnType, Counts};
 
@@ -473,6 +474,80 @@ pub unsafe extern "C" fn connmgr_handshake_done(
         // SAFETY: the caller promises `mgr` is NULL or live.
         let m = unsafe { manager_arg(mgr) }?;
         m.handle().handshake_done(ConnId(id))?;
+        Ok(())
+    })
+}
+
+/// Report kind for connmgr_report: a round-trip time of `value`
+/// microseconds (the lowest one counts).
+pub const CONNMGR_REPORT_PING: u32 = 0;
+/// Report kind for connmgr_report: the peer delivered a block we did not
+/// have (`value` unused).
+pub const CONNMGR_REPORT_NOVEL_BLOCK: u32 = 1;
+/// Report kind for connmgr_report: the peer delivered a transaction we did
+/// not have (`value` unused).
+pub const CONNMGR_REPORT_NOVEL_TX: u32 = 2;
+/// Report kind for connmgr_report: whether the peer relays transactions
+/// (`value` 0 or 1; default 1). One that does not but offers the services
+/// we need counts as block-relay-only.
+pub const CONNMGR_REPORT_RELAYS_TXS: u32 = 3;
+/// Report kind for connmgr_report: whether the peer installed a bloom
+/// filter (`value` 0 or 1; default 0).
+pub const CONNMGR_REPORT_BLOOM_FILTER: u32 = 4;
+/// Report kind for connmgr_report: whether the peer offers the services we
+/// need (`value` 0 or 1; default 1).
+pub const CONNMGR_REPORT_RELEVANT_SERVICES: u32 = 5;
+/// Report kind for connmgr_report: the peer misbehaved mildly and is
+/// evicted before others (`value` unused).
+pub const CONNMGR_REPORT_PREFER_EVICT: u32 = 6;
+
+/// The report `kind` and `value` describe.
+fn report_for(kind: u32, value: u64) -> FfiResult<PeerReport> {
+    let flag = || match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(Failure::invalid(format!(
+            "`value` {other} for report kind {kind}: give 0 or 1"
+        ))),
+    };
+    Ok(match kind {
+        CONNMGR_REPORT_PING => PeerReport::Ping(Duration::from_micros(value)),
+        CONNMGR_REPORT_NOVEL_BLOCK => PeerReport::NovelBlock,
+        CONNMGR_REPORT_NOVEL_TX => PeerReport::NovelTx,
+        CONNMGR_REPORT_RELAYS_TXS => PeerReport::RelaysTxs(flag()?),
+        CONNMGR_REPORT_BLOOM_FILTER => PeerReport::BloomFilter(flag()?),
+        CONNMGR_REPORT_RELEVANT_SERVICES => PeerReport::RelevantServices(flag()?),
+        CONNMGR_REPORT_PREFER_EVICT => PeerReport::PreferEvict,
+        other => {
+            return Err(Failure::invalid(format!(
+                "report kind {other} is unknown: use one of the CONNMGR_REPORT_* constants"
+            )))
+        }
+    })
+}
+
+/// Reports what the node learned about inbound connection `id`, for
+/// choosing which inbound connection to evict when slots are full: `kind`
+/// is a CONNMGR_REPORT_* constant, `value` its argument. An unknown kind or
+/// a flag other than 0 or 1 is CONNMGR_STATUS_INVALID_ARGUMENT; an id that
+/// is not live is CONNMGR_STATUS_UNKNOWN_ID. Reports about outbound
+/// connections are accepted and ignored.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_report(
+    mgr: *const ConnmgrManager,
+    id: u64,
+    kind: u32,
+    value: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_report", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        let report = report_for(kind, value)?;
+        m.handle().report(ConnId(id), report)?;
         Ok(())
     })
 }

@@ -369,7 +369,9 @@ impl EvictionPolicy {
     /// Removes the peers protected by the fixed-count rules, in Core's
     /// order: each rule only sees the peers earlier rules left, so the order
     /// decides which rule a peer that excels at several is counted against.
-    fn protect_by_rules(&self, c: &mut Vec<EvictionCandidate>, now: Instant) {
+    /// Public for policies built from these steps; `select_to_evict` runs
+    /// it first.
+    pub fn protect_by_rules(&self, c: &mut Vec<EvictionCandidate>, now: Instant) {
         erase_best(c, self.protect_netgroup, by_netgroup(now), |_| true);
         erase_best(c, self.protect_min_ping, by_ping(now), |_| true);
         erase_best(c, self.protect_recent_tx, by_tx(now), |_| true);
@@ -384,8 +386,29 @@ impl EvictionPolicy {
 
     /// Protects a share of the remaining peers by uptime, part of it
     /// reserved for disadvantaged networks so they are not all crowded out
-    /// by the fast, long-lived clearnet peers.
-    fn protect_by_ratio(&self, c: &mut Vec<EvictionCandidate>, now: Instant) {
+    /// by the fast, long-lived clearnet peers (Bitcoin Core's
+    /// `ProtectEvictionCandidatesByRatio`): removes them from `c`. Public
+    /// for policies built from these steps; `select_to_evict` runs it
+    /// after [`protect_by_rules`](Self::protect_by_rules).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use connmgr::policy::{CandidateNet, EvictionCandidate, EvictionPolicy};
+    ///
+    /// let now = Instant::now();
+    /// let mut c: Vec<EvictionCandidate> = (0..8u64)
+    ///     .map(|k| {
+    ///         let since = now - Duration::from_secs(100 - k);
+    ///         EvictionCandidate::new(k, since, k, CandidateNet::Ipv4)
+    ///     })
+    ///     .collect();
+    /// EvictionPolicy::default().protect_by_ratio(&mut c, now);
+    /// // Half are protected: the four longest connected (keys 0 to 3) left.
+    /// let mut left: Vec<u64> = c.iter().map(|c| c.key).collect();
+    /// left.sort();
+    /// assert_eq!(left, vec![4, 5, 6, 7]);
+    /// ```
+    pub fn protect_by_ratio(&self, c: &mut Vec<EvictionCandidate>, now: Instant) {
         let total = share(c.len(), self.protect_uptime_ratio);
         let reserved = share(total, self.disadvantaged_share);
         let done = protect_disadvantaged(c, reserved, now);

@@ -746,6 +746,16 @@ impl ConfigBuilder {
         self
     }
 
+    /// How many inbound peers each of Bitcoin Core's eviction rules
+    /// protects before one is chosen (default: Core's counts, 4 by
+    /// netgroup, 8 by ping, 4 by transactions, 8 block-relay-only, 4 by
+    /// blocks, then half by uptime). Used with
+    /// [`evict_inbound`](Self::evict_inbound).
+    pub fn eviction_policy(mut self, policy: crate::policy::EvictionPolicy) -> Self {
+        self.config.core.eviction_policy = policy;
+        self
+    }
+
     /// Declares that the dialer, the address source and the dial gate
     /// complete at once and never block, so the handler thread calls them
     /// itself instead of handing each dial to the pool: two thread

@@ -329,7 +329,24 @@ impl Handle {
         self.input(Input::HandshakeDone { id })
     }
 
-    fn report(&self, id: ConnId, report: PeerReport) -> Result<(), Error> {
+    /// Reports what the node learned about connection `id`, for choosing
+    /// which inbound connection to evict: every input of Bitcoin Core's
+    /// eviction ([`PeerReport`]: ping, novel blocks and transactions,
+    /// whether the peer relays transactions, has a bloom filter, offers
+    /// the services we need, or is discouraged). Reports about outbound
+    /// connections are ignored: they are never evicted.
+    ///
+    /// ```
+    /// use connmgr::core::PeerReport;
+    /// use connmgr::{Config, ConnManager, Error, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let manager = ConnManager::new(Config::builder().dialer(net.dialer()).build()).unwrap();
+    /// let unknown = connmgr::ConnId(2);
+    /// let err = manager.handle().report(unknown, PeerReport::RelaysTxs(false)).unwrap_err();
+    /// assert!(matches!(err, Error::UnknownId(_)));
+    /// ```
+    pub fn report(&self, id: ConnId, report: PeerReport) -> Result<(), Error> {
         self.check_known(id)?;
         self.input(Input::Report { id, report })
     }

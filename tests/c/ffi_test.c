@@ -587,6 +587,15 @@ static void test_connections(void) {
     CHECK(memcmp(got, "hello", 5) == 0);
     EXPECT(connmgr_reconnect(m, id2), CONNMGR_STATUS_INVALID_ARGUMENT);
 
+    /* Eviction inputs about the inbound peer. */
+    OK(connmgr_report(m, id2, CONNMGR_REPORT_PING, 1500));
+    OK(connmgr_report(m, id2, CONNMGR_REPORT_NOVEL_BLOCK, 0));
+    OK(connmgr_report(m, id2, CONNMGR_REPORT_RELAYS_TXS, 0));
+    OK(connmgr_report(m, id2, CONNMGR_REPORT_PREFER_EVICT, 0));
+    EXPECT(connmgr_report(m, id2, CONNMGR_REPORT_BLOOM_FILTER, 2), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_report(m, id2, 99, 0), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_report(m, 999999, CONNMGR_REPORT_NOVEL_TX, 0), CONNMGR_STATUS_UNKNOWN_ID);
+
     /* Policy calls. */
     OK(connmgr_tag(m, peer, "score", 10));
     OK(connmgr_untag(m, peer, "score"));
