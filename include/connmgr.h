@@ -95,6 +95,54 @@
 #define CONNMGR_REQ_ONE_SHOT 4
 
 /**
+ * Permission for connmgr_connect_ex and connmgr_config_add_permission:
+ * never banned or disconnected for misbehaviour, dialed and accepted even
+ * when banned, never evicted.
+ */
+#define CONNMGR_PERM_NOBAN 1
+
+/**
+ * Permission: accepted when inbound slots are full (another inbound peer
+ * is evicted, or the limit is exceeded by at most the margin).
+ */
+#define CONNMGR_PERM_FORCE_INBOUND 2
+
+/**
+ * Permission: never evicted and never trimmed.
+ */
+#define CONNMGR_PERM_NO_EVICT 4
+
+/**
+ * Permission hint for the node: relay this peer's transactions.
+ */
+#define CONNMGR_PERM_RELAY 8
+
+/**
+ * Permission hint: relay this peer's transactions even if known.
+ */
+#define CONNMGR_PERM_FORCE_RELAY 16
+
+/**
+ * Permission hint: the peer may use bloom filters.
+ */
+#define CONNMGR_PERM_BLOOM_FILTER 32
+
+/**
+ * Permission hint: the peer may download past the upload limit.
+ */
+#define CONNMGR_PERM_DOWNLOAD 64
+
+/**
+ * Permission hint: the peer may ask for the mempool.
+ */
+#define CONNMGR_PERM_MEMPOOL 128
+
+/**
+ * Permission hint: the peer's address requests are always answered.
+ */
+#define CONNMGR_PERM_ADDR 256
+
+/**
  * Report kind for connmgr_report: a round-trip time of `value`
  * microseconds (the lowest one counts).
  */
@@ -545,6 +593,11 @@ typedef struct {
    * Whether the node should relay blocks only over it.
    */
   bool block_relay_only;
+  /**
+   * Its peer's permissions, CONNMGR_PERM_* bits: the request's and
+   * every configured subnet's its address is in.
+   */
+  uint32_t permissions;
 } connmgr_conn_info;
 
 #ifdef __cplusplus
@@ -602,6 +655,23 @@ connmgr_status connmgr_config_set_target_block_relay(connmgr_config *cfg, size_t
  * `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_feeler_interval(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * Grants CONNMGR_PERM_* `permissions` to every peer whose address is in
+ * `subnet` ("10.0.0.0/8", "2001:db8::/32" or one address), inbound and
+ * outbound; a peer in several subnets gets all of theirs. A subnet that
+ * does not parse, or unknown permission bits, are
+ * CONNMGR_STATUS_INVALID_ARGUMENT; more entries than the bound
+ * CONNMGR_STATUS_CONFIG when the manager is created.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `subnet` is NULL or a NUL-terminated
+ * string.
+ */
+connmgr_status connmgr_config_add_permission(connmgr_config *cfg,
+                                             const char *subnet,
+                                             uint32_t permissions);
 
 /**
  * At most `n` live inbound connections from one IP address (default: no
@@ -1050,8 +1120,9 @@ connmgr_status connmgr_connect(const connmgr_manager *mgr,
 /**
  * Like connmgr_connect, with CONNMGR_REQ_* `flags`: CONNMGR_REQ_PERMANENT,
  * CONNMGR_REQ_BLOCK_RELAY_ONLY, CONNMGR_REQ_ONE_SHOT, or 0 for a one-off
- * manual request. Unknown flags, or a permanent one-shot request, are
- * CONNMGR_STATUS_INVALID_ARGUMENT.
+ * manual request, and CONNMGR_PERM_* `permissions` for its peer (0 for
+ * none). Unknown flags or permissions, or a permanent one-shot request,
+ * are CONNMGR_STATUS_INVALID_ARGUMENT.
  *
  * # Safety
  *
@@ -1061,6 +1132,7 @@ connmgr_status connmgr_connect(const connmgr_manager *mgr,
 connmgr_status connmgr_connect_ex(const connmgr_manager *mgr,
                                   const char *addr,
                                   uint32_t flags,
+                                  uint32_t permissions,
                                   uint64_t *id);
 
 /**

@@ -40,6 +40,10 @@ pub const MAX_BANS: usize = 10_000_000;
 /// Most events waiting in the events receiver (`max_queued_events`).
 pub const MAX_QUEUED_EVENTS: usize = 16_777_216;
 
+/// Most subnet permission entries (`permissions`): each inbound
+/// connection and dial looks through them.
+pub const MAX_PERMISSION_ENTRIES: usize = 4_096;
+
 /// Most registered decaying tags.
 pub const MAX_DECAYING_TAGS: usize = 256;
 

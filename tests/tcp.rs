@@ -680,3 +680,49 @@ fn the_per_ip_cap_holds_over_loopback() {
     drop((flood, other));
     m.stop();
 }
+
+/// A force-inbound peer (by subnet) gets in when every inbound slot is
+/// taken; others are refused; the snapshot shows its permissions.
+#[test]
+fn a_force_inbound_peer_gets_in_at_full_slots_over_loopback() {
+    let held = Arc::new(Mutex::new(Vec::<Conn>::new()));
+    let h2 = Arc::clone(&held);
+    let config = Config::builder()
+        .dialer(TcpDialer::new())
+        .listen(loopback4(0))
+        .max_inbound(2)
+        .permissions("127.0.0.3", Permissions::FORCE_INBOUND | Permissions::RELAY)
+        .on_accept(move |_, conn| h2.lock().push(conn))
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    m.start().unwrap();
+    let server = m.handle().listen_addrs()[0].socket_addr().unwrap();
+    let mut clients: Vec<TcpStream> = (0..3)
+        .map(|_| connect_from(Ipv4Addr::new(127, 0, 0, 1), server))
+        .collect();
+    assert!(wait_until(|| {
+        let s = m.handle().snapshot().stats;
+        s.inbound_accepted == 2 && s.refusals.full == 1
+    }));
+    clients.push(connect_from(Ipv4Addr::new(127, 0, 0, 3), server));
+    assert!(wait_until(|| m.handle().counts().inbound == 3));
+    let snap = m.handle().snapshot();
+    let forced = snap
+        .conns
+        .iter()
+        .find(|c| {
+            c.addr.as_ref().and_then(Addr::ip) == Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)))
+        })
+        .expect("the forced peer is in");
+    assert_eq!(
+        forced.permissions,
+        Permissions::FORCE_INBOUND | Permissions::RELAY
+    );
+    assert!(snap
+        .conns
+        .iter()
+        .filter(|c| c.id != forced.id)
+        .all(|c| c.permissions.is_empty()));
+    drop(clients);
+    m.stop();
+}

@@ -8,6 +8,7 @@ use log::{info, warn};
 use super::{later, Core, CoreConfig, Effect, LOG};
 use crate::addr::Addr;
 use crate::policy::banlist::{BanEntry, BanList, Subnet, MAX_BAN_DURATION};
+use crate::policy::permissions::Permissions;
 use crate::types::{CloseReason, ConnId};
 
 /// The ban list, the thresholds that fill it, and whether it changed
@@ -115,12 +116,14 @@ impl Core {
             .get_or_insert_with(Box::default)
             .increase_at(persistent, transient, now);
         let ip = r.addr.as_ref().and_then(Addr::ip);
+        let noban = r.perms.contains(Permissions::NOBAN);
         self.mark(id);
         if score < self.bans.warn_threshold {
             return;
         }
-        if score < self.bans.ban_threshold {
-            warn!(target: LOG, "{id} misbehaving ({reason}): ban score {score}");
+        if score < self.bans.ban_threshold || noban {
+            let note = if noban { " (noban: kept)" } else { "" };
+            warn!(target: LOG, "{id} misbehaving ({reason}): ban score {score}{note}");
             return;
         }
         warn!(target: LOG, "{id} misbehaving ({reason}): ban score {score}, banning");

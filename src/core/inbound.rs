@@ -13,6 +13,7 @@ use super::sources::{SourceCounts, SourceFull};
 use super::{Core, CoreConfig, Effect, PeerReport, Teardown, LOG};
 use crate::addr::Addr;
 use crate::policy::eviction::{CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy};
+use crate::policy::permissions::Permissions;
 use crate::types::{CloseReason, ConnId, Direction};
 
 /// The inbound limit, the eviction switch and key, and the live count.
@@ -21,6 +22,8 @@ pub(super) struct InboundSlots {
     evict: bool,
     /// How many peers each eviction rule protects.
     policy: EvictionPolicy,
+    /// How far past `max` force-inbound peers may go.
+    margin: usize,
     /// Live inbound per IP and per netgroup, against their limits.
     sources: SourceCounts,
     /// Keys the netgroup hash eviction protects by; drawn from the Core's
@@ -35,6 +38,7 @@ impl InboundSlots {
             max: cfg.max_inbound,
             evict: cfg.evict_inbound,
             policy: cfg.eviction_policy,
+            margin: cfg.force_inbound_margin,
             sources: SourceCounts::new(cfg.max_inbound_per_ip, cfg.max_inbound_per_netgroup),
             key: EvictionKey::from_keys(rng.random(), rng.random()),
             live: 0,
@@ -86,7 +90,8 @@ impl Core {
         remote: Addr,
         out: &mut Vec<Effect<C>>,
     ) {
-        if let Some((refusal, why)) = self.refuse_inbound(now, &remote, out) {
+        let perms = self.perms_for(&remote);
+        if let Some((refusal, why)) = self.refuse_inbound(now, &remote, perms, out) {
             self.stats.inbound_refused += 1;
             self.stats.refusals.count(refusal);
             debug!(target: LOG, "refusing inbound {remote}: {why}");
@@ -98,8 +103,9 @@ impl Core {
         let serial = self.next_serial;
         self.addr_use.add(&remote);
         self.inb.sources.opened(&remote);
-        self.records
-            .insert(id, Record::inbound(remote.clone(), serial, now));
+        let mut record = Record::inbound(remote.clone(), serial, now);
+        record.perms = perms;
+        self.records.insert(id, record);
         self.inb.live += 1;
         self.stats.inbound_accepted += 1;
         self.stats.peak_inbound = self.stats.peak_inbound.max(self.inb.live);
@@ -124,15 +130,18 @@ impl Core {
         &mut self,
         now: Instant,
         remote: &Addr,
+        perms: Permissions,
         out: &mut Vec<Effect<C>>,
     ) -> Option<(Refusal, String)> {
         if self.stopped {
             return Some((Refusal::Stopping, "the manager is stopping".into()));
         }
-        if let Some(ban) = self.bans.ban_for_addr(remote, now) {
+        let noban = perms.contains(Permissions::NOBAN);
+        if let Some(ban) = self.bans.ban_for_addr(remote, now).filter(|_| !noban) {
             return Some((Refusal::Banned, format!("banned: {}", ban.reason)));
         }
-        match self.inb.sources.full(remote) {
+        let force = perms.contains(Permissions::FORCE_INBOUND);
+        match self.inb.sources.full(remote).filter(|_| !force) {
             Some(SourceFull::Ip) => {
                 return Some((Refusal::PerIp, "its IP has the most inbound allowed".into()))
             }
@@ -146,7 +155,7 @@ impl Core {
             return None;
         }
         let full = format!("{} of {} slots used", self.inb.live, self.inb.max);
-        if !self.inb.evict {
+        if !self.inb.evict && !force {
             return Some((Refusal::Full, full));
         }
         match self
@@ -159,6 +168,11 @@ impl Core {
                 info!(target: LOG, "evicting inbound {victim} for {remote}");
                 self.stats.evicted += 1;
                 self.close_for_policy(now, victim, CloseReason::Evicted, out);
+                None
+            }
+            // A force-inbound peer may still take a slot past the limit.
+            None if force && self.inb.live < self.inb.max.saturating_add(self.inb.margin) => {
+                info!(target: LOG, "force-inbound {remote} past the limit ({full})");
                 None
             }
             None => Some((
@@ -188,9 +202,9 @@ impl Core {
                 c.relay_txes = u.relay_txes;
                 c.bloom_filter = u.bloom_filter;
                 c.prefer_evict = u.prefer_evict;
-                c.noban = r
-                    .peer_id()
-                    .is_some_and(|p| self.peers.is_protected(&p, None));
+                c.noban = r.perms.keeps()
+                    || r.peer_id()
+                        .is_some_and(|p| self.peers.is_protected(&p, None));
                 c
             })
             .collect()

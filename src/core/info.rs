@@ -3,6 +3,7 @@
 
 use std::time::{Instant, SystemTime};
 
+use crate::policy::permissions::Permissions;
 use crate::policy::trim::TrimPolicy;
 
 use crate::addr::Addr;
@@ -30,6 +31,9 @@ pub struct ConnInfo {
     /// Whether the node should relay blocks only over it (block-relay
     /// connections, and manual requests marked so).
     pub block_relay_only: bool,
+    /// What the peer may do: the request's permissions and those of every
+    /// configured subnet its address is in.
+    pub permissions: Permissions,
     /// The peer id: the one given with `set_peer_id`, or the address text
     /// once the manager needed it; `None` also means the address text.
     pub peer: Option<PeerId>,

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use crate::addr::Addr;
 use crate::idmap::IdMap;
 use crate::policy::banlist::{BanEntry, BanList, Subnet};
+use crate::policy::permissions::{PermissionTable, Permissions};
 use crate::policy::tags::{PeerId, TagError, TagInfo};
 pub(crate) use crate::types::later;
 use crate::types::{CloseReason, ConnId, ConnState, ConnType, DialError, Direction};
@@ -104,6 +105,9 @@ pub struct ReqSpec {
     /// true for [`ConnType::BlockRelay`], chosen by the caller for a
     /// manual request.
     pub block_relay_only: bool,
+    /// Permissions the caller grants this request's peer (on top of the
+    /// configured subnets'); `FORCE_INBOUND` means nothing outbound.
+    pub permissions: Permissions,
 }
 
 impl ReqSpec {
@@ -115,6 +119,7 @@ impl ReqSpec {
             permanent,
             conn_type: ConnType::Manual,
             block_relay_only: false,
+            permissions: Permissions::NONE,
         }
     }
 
@@ -127,6 +132,7 @@ impl ReqSpec {
             permanent: false,
             conn_type: ConnType::Manual,
             block_relay_only: false,
+            permissions: Permissions::NONE,
         }
     }
 
@@ -143,6 +149,14 @@ impl ReqSpec {
     pub fn with_block_relay_only(self) -> Self {
         ReqSpec {
             block_relay_only: true,
+            ..self
+        }
+    }
+
+    /// The same request with `permissions` for its peer.
+    pub fn with_permissions(self, permissions: Permissions) -> Self {
+        ReqSpec {
+            permissions,
             ..self
         }
     }
@@ -438,6 +452,8 @@ pub struct Core {
     inb: InboundSlots,
     peers: PeerBook,
     bans: BanBook,
+    /// Permissions granted by subnet.
+    permissions: PermissionTable,
     stats: info::Stats,
     dirty: Vec<ConnId>,
     finished: Vec<Finished>,
@@ -460,6 +476,7 @@ impl Core {
             inb: InboundSlots::new(&cfg, &mut rng),
             peers: PeerBook::new(&cfg),
             bans: BanBook::new(&cfg),
+            permissions: cfg.permissions.clone(),
             out: OutboundBook::new(&cfg, rng),
             stats: info::Stats::default(),
             dirty: Vec::new(),
@@ -690,7 +707,9 @@ impl Core {
 
     /// The entry a caller's request shows until the Core has handled it.
     pub fn pending_info(spec: &ReqSpec, now: Instant) -> info::ConnInfo {
-        Record::outbound(spec.addr.clone(), OutPart::for_spec(spec), now).info(spec.id)
+        let mut r = Record::outbound(spec.addr.clone(), OutPart::for_spec(spec), now);
+        r.perms = spec.permissions;
+        r.info(spec.id)
     }
 
     fn on_start<C>(&mut self, now: Instant, out: &mut Vec<Effect<C>>) {
@@ -774,6 +793,7 @@ impl Core {
             permanent: o.is_some_and(|o| o.permanent),
             conn_type: o.map_or(ConnType::Manual, |o| o.kind),
             block_relay_only: o.is_some_and(OutPart::block_relay_only),
+            permissions: r.map_or(Permissions::NONE, |r| r.perms),
         }
     }
 
@@ -800,6 +820,14 @@ impl Core {
         }
         let retries = r.out().map_or(0, |o| o.retries);
         self.finished.push(Finished { id, state, retries });
+    }
+
+    /// The permissions the subnet table grants a peer at `addr`.
+    fn perms_for(&self, addr: &Addr) -> Permissions {
+        match addr.ip() {
+            Some(ip) if !self.permissions.is_empty() => self.permissions.lookup(ip),
+            _ => Permissions::NONE,
+        }
     }
 
     /// Queues `id`'s entry for the next change set.

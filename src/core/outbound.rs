@@ -15,6 +15,7 @@ use crate::addr::{Addr, NetGroup};
 use crate::idmap::IdMap;
 use crate::policy::backoff::Backoff;
 use crate::policy::diversity::diversity_group;
+use crate::policy::permissions::Permissions;
 use crate::types::{CloseReason, ConnId, ConnState, ConnType, DialError, Direction};
 
 /// Unusable addresses (banned, or in a netgroup already held) the source
@@ -309,8 +310,13 @@ impl Core {
         if part.kind == ConnType::OneShot {
             part.permanent = false;
         }
-        self.records
-            .insert(id, Record::outbound(spec.addr, part, now));
+        let table = spec
+            .addr
+            .as_ref()
+            .map_or(Permissions::NONE, |a| self.perms_for(a));
+        let mut record = Record::outbound(spec.addr, part, now);
+        record.perms = spec.permissions | table;
+        self.records.insert(id, record);
         self.mark(id);
         if self.started {
             self.begin(now, id, out);
@@ -403,7 +409,8 @@ impl Core {
 
     /// Why an address from the source cannot be used now, if it cannot.
     fn unusable(&self, addr: &Addr, kind: ConnType, now: Instant) -> Option<&'static str> {
-        if self.bans.ban_for_addr(addr, now).is_some() {
+        let noban = self.perms_for(addr).contains(Permissions::NOBAN);
+        if !noban && self.bans.ban_for_addr(addr, now).is_some() {
             return Some("it is banned");
         }
         // Feelers test addresses, so the netgroup rule does not hold them
@@ -422,7 +429,9 @@ impl Core {
     fn take_address<C>(&mut self, now: Instant, id: ConnId, addr: Addr, out: &mut Vec<Effect<C>>) {
         let automatic = self.records.get(&id).is_some_and(Record::is_automatic);
         let holds = automatic && self.out.hold_group(&addr);
+        let table = self.perms_for(&addr);
         if let Some(r) = self.records.get_mut(&id) {
+            r.perms |= table;
             if let Some(o) = r.out_mut() {
                 o.holds_group = holds;
             }
@@ -449,8 +458,9 @@ impl Core {
         r.score = None;
         r.state = ConnState::Pending;
         r.since = now;
+        let noban = r.perms.contains(Permissions::NOBAN);
         self.mark(id);
-        if let Some(ban) = self.bans.ban_for_addr(&addr, now) {
+        if let Some(ban) = self.bans.ban_for_addr(&addr, now).filter(|_| !noban) {
             let why = format!("{addr} is banned: {}", ban.reason);
             self.set_dialing(id, true);
             return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
@@ -533,14 +543,20 @@ impl Core {
             out.push(Effect::Discard { conn });
             return;
         };
+        let table = remote.map_or(Permissions::NONE, |ip| self.permissions.lookup(ip));
+        let perms = self.records.get(&id).map_or(table, |r| r.perms | table);
+        let noban = perms.contains(Permissions::NOBAN);
         // Banned while the dial was in flight: never hand it over.
-        if let Some(ban) = self.bans.ban_for_addr(&addr, now) {
+        if let Some(ban) = self.bans.ban_for_addr(&addr, now).filter(|_| !noban) {
             out.push(Effect::Discard { conn });
             let why = format!("{addr} was banned during the dial: {}", ban.reason);
             return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
         }
         // The address the socket really reached (a name resolves anywhere).
-        if let Some((ip, ban)) = remote.and_then(|ip| Some((ip, self.bans.ban_for_ip(ip, now)?))) {
+        let remote_ban = remote
+            .filter(|_| !noban)
+            .and_then(|ip| Some((ip, self.bans.ban_for_ip(ip, now)?)));
+        if let Some((ip, ban)) = remote_ban {
             out.push(Effect::Discard { conn });
             let why = format!("{addr} reached {ip}, which is banned: {}", ban.reason);
             return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
@@ -548,6 +564,7 @@ impl Core {
         self.next_serial += 1;
         let serial = self.next_serial;
         if let Some(r) = self.records.get_mut(&id) {
+            r.perms = perms;
             r.state = ConnState::Established;
             r.serial = serial;
             r.since = now;

@@ -12,6 +12,7 @@ use super::record::Record;
 use super::{Core, CoreConfig, Effect, Teardown, LOG};
 use crate::guard::guarded;
 use crate::idmap::IdMap;
+use crate::policy::permissions::Permissions;
 use crate::policy::tags::{BumpFn, DecayFn, PeerId, PeerTags, TagError, TagInfo};
 use crate::policy::trim::{lowest_ranks, out_of_grace, rank_of, Rank, TrimPolicy};
 use crate::types::{CloseReason, ConnId, Direction};
@@ -499,7 +500,8 @@ impl Core {
         let mut ranked = Vec::with_capacity(self.connection_count());
         for (id, r) in self.records.iter().filter(|(_, r)| r.is_live()) {
             let opened = r.opened.unwrap_or(r.since);
-            if r.is_permanent() || !out_of_grace(opened, grace, now) {
+            let kept = r.is_permanent() || r.perms.contains(Permissions::NO_EVICT);
+            if kept || !out_of_grace(opened, grace, now) {
                 continue;
             }
             if protections

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use crate::addr::Addr;
 use crate::core::info::ConnInfo;
 use crate::policy::banscore::DynamicBanScore;
+use crate::policy::permissions::Permissions;
 use crate::policy::tags::PeerId;
 use crate::types::{ConnId, ConnState, ConnType, Direction};
 
@@ -32,6 +33,8 @@ pub(crate) struct Record {
     /// When the current (or last) connection opened.
     pub(crate) opened: Option<Instant>,
     pub(crate) side: Side,
+    /// What the peer may do (from the request and the subnet table).
+    pub(crate) perms: Permissions,
     /// Queued for the next change set.
     pub(crate) dirty: bool,
 }
@@ -131,6 +134,7 @@ impl Record {
             since: now,
             opened: None,
             side: Side::Out(out),
+            perms: Permissions::NONE,
             dirty: false,
         }
     }
@@ -145,6 +149,7 @@ impl Record {
             since: now,
             opened: Some(now),
             side: Side::In(Usefulness::default()),
+            perms: Permissions::NONE,
             dirty: false,
         }
     }
@@ -211,6 +216,7 @@ impl Record {
             permanent: out.is_some_and(|o| o.permanent),
             conn_type: self.conn_type(),
             block_relay_only: out.is_some_and(OutPart::block_relay_only),
+            permissions: self.perms,
             peer: self.peer.clone(),
             retries: out.map_or(0, |o| o.retries),
             since: self.since,

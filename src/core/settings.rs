@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::policy::backoff::Backoff;
 use crate::policy::eviction::EvictionPolicy;
+use crate::policy::permissions::PermissionTable;
 use crate::policy::trim::{TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SILENCE};
 
 /// The policy settings of a [`Core`](super::Core). The manager's
@@ -91,6 +92,11 @@ pub struct CoreConfig {
     /// How many peers each eviction rule protects (Bitcoin Core's counts
     /// by default).
     pub eviction_policy: EvictionPolicy,
+    /// Permissions granted by subnet to inbound connections and dials.
+    pub permissions: PermissionTable,
+    /// How far past `max_inbound` force-inbound peers may go when no
+    /// connection can be evicted for them.
+    pub force_inbound_margin: usize,
 }
 
 impl Default for CoreConfig {
@@ -121,6 +127,8 @@ impl Default for CoreConfig {
             ban_duration: Duration::from_secs(24 * 60 * 60),
             evict_inbound: false,
             eviction_policy: EvictionPolicy::default(),
+            permissions: PermissionTable::default(),
+            force_inbound_margin: 4,
             dial_timeout: Some(Duration::from_secs(10)),
             max_peers: 16_384,
             max_bans: 100_000,

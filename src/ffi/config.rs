@@ -11,7 +11,7 @@ use super::error::{guard, obj_arg, out_arg, str_arg, ConnmgrStatus, Failure, Ffi
 use super::events::{self, CAddressSource, ConnmgrAddressSourceFn, ConnmgrCallbacks, UserData};
 use crate::limits;
 use crate::runtime::config::{check_duration, check_size};
-use crate::{Backoff, Config, Socks5Dialer, Socks5Proxy, TcpDialer};
+use crate::{Backoff, Config, Permissions, Socks5Dialer, Socks5Proxy, TcpDialer};
 
 /// Backoff kind for connmgr_config_set_backoff: btcd's linear schedule
 /// (retry count × retry duration, capped at the maximum). The default.
@@ -35,6 +35,7 @@ pub struct ConnmgrConfig {
     max_inbound: Option<usize>,
     max_inbound_per_ip: Option<usize>,
     max_inbound_per_netgroup: Option<usize>,
+    permissions: Vec<(String, Permissions)>,
     retry_duration: Option<Duration>,
     max_retry_duration: Option<Duration>,
     backoff: Option<Backoff>,
@@ -75,6 +76,9 @@ impl ConnmgrConfig {
         }
         if let Some(n) = self.max_inbound {
             b = b.max_inbound(n);
+        }
+        for (subnet, p) in &self.permissions {
+            b = b.permissions(subnet, *p);
         }
         if let Some(n) = self.max_inbound_per_ip {
             b = b.max_inbound_per_ip(n);
@@ -248,6 +252,36 @@ pub unsafe extern "C" fn connmgr_config_set_feeler_interval(
         let d = Duration::from_millis(ms);
         check_duration("feeler_interval", d)?;
         c.feeler_interval = Some((ms > 0).then_some(d));
+        Ok(())
+    })
+}
+
+/// Grants CONNMGR_PERM_* `permissions` to every peer whose address is in
+/// `subnet` ("10.0.0.0/8", "2001:db8::/32" or one address), inbound and
+/// outbound; a peer in several subnets gets all of theirs. A subnet that
+/// does not parse, or unknown permission bits, are
+/// CONNMGR_STATUS_INVALID_ARGUMENT; more entries than the bound
+/// CONNMGR_STATUS_CONFIG when the manager is created.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config; `subnet` is NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_add_permission(
+    cfg: *mut ConnmgrConfig,
+    subnet: *const c_char,
+    permissions: u32,
+) -> ConnmgrStatus {
+    guard("connmgr_config_add_permission", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        // SAFETY: the caller promises `subnet` is NULL or a C string.
+        let text = unsafe { str_arg(subnet, "subnet") }?;
+        text.parse::<crate::Subnet>()
+            .map_err(|e| Failure::invalid(format!("`subnet` {text:?}: {e}")))?;
+        let p = super::manager::permissions_arg(permissions)?;
+        c.permissions.push((text.to_string(), p));
         Ok(())
     })
 }

@@ -11,7 +11,9 @@ use super::error::{
 use super::CONNMGR_ADDR_MAX;
 use crate::core::PeerReport;
 use crate::policy::banlist::Subnet;
-use crate::{Addr, ConnId, ConnInfo, ConnManager, ConnReq, ConnState, ConnType, Counts};
+use crate::{
+    Addr, ConnId, ConnInfo, ConnManager, ConnReq, ConnState, ConnType, Counts, Permissions,
+};
 
 /// A connection manager (opaque). Create it with connmgr_manager_new, start
 /// it with connmgr_manager_start, stop it with connmgr_manager_stop and
@@ -95,6 +97,37 @@ pub const CONNMGR_REQ_BLOCK_RELAY_ONLY: u32 = 2;
 /// CONNMGR_REQ_PERMANENT.
 pub const CONNMGR_REQ_ONE_SHOT: u32 = 4;
 
+/// Permission for connmgr_connect_ex and connmgr_config_add_permission:
+/// never banned or disconnected for misbehaviour, dialed and accepted even
+/// when banned, never evicted.
+pub const CONNMGR_PERM_NOBAN: u32 = 1;
+/// Permission: accepted when inbound slots are full (another inbound peer
+/// is evicted, or the limit is exceeded by at most the margin).
+pub const CONNMGR_PERM_FORCE_INBOUND: u32 = 2;
+/// Permission: never evicted and never trimmed.
+pub const CONNMGR_PERM_NO_EVICT: u32 = 4;
+/// Permission hint for the node: relay this peer's transactions.
+pub const CONNMGR_PERM_RELAY: u32 = 8;
+/// Permission hint: relay this peer's transactions even if known.
+pub const CONNMGR_PERM_FORCE_RELAY: u32 = 16;
+/// Permission hint: the peer may use bloom filters.
+pub const CONNMGR_PERM_BLOOM_FILTER: u32 = 32;
+/// Permission hint: the peer may download past the upload limit.
+pub const CONNMGR_PERM_DOWNLOAD: u32 = 64;
+/// Permission hint: the peer may ask for the mempool.
+pub const CONNMGR_PERM_MEMPOOL: u32 = 128;
+/// Permission hint: the peer's address requests are always answered.
+pub const CONNMGR_PERM_ADDR: u32 = 256;
+
+/// The permissions `bits` describe, or an invalid-argument failure.
+pub(crate) fn permissions_arg(bits: u32) -> FfiResult<Permissions> {
+    Permissions::from_bits(bits).ok_or_else(|| {
+        Failure::invalid(format!(
+            "`permissions` {bits:#x} has unknown bits: combine CONNMGR_PERM_* constants"
+        ))
+    })
+}
+
 /// How many requests and connections are in each state, as last
 /// published.
 #[repr(C)]
@@ -170,6 +203,9 @@ pub struct ConnmgrConnInfo {
     pub conn_type: ConnmgrConnType,
     /// Whether the node should relay blocks only over it.
     pub block_relay_only: bool,
+    /// Its peer's permissions, CONNMGR_PERM_* bits: the request's and
+    /// every configured subnet's its address is in.
+    pub permissions: u32,
 }
 
 impl ConnmgrConnInfo {
@@ -196,6 +232,7 @@ impl ConnmgrConnInfo {
             retries: info.retries,
             conn_type: info.conn_type.into(),
             block_relay_only: info.block_relay_only,
+            permissions: info.permissions.bits(),
         }
     }
 }
@@ -398,8 +435,9 @@ pub unsafe extern "C" fn connmgr_connect(
 
 /// Like connmgr_connect, with CONNMGR_REQ_* `flags`: CONNMGR_REQ_PERMANENT,
 /// CONNMGR_REQ_BLOCK_RELAY_ONLY, CONNMGR_REQ_ONE_SHOT, or 0 for a one-off
-/// manual request. Unknown flags, or a permanent one-shot request, are
-/// CONNMGR_STATUS_INVALID_ARGUMENT.
+/// manual request, and CONNMGR_PERM_* `permissions` for its peer (0 for
+/// none). Unknown flags or permissions, or a permanent one-shot request,
+/// are CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
 /// # Safety
 ///
@@ -410,6 +448,7 @@ pub unsafe extern "C" fn connmgr_connect_ex(
     mgr: *const ConnmgrManager,
     addr: *const c_char,
     flags: u32,
+    permissions: u32,
     id: *mut u64,
 ) -> ConnmgrStatus {
     guard("connmgr_connect_ex", || {
@@ -421,7 +460,7 @@ pub unsafe extern "C" fn connmgr_connect_ex(
         let addr: Addr = text
             .parse()
             .map_err(|e| Failure::invalid(format!("`addr` {text:?}: {e}")))?;
-        let req = request_for(addr, flags)?;
+        let req = request_for(addr, flags)?.with_permissions(permissions_arg(permissions)?);
         let new_id = m.handle().connect(req)?;
         // SAFETY: `id` is not NULL and writable (caller's promise).
         unsafe { out.as_ptr().write(new_id.0) };

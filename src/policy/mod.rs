@@ -1,5 +1,5 @@
 //! Peer policy algorithms: backoff, ban lists and scores, diversity,
-//! eviction, tags and trimming.
+//! eviction, permissions, tags and trimming.
 //!
 //! Each is a plain data structure driven with explicit time; the
 //! [`Core`](crate::core::Core) applies them. They are public for users who
@@ -10,6 +10,7 @@ pub(crate) mod banlist;
 pub(crate) mod banscore;
 pub(crate) mod diversity;
 pub(crate) mod eviction;
+pub(crate) mod permissions;
 pub(crate) mod tags;
 pub(crate) mod trim;
 
@@ -18,6 +19,7 @@ pub use self::banscore::{DynamicBanScore, ScoreDisplay, HALF_LIFE_SECS, LIFETIME
 pub use self::eviction::{
     select_to_evict, CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy,
 };
+pub use self::permissions::{PermissionTable, Permissions};
 pub use self::tags::PeerTags;
 pub use self::trim::{
     select_victims, TrimCandidate, TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SILENCE,

@@ -11,6 +11,7 @@ use crate::core::CoreConfig;
 use crate::core::DecayingSpec;
 use crate::limits;
 use crate::policy::backoff::Backoff;
+use crate::policy::permissions::Permissions;
 use crate::policy::tags::{BumpFn, DecayFn};
 use crate::policy::trim::TrimPolicyError;
 use crate::runtime::clock::{Clock, GuardedClock, SystemClock};
@@ -30,6 +31,8 @@ use crate::types::CloseReason;
 /// [`Config::builder`]; [`ConnManager::new`](crate::ConnManager::new)
 /// checks it.
 pub struct Config {
+    /// The first `permissions` subnet that did not parse, and why.
+    pub(crate) bad_permission: Option<(String, String)>,
     pub(crate) dialer: Option<Arc<dyn Dial>>,
     pub(crate) source: Option<Arc<dyn AddressSource>>,
     pub(crate) listeners: Vec<Box<dyn Listener>>,
@@ -90,6 +93,7 @@ impl Config {
                     rng_seed: rand::random(),
                     ..CoreConfig::default()
                 },
+                bad_permission: None,
                 stop_grace: Duration::from_secs(5),
                 pool_size: 8,
                 queue_size: 1024,
@@ -210,6 +214,12 @@ impl Config {
             return Err(ConfigError::ZeroDuration(setting));
         }
         c.trim_policy().map_err(ConfigError::Watermarks)?;
+        if let Some((subnet, reason)) = &self.bad_permission {
+            return Err(ConfigError::Permission {
+                subnet: subnet.clone(),
+                reason: reason.clone(),
+            });
+        }
         self.check_bounds()?;
         self.check_decaying()
     }
@@ -230,6 +240,16 @@ impl Config {
                 limits::MAX_TARGET_OUTBOUND,
             ),
             ("max_inbound", c.max_inbound, limits::MAX_INBOUND),
+            (
+                "force_inbound_margin",
+                c.force_inbound_margin,
+                limits::MAX_INBOUND,
+            ),
+            (
+                "permissions",
+                c.permissions.len(),
+                limits::MAX_PERMISSION_ENTRIES,
+            ),
             (
                 "max_inbound_per_ip",
                 c.max_inbound_per_ip.unwrap_or(0),
@@ -746,6 +766,49 @@ impl ConfigBuilder {
         self
     }
 
+    /// Grants `permissions` to every peer whose address is in `subnet`
+    /// (`"10.0.0.0/8"`, `"2001:db8::/32"`, or one address), as Bitcoin
+    /// Core's `-whitelist`: inbound connections from it and dials to it.
+    /// A peer in several subnets gets all their permissions. A subnet that
+    /// does not parse is a [`ConfigError::Permission`] from `build`'s
+    /// validation; at most
+    /// [`MAX_PERMISSION_ENTRIES`](crate::limits::MAX_PERMISSION_ENTRIES).
+    ///
+    /// ```
+    /// use connmgr::{Config, ConfigError, MemoryNetwork, Permissions};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let ok = Config::builder()
+    ///     .dialer(net.dialer())
+    ///     .permissions("10.0.0.0/8", Permissions::NOBAN | Permissions::FORCE_INBOUND)
+    ///     .build();
+    /// assert!(ok.validate().is_ok());
+    /// let bad = Config::builder()
+    ///     .dialer(net.dialer())
+    ///     .permissions("10.0.0.0/33", Permissions::NOBAN)
+    ///     .build();
+    /// assert!(matches!(bad.validate(), Err(ConfigError::Permission { .. })));
+    /// ```
+    pub fn permissions(mut self, subnet: impl AsRef<str>, permissions: Permissions) -> Self {
+        let text = subnet.as_ref();
+        match text.parse() {
+            Ok(subnet) => self.config.core.permissions.push(subnet, permissions),
+            Err(e) => {
+                let bad = (text.chars().take(100).collect(), e.to_string());
+                self.config.bad_permission.get_or_insert(bad);
+            }
+        }
+        self
+    }
+
+    /// How far past `max_inbound` peers with the `FORCE_INBOUND`
+    /// permission may go when no inbound connection can be evicted for
+    /// them (default 4).
+    pub fn force_inbound_margin(mut self, n: usize) -> Self {
+        self.config.core.force_inbound_margin = n;
+        self
+    }
+
     /// How many inbound peers each of Bitcoin Core's eviction rules
     /// protects before one is chosen (default: Core's counts, 4 by
     /// netgroup, 8 by ping, 4 by transactions, 8 block-relay-only, 4 by
@@ -816,6 +879,13 @@ pub enum ConfigError {
     DecayingTag(String),
     /// The ban threshold is zero, which would ban every peer at once.
     ZeroBanThreshold,
+    /// A `permissions` subnet does not parse.
+    Permission {
+        /// The subnet as given.
+        subnet: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// A duration setting that must be positive is zero; it names the
     /// setting.
     ZeroDuration(&'static str),
@@ -883,6 +953,11 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::Watermarks(e) => write!(f, "invalid watermarks: {e}"),
             ConfigError::DecayingTag(why) => f.write_str(why),
+            ConfigError::Permission { subnet, reason } => write!(
+                f,
+                "permissions subnet {subnet:?} does not parse: {reason}; \
+                 give an address or a subnet such as \"10.0.0.0/8\""
+            ),
             ConfigError::ZeroDuration(setting) => write!(
                 f,
                 "{setting} is 0: give it a positive duration (or leave the default)"

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 
 use crate::addr::Addr;
 use crate::core::ReqSpec;
+use crate::policy::permissions::Permissions;
 use crate::types::{ConnId, ConnState, ConnType};
 
 /// A request for an outbound connection.
@@ -34,6 +35,7 @@ struct Kind {
     permanent: bool,
     conn_type: ConnType,
     block_relay_only: bool,
+    permissions: Permissions,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             permanent,
             conn_type: ConnType::Manual,
             block_relay_only: false,
+            permissions: Permissions::NONE,
         }
     }
 }
@@ -116,6 +119,37 @@ impl ConnReq {
             ..self.inner.kind
         };
         Self::build(self.addr().cloned(), kind)
+    }
+
+    /// The same request with `permissions` for its peer, on top of those
+    /// of the configured subnets its address is in: `NOBAN` dials it even
+    /// when banned and never bans it for misbehaviour, `NO_EVICT` keeps it
+    /// from trims; hints show in the snapshot. Like
+    /// [`block_relay_only`](Self::block_relay_only), set it before
+    /// submitting or cloning.
+    ///
+    /// ```
+    /// use connmgr::{ConnReq, Permissions};
+    ///
+    /// let req = ConnReq::permanent("127.0.0.1:8333".parse().unwrap())
+    ///     .with_permissions(Permissions::NOBAN | Permissions::NO_EVICT);
+    /// assert!(req.permissions().contains(Permissions::NOBAN));
+    /// ```
+    pub fn with_permissions(self, permissions: Permissions) -> Self {
+        if self.id().is_some() {
+            return self;
+        }
+        let kind = Kind {
+            permissions,
+            ..self.inner.kind
+        };
+        Self::build(self.addr().cloned(), kind)
+    }
+
+    /// The permissions the request grants its peer (the snapshot shows
+    /// them merged with the configured subnets').
+    pub fn permissions(&self) -> Permissions {
+        self.inner.kind.permissions
     }
 
     /// A one-off request whose address the manager takes from its address
@@ -207,6 +241,7 @@ impl ConnReq {
             permanent: spec.permanent,
             conn_type: spec.conn_type,
             block_relay_only: spec.block_relay_only,
+            permissions: spec.permissions,
         };
         let req = Self::build(spec.addr.clone(), kind);
         req.assign_id(spec.id);
@@ -221,6 +256,7 @@ impl ConnReq {
         };
         spec.conn_type = self.conn_type();
         spec.block_relay_only = self.inner.kind.block_relay_only;
+        spec.permissions = self.inner.kind.permissions;
         spec
     }
 }

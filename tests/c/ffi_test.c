@@ -365,6 +365,16 @@ static void test_errors(void) {
     EXPECT(connmgr_config_set_dialer_pool_size(cfg, SIZE_MAX), CONNMGR_STATUS_CONFIG);
     ERROR_MENTIONS("dialer_pool_size");
     EXPECT(connmgr_config_set_max_inbound(cfg, SIZE_MAX), CONNMGR_STATUS_CONFIG);
+    EXPECT(connmgr_config_set_target_block_relay(cfg, SIZE_MAX), CONNMGR_STATUS_CONFIG);
+    ERROR_MENTIONS("target_block_relay");
+    EXPECT(connmgr_config_set_max_inbound_per_ip(cfg, SIZE_MAX), CONNMGR_STATUS_CONFIG);
+    EXPECT(connmgr_config_set_feeler_interval(cfg, UINT64_MAX), CONNMGR_STATUS_CONFIG);
+    /* A permission on a subnet that does not parse, or with unknown bits. */
+    EXPECT(connmgr_config_add_permission(cfg, "10.0.0.0/33", CONNMGR_PERM_NOBAN),
+           CONNMGR_STATUS_INVALID_ARGUMENT);
+    ERROR_MENTIONS("10.0.0.0/33");
+    EXPECT(connmgr_config_add_permission(cfg, "10.0.0.0/8", 1u << 20), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_config_add_permission(cfg, NULL, CONNMGR_PERM_NOBAN), CONNMGR_STATUS_NULL_ARGUMENT);
     EXPECT(connmgr_config_set_dial_timeout(cfg, UINT64_MAX), CONNMGR_STATUS_CONFIG);
     EXPECT(connmgr_config_set_address_source(cfg, NULL, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     connmgr_manager *m = NULL;
@@ -698,11 +708,12 @@ static void test_connections(void) {
     /* Connection types: flags are checked; a block-relay-only manual
        request shows its type and mark in the snapshot and the counts. */
     uint64_t idb = 0;
-    EXPECT(connmgr_connect_ex(m, peer, CONNMGR_REQ_PERMANENT | CONNMGR_REQ_ONE_SHOT, &idb),
+    EXPECT(connmgr_connect_ex(m, peer, CONNMGR_REQ_PERMANENT | CONNMGR_REQ_ONE_SHOT, 0, &idb),
            CONNMGR_STATUS_INVALID_ARGUMENT);
-    EXPECT(connmgr_connect_ex(m, peer, 0x80, &idb), CONNMGR_STATUS_INVALID_ARGUMENT);
-    EXPECT(connmgr_connect_ex(m, peer, 0, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
-    OK(connmgr_connect_ex(m, peer, CONNMGR_REQ_BLOCK_RELAY_ONLY, &idb));
+    EXPECT(connmgr_connect_ex(m, peer, 0x80, 0, &idb), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_connect_ex(m, peer, 0, 0, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    EXPECT(connmgr_connect_ex(m, peer, 0, 1u << 20, &idb), CONNMGR_STATUS_INVALID_ARGUMENT);
+    OK(connmgr_connect_ex(m, peer, CONNMGR_REQ_BLOCK_RELAY_ONLY, CONNMGR_PERM_NOBAN | CONNMGR_PERM_RELAY, &idb));
     int pb = accept_peer(lfd);
     e = WAIT(&rec, CONNECTED, idb);
     connmgr_conn *cb = e->conn;
@@ -710,6 +721,7 @@ static void test_connections(void) {
     CHECK(info.conn_type == CONNMGR_CONN_TYPE_MANUAL);
     CHECK(info.block_relay_only && !info.permanent && !info.automatic);
     CHECK(counts.block_relay_outbound == 1 && counts.full_relay_outbound == 0);
+    CHECK(info.permissions == (CONNMGR_PERM_NOBAN | CONNMGR_PERM_RELAY));
     OK(connmgr_handshake_done(m, idb)); /* not a feeler: nothing happens */
     EXPECT(connmgr_handshake_done(m, 999999), CONNMGR_STATUS_UNKNOWN_ID);
     EXPECT(connmgr_handshake_done(NULL, idb), CONNMGR_STATUS_NULL_ARGUMENT);

@@ -13,7 +13,8 @@ use connmgr::core::{
 };
 use connmgr::policy::BanList;
 use connmgr::{
-    Addr, BumpFn, CloseReason, ConnId, ConnType, DecayFn, DialError, Direction, PeerId, Subnet,
+    Addr, BumpFn, CloseReason, ConnId, ConnType, DecayFn, DialError, Direction, PeerId,
+    Permissions, Subnet,
 };
 use rand::rngs::SmallRng;
 use rand::RngExt;
@@ -31,6 +32,7 @@ struct Live {
     opened: Instant,
     permanent: bool,
     conn_type: ConnType,
+    permissions: Permissions,
 }
 
 /// Which ids an input may close without a policy deciding it.
@@ -729,6 +731,20 @@ impl Sim {
         }
     }
 
+    /// Whether the configured subnets give `addr` the noban permission
+    /// (the simulation's requests carry none of their own).
+    fn noban(&self, addr: &Addr) -> bool {
+        addr.ip()
+            .is_some_and(|ip| self.cfg.permissions.lookup(ip).contains(Permissions::NOBAN))
+    }
+
+    /// The permissions the Core shows for `id`.
+    fn perms(&self, id: ConnId) -> Permissions {
+        self.core
+            .conn_info(id)
+            .map_or(Permissions::NONE, |c| c.permissions)
+    }
+
     fn pick_live(&mut self) -> Option<(ConnId, Live)> {
         if self.live.is_empty() {
             return None;
@@ -811,7 +827,7 @@ impl Sim {
                 addr,
                 deadline,
             } => {
-                if self.is_banned(addr) {
+                if self.is_banned(addr) && !self.noban(addr) {
                     return Err(format!("dialed banned {addr} for {id}"));
                 }
                 let want = self.cfg.dial_timeout.map(|t| self.now + t);
@@ -906,7 +922,7 @@ impl Sim {
         addr: &Addr,
         direction: Direction,
     ) -> Result<(), String> {
-        if self.is_banned(addr) {
+        if self.is_banned(addr) && !self.noban(addr) {
             return Err(format!("banned {addr} established as {id}"));
         }
         if !self.serials.insert(serial) || self.live.contains_key(&id) {
@@ -923,6 +939,7 @@ impl Sim {
             opened: self.now,
             permanent: req.is_some_and(|r| r.permanent),
             conn_type: req.map_or(ConnType::Inbound, |r| r.conn_type),
+            permissions: self.perms(id),
         };
         self.live.insert(id, live);
         Ok(())
@@ -934,15 +951,8 @@ impl Sim {
         };
         let live = live.clone();
         self.live.remove(&id);
-        let in_subnet = live
-            .addr
-            .ip()
-            .is_some_and(|ip| why.subnets.iter().any(|s| s.contains(ip)));
-        if why.all || why.ids.contains(&id) || in_subnet {
-            return Ok(());
-        }
         // Feelers and one-shot connections close at their timeout, never
-        // before.
+        // before; the close reason that follows is checked against this.
         let lifetime = match live.conn_type {
             ConnType::Feeler => Some(self.cfg.feeler_timeout),
             ConnType::OneShot => Some(self.cfg.one_shot_timeout),
@@ -950,12 +960,20 @@ impl Sim {
         };
         let age = self.now.saturating_duration_since(live.opened);
         self.last_closed = Some((live.clone(), age, lifetime));
+        let in_subnet = live
+            .addr
+            .ip()
+            .is_some_and(|ip| why.subnets.iter().any(|s| s.contains(ip)));
+        if why.all || why.ids.contains(&id) || in_subnet {
+            return Ok(());
+        }
         if why.lifetimes && lifetime.is_some_and(|limit| age >= limit) {
             return Ok(());
         }
         // Closed by trimming or eviction: never a protected or permanent one.
         let peer = self.peer_of(id, &live.addr);
-        if live.permanent || self.protected.contains_key(&peer) {
+        let kept = live.permissions.contains(Permissions::NO_EVICT);
+        if live.permanent || kept || self.protected.contains_key(&peer) {
             return Err(format!(
                 "policy closed protected {id} ({peer}, permanent {})",
                 live.permanent
@@ -994,7 +1012,9 @@ impl Sim {
             .values()
             .filter(|l| l.direction == Direction::Inbound)
             .count();
-        if inbound > self.cfg.max_inbound || self.core.inbound_count() != inbound {
+        // Force-inbound peers may go past the limit by the margin.
+        let max = self.cfg.max_inbound + self.cfg.force_inbound_margin;
+        if inbound > max || self.core.inbound_count() != inbound {
             return Err(format!(
                 "{inbound} inbound live (Core {}), max {}",
                 self.core.inbound_count(),
@@ -1003,11 +1023,12 @@ impl Sim {
         }
         if let Some(cap) = self.cfg.max_inbound_per_ip {
             let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
-            for l in self
-                .live
-                .values()
-                .filter(|l| l.direction == Direction::Inbound)
-            {
+            // Force-inbound peers are not held back by the cap.
+            let capped = |l: &&Live| {
+                l.direction == Direction::Inbound
+                    && !l.permissions.contains(Permissions::FORCE_INBOUND)
+            };
+            for l in self.live.values().filter(capped) {
                 if let Some(ip) = l.addr.ip() {
                     *per_ip.entry(ip.to_canonical()).or_default() += 1;
                 }
@@ -1042,7 +1063,8 @@ impl Sim {
             .filter(|(id, l)| {
                 let in_grace = self.now.saturating_duration_since(l.opened) < self.cfg.trim_grace;
                 let protected = self.protected.contains_key(&self.peer_of(**id, &l.addr));
-                !(in_grace || protected || l.permanent)
+                let kept = l.permissions.contains(Permissions::NO_EVICT);
+                !(in_grace || protected || l.permanent || kept)
             })
             .count();
         if trimmable > low {

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use connmgr::core::CoreConfig;
-use connmgr::{Addr, Backoff};
+use connmgr::policy::PermissionTable;
+use connmgr::{Addr, Backoff, Permissions};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -126,6 +127,16 @@ pub fn random_config(rng: &mut SmallRng) -> CoreConfig {
     c.one_shot_timeout = Duration::from_secs(rng.random_range(1..=600));
     c.max_inbound_per_ip = rng.random_bool(0.3).then(|| rng.random_range(0..=3));
     c.max_inbound_per_netgroup = rng.random_bool(0.3).then(|| rng.random_range(0..=4));
+    c.force_inbound_margin = rng.random_range(0..=3);
+    let mut table = PermissionTable::default();
+    for g in 0..4u8 {
+        if rng.random_bool(0.3) {
+            let bits = rng.random_range(0..512);
+            let subnet = format!("203.{g}.0.0/16").parse().unwrap();
+            table.push(subnet, Permissions::from_bits(bits).unwrap());
+        }
+    }
+    c.permissions = table;
     c
 }
 
