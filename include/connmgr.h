@@ -37,6 +37,31 @@
 #define CONNMGR_BACKOFF_EXPONENTIAL 1
 
 /**
+ * Network index for the per-network settings: IPv4.
+ */
+#define CONNMGR_NET_IPV4 0
+
+/**
+ * Network index: IPv6.
+ */
+#define CONNMGR_NET_IPV6 1
+
+/**
+ * Network index: Tor onion services.
+ */
+#define CONNMGR_NET_ONION 2
+
+/**
+ * Network index: I2P.
+ */
+#define CONNMGR_NET_I2P 3
+
+/**
+ * Network index: CJDNS.
+ */
+#define CONNMGR_NET_CJDNS 4
+
+/**
  * Decay kind for connmgr_register_decaying: values never decay.
  */
 #define CONNMGR_DECAY_NONE 0
@@ -655,6 +680,37 @@ connmgr_status connmgr_config_set_target_block_relay(connmgr_config *cfg, size_t
  * `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_feeler_interval(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * Automatic and feeler connections use only the networks whose bits are
+ * set in `mask` (bit `1 << CONNMGR_NET_*`), as Bitcoin Core's -onlynet.
+ * Unknown bits are CONNMGR_STATUS_INVALID_ARGUMENT.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_only_networks(connmgr_config *cfg, uint32_t mask);
+
+/**
+ * At most `n` automatic connections on network `net` (CONNMGR_NET_*).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_max_outbound_on(connmgr_config *cfg, uint32_t net, size_t n);
+
+/**
+ * At least `n` full-relay connections on network `net` (CONNMGR_NET_*),
+ * reserved among the full-relay slots; minimums that do not fit the
+ * target are CONNMGR_STATUS_CONFIG from connmgr_manager_new.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_min_outbound_on(connmgr_config *cfg, uint32_t net, size_t n);
 
 /**
  * Grants CONNMGR_PERM_* `permissions` to every peer whose address is in

@@ -73,6 +73,7 @@ pub use crate::core::info::{
 };
 pub use crate::policy::backoff::Backoff;
 pub use crate::policy::banlist::{BanEntry, BanFileError, Subnet, SubnetParseError};
+pub use crate::policy::networks::Network;
 pub use crate::policy::permissions::Permissions;
 pub use crate::policy::tags::{BumpFn, DecayFn, PeerId, TagError, TagInfo};
 pub use crate::runtime::clock::{Clock, ManualClock, SystemClock};

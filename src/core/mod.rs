@@ -47,6 +47,7 @@ mod changes;
 mod feelers;
 mod inbound;
 pub(crate) mod info;
+mod netrules;
 mod outbound;
 mod peerbook;
 mod peerindex;

@@ -88,6 +88,8 @@ pub(super) struct OutboundBook {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// The feeler settings and the feeler in flight, if any.
     pub(super) feelers: super::feelers::Feelers,
+    /// Per-network rules and what automatic requests hold on each.
+    pub(super) nets: super::netrules::NetBook,
     /// Automatic requests holding each routable netgroup.
     groups: HashMap<NetGroup, usize>,
     /// Addresses to use before asking the source, last first.
@@ -121,6 +123,10 @@ impl OutboundBook {
             rng,
             timers: BinaryHeap::new(),
             feelers: super::feelers::Feelers::new(cfg),
+            nets: super::netrules::NetBook::new(
+                cfg.networks.clone(),
+                cfg.max_retry_duration.max(cfg.retry_duration),
+            ),
             groups: HashMap::new(),
             anchors: Vec::new(),
             established: 0,
@@ -188,6 +194,11 @@ impl OutboundBook {
         self.full.established >= self.full.target && self.block.established >= self.block.target
     }
 
+    /// Full-relay slots not yet taken by a request.
+    pub(super) fn full_free(&self) -> usize {
+        self.full.target.saturating_sub(self.full.live)
+    }
+
     pub(super) fn has_source(&self) -> bool {
         self.has_source
     }
@@ -220,6 +231,7 @@ impl OutboundBook {
         if let Some(s) = self.slots_mut(o.kind) {
             s.live = s.live.saturating_sub(1);
         }
+        self.nets.release(o, addr);
         self.feelers.gone(id);
         if let (true, Some(group)) = (o.holds_group, addr.and_then(diversity_group)) {
             if let Some(n) = self.groups.get_mut(&group) {
@@ -341,6 +353,9 @@ impl Core {
             let id = self.mint_id();
             let part = OutPart::new(kind, false, false);
             self.records.insert(id, Record::outbound(None, part, now));
+            if kind == ConnType::FullRelay {
+                self.reserve_slot(id, now);
+            }
             if let Some(s) = self.out.slots_mut(kind) {
                 s.live += 1;
             }
@@ -376,7 +391,8 @@ impl Core {
         let Some(addr) = addr else {
             return self.no_address(now, id, out);
         };
-        match self.unusable(&addr, kind, now) {
+        let refusal = self.out.nets.refuses(o, &addr);
+        match refusal.or_else(|| self.unusable(&addr, kind, now)) {
             None => self.take_address(now, id, addr, out),
             Some(why) if tries < MAX_SOURCE_TRIES => {
                 debug!(target: LOG, "skipping {addr} for {id}: {why}");
@@ -397,6 +413,14 @@ impl Core {
     /// empty source is not asked in a busy loop.
     fn no_address<C>(&mut self, now: Instant, id: ConnId, out: &mut Vec<Effect<C>>) {
         let req = self.spec(id);
+        let needs = self
+            .records
+            .get(&id)
+            .and_then(Record::out)
+            .and_then(|o| o.needs);
+        if let Some(net) = needs {
+            self.out.nets.reservation_failed(net, now);
+        }
         debug!(target: LOG, "address source has no usable address for {id}");
         self.finish(id, ConnState::Failing);
         out.push(Effect::Notify(CoreEvent::DialFailed {
@@ -434,6 +458,7 @@ impl Core {
             r.perms |= table;
             if let Some(o) = r.out_mut() {
                 o.holds_group = holds;
+                self.out.nets.take(o, &addr);
             }
             self.addr_use.add(&addr);
             r.addr = Some(addr);

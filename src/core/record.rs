@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use crate::addr::Addr;
 use crate::core::info::ConnInfo;
 use crate::policy::banscore::DynamicBanScore;
+use crate::policy::networks::Network;
 use crate::policy::permissions::Permissions;
 use crate::policy::tags::PeerId;
 use crate::types::{ConnId, ConnState, ConnType, Direction};
@@ -62,6 +63,11 @@ pub(crate) struct OutPart {
     pub(crate) holds_group: bool,
     /// Addresses the source gave that could not be used, for this request.
     pub(crate) source_tries: u8,
+    /// Whether this automatic request counts against its address's
+    /// network.
+    pub(crate) holds_network: bool,
+    /// The network a full-relay slot is kept for, until it has an address.
+    pub(crate) needs: Option<Network>,
 }
 
 /// What the node reported about an inbound peer, for eviction.
@@ -105,6 +111,8 @@ impl OutPart {
             next_attempt: None,
             holds_group: false,
             source_tries: 0,
+            holds_network: false,
+            needs: None,
         }
     }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::policy::backoff::Backoff;
 use crate::policy::eviction::EvictionPolicy;
+use crate::policy::networks::NetworkRules;
 use crate::policy::permissions::PermissionTable;
 use crate::policy::trim::{TrimPolicy, TrimPolicyError, DEFAULT_GRACE, DEFAULT_SILENCE};
 
@@ -92,6 +93,8 @@ pub struct CoreConfig {
     /// How many peers each eviction rule protects (Bitcoin Core's counts
     /// by default).
     pub eviction_policy: EvictionPolicy,
+    /// Which networks automatic connections use, and per-network limits.
+    pub networks: NetworkRules,
     /// Permissions granted by subnet to inbound connections and dials.
     pub permissions: PermissionTable,
     /// How far past `max_inbound` force-inbound peers may go when no
@@ -128,6 +131,7 @@ impl Default for CoreConfig {
             evict_inbound: false,
             eviction_policy: EvictionPolicy::default(),
             permissions: PermissionTable::default(),
+            networks: NetworkRules::default(),
             force_inbound_margin: 4,
             dial_timeout: Some(Duration::from_secs(10)),
             max_peers: 16_384,

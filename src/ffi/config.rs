@@ -11,7 +11,7 @@ use super::error::{guard, obj_arg, out_arg, str_arg, ConnmgrStatus, Failure, Ffi
 use super::events::{self, CAddressSource, ConnmgrAddressSourceFn, ConnmgrCallbacks, UserData};
 use crate::limits;
 use crate::runtime::config::{check_duration, check_size};
-use crate::{Backoff, Config, Permissions, Socks5Dialer, Socks5Proxy, TcpDialer};
+use crate::{Backoff, Config, Network, Permissions, Socks5Dialer, Socks5Proxy, TcpDialer};
 
 /// Backoff kind for connmgr_config_set_backoff: btcd's linear schedule
 /// (retry count × retry duration, capped at the maximum). The default.
@@ -36,6 +36,9 @@ pub struct ConnmgrConfig {
     max_inbound_per_ip: Option<usize>,
     max_inbound_per_netgroup: Option<usize>,
     permissions: Vec<(String, Permissions)>,
+    only_networks: Option<Vec<Network>>,
+    max_on: Vec<(Network, usize)>,
+    min_on: Vec<(Network, usize)>,
     retry_duration: Option<Duration>,
     max_retry_duration: Option<Duration>,
     backoff: Option<Backoff>,
@@ -79,6 +82,15 @@ impl ConnmgrConfig {
         }
         for (subnet, p) in &self.permissions {
             b = b.permissions(subnet, *p);
+        }
+        if let Some(nets) = &self.only_networks {
+            b = b.only_networks(nets);
+        }
+        for (net, n) in &self.max_on {
+            b = b.max_outbound_on(*net, *n);
+        }
+        for (net, n) in &self.min_on {
+            b = b.min_outbound_on(*net, *n);
         }
         if let Some(n) = self.max_inbound_per_ip {
             b = b.max_inbound_per_ip(n);
@@ -252,6 +264,98 @@ pub unsafe extern "C" fn connmgr_config_set_feeler_interval(
         let d = Duration::from_millis(ms);
         check_duration("feeler_interval", d)?;
         c.feeler_interval = Some((ms > 0).then_some(d));
+        Ok(())
+    })
+}
+
+/// Network index for the per-network settings: IPv4.
+pub const CONNMGR_NET_IPV4: u32 = 0;
+/// Network index: IPv6.
+pub const CONNMGR_NET_IPV6: u32 = 1;
+/// Network index: Tor onion services.
+pub const CONNMGR_NET_ONION: u32 = 2;
+/// Network index: I2P.
+pub const CONNMGR_NET_I2P: u32 = 3;
+/// Network index: CJDNS.
+pub const CONNMGR_NET_CJDNS: u32 = 4;
+
+/// The network index `n` names.
+fn network_arg(n: u32) -> FfiResult<Network> {
+    Network::ALL.get(n as usize).copied().ok_or_else(|| {
+        Failure::invalid(format!(
+            "network {n} is unknown: use a CONNMGR_NET_* constant (0 to 4)"
+        ))
+    })
+}
+
+/// Automatic and feeler connections use only the networks whose bits are
+/// set in `mask` (bit `1 << CONNMGR_NET_*`), as Bitcoin Core's -onlynet.
+/// Unknown bits are CONNMGR_STATUS_INVALID_ARGUMENT.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_only_networks(
+    cfg: *mut ConnmgrConfig,
+    mask: u32,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_only_networks", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        if mask >> Network::ALL.len() != 0 {
+            return Err(Failure::invalid(format!(
+                "`mask` {mask:#x} has unknown bits: set 1 << CONNMGR_NET_* for each network"
+            )));
+        }
+        let nets = Network::ALL
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, n)| n)
+            .collect();
+        c.only_networks = Some(nets);
+        Ok(())
+    })
+}
+
+/// At most `n` automatic connections on network `net` (CONNMGR_NET_*).
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_max_outbound_on(
+    cfg: *mut ConnmgrConfig,
+    net: u32,
+    n: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_max_outbound_on", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.max_on.push((network_arg(net)?, n));
+        Ok(())
+    })
+}
+
+/// At least `n` full-relay connections on network `net` (CONNMGR_NET_*),
+/// reserved among the full-relay slots; minimums that do not fit the
+/// target are CONNMGR_STATUS_CONFIG from connmgr_manager_new.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_min_outbound_on(
+    cfg: *mut ConnmgrConfig,
+    net: u32,
+    n: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_min_outbound_on", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        check_size("min_outbound_on", n, limits::MAX_TARGET_OUTBOUND)?;
+        c.min_on.push((network_arg(net)?, n));
         Ok(())
     })
 }

@@ -10,6 +10,7 @@ pub(crate) mod banlist;
 pub(crate) mod banscore;
 pub(crate) mod diversity;
 pub(crate) mod eviction;
+pub(crate) mod networks;
 pub(crate) mod permissions;
 pub(crate) mod tags;
 pub(crate) mod trim;
@@ -19,6 +20,7 @@ pub use self::banscore::{DynamicBanScore, ScoreDisplay, HALF_LIFE_SECS, LIFETIME
 pub use self::eviction::{
     select_to_evict, CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy,
 };
+pub use self::networks::{Network, NetworkRules};
 pub use self::permissions::{PermissionTable, Permissions};
 pub use self::tags::PeerTags;
 pub use self::trim::{

@@ -11,6 +11,7 @@ use crate::core::CoreConfig;
 use crate::core::DecayingSpec;
 use crate::limits;
 use crate::policy::backoff::Backoff;
+use crate::policy::networks::Network;
 use crate::policy::permissions::Permissions;
 use crate::policy::tags::{BumpFn, DecayFn};
 use crate::policy::trim::TrimPolicyError;
@@ -214,6 +215,9 @@ impl Config {
             return Err(ConfigError::ZeroDuration(setting));
         }
         c.trim_policy().map_err(ConfigError::Watermarks)?;
+        c.networks
+            .check(c.target_outbound)
+            .map_err(ConfigError::NetworkRules)?;
         if let Some((subnet, reason)) = &self.bad_permission {
             return Err(ConfigError::Permission {
                 subnet: subnet.clone(),
@@ -766,6 +770,58 @@ impl ConfigBuilder {
         self
     }
 
+    /// Automatic (full-relay, block-relay-only) and feeler connections
+    /// use only addresses on `networks`, as Bitcoin Core's `-onlynet`;
+    /// addresses on other networks, and DNS names, are skipped like banned
+    /// ones. Manual requests and inbound connections are not affected.
+    pub fn only_networks(mut self, networks: &[Network]) -> Self {
+        self.config.core.networks.only(networks);
+        self
+    }
+
+    /// At most `n` automatic connections (both types together) on
+    /// `network`; further addresses on it are skipped.
+    pub fn max_outbound_on(mut self, network: Network, n: usize) -> Self {
+        self.config.core.networks.set_max(network, n);
+        self
+    }
+
+    /// At least `n` full-relay connections on `network`: once the free
+    /// full-relay slots are no more than what the minimums still need,
+    /// each new slot takes only addresses on a network below its minimum.
+    /// When the source has none for it, reservations pause for the
+    /// longest retry wait, so the slot is filled from any network
+    /// meanwhile. The minimums must fit `target_outbound`
+    /// ([`ConfigError::NetworkRules`] otherwise).
+    ///
+    /// ```
+    /// use connmgr::policy::Network;
+    /// use connmgr::{Config, ConfigError, MemoryNetwork};
+    ///
+    /// let net = MemoryNetwork::new();
+    /// let too_many = Config::builder()
+    ///     .dialer(net.dialer())
+    ///     .target_outbound(2)
+    ///     .min_outbound_on(Network::Onion, 3)
+    ///     .build();
+    /// assert!(matches!(too_many.validate(), Err(ConfigError::NetworkRules(_))));
+    /// ```
+    pub fn min_outbound_on(mut self, network: Network, n: usize) -> Self {
+        self.config.core.networks.set_min(network, n);
+        self
+    }
+
+    /// Bitcoin Core's rule of keeping at least one outbound connection on
+    /// every network it can reach: a minimum of one full-relay connection
+    /// on each of `reachable`.
+    pub fn keep_one_outbound_per_network(mut self, reachable: &[Network]) -> Self {
+        for net in reachable {
+            let min = self.config.core.networks.min(*net).max(1);
+            self.config.core.networks.set_min(*net, min);
+        }
+        self
+    }
+
     /// Grants `permissions` to every peer whose address is in `subnet`
     /// (`"10.0.0.0/8"`, `"2001:db8::/32"`, or one address), as Bitcoin
     /// Core's `-whitelist`: inbound connections from it and dials to it.
@@ -879,6 +935,8 @@ pub enum ConfigError {
     DecayingTag(String),
     /// The ban threshold is zero, which would ban every peer at once.
     ZeroBanThreshold,
+    /// The per-network rules cannot work; the message says why.
+    NetworkRules(String),
     /// A `permissions` subnet does not parse.
     Permission {
         /// The subnet as given.
@@ -953,6 +1011,7 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::Watermarks(e) => write!(f, "invalid watermarks: {e}"),
             ConfigError::DecayingTag(why) => f.write_str(why),
+            ConfigError::NetworkRules(why) => write!(f, "per-network rules: {why}"),
             ConfigError::Permission { subnet, reason } => write!(
                 f,
                 "permissions subnet {subnet:?} does not parse: {reason}; \

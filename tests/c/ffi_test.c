@@ -375,6 +375,11 @@ static void test_errors(void) {
     ERROR_MENTIONS("10.0.0.0/33");
     EXPECT(connmgr_config_add_permission(cfg, "10.0.0.0/8", 1u << 20), CONNMGR_STATUS_INVALID_ARGUMENT);
     EXPECT(connmgr_config_add_permission(cfg, NULL, CONNMGR_PERM_NOBAN), CONNMGR_STATUS_NULL_ARGUMENT);
+    /* Per-network settings: unknown networks and bits are refused. */
+    EXPECT(connmgr_config_set_only_networks(cfg, 1u << 7), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_config_set_max_outbound_on(cfg, 9, 1), CONNMGR_STATUS_INVALID_ARGUMENT);
+    ERROR_MENTIONS("CONNMGR_NET_");
+    EXPECT(connmgr_config_set_min_outbound_on(cfg, CONNMGR_NET_ONION, SIZE_MAX), CONNMGR_STATUS_CONFIG);
     EXPECT(connmgr_config_set_dial_timeout(cfg, UINT64_MAX), CONNMGR_STATUS_CONFIG);
     EXPECT(connmgr_config_set_address_source(cfg, NULL, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     connmgr_manager *m = NULL;
@@ -387,6 +392,13 @@ static void test_errors(void) {
     OK(connmgr_config_set_socks5_auth(cfg, "user", "secret"));
     OK(connmgr_config_set_proxy_all(cfg, true));
     OK(connmgr_config_set_backoff(cfg, CONNMGR_BACKOFF_EXPONENTIAL, 0.25));
+    /* Per-network minimums past the full-relay target cannot work. */
+    OK(connmgr_config_set_min_outbound_on(cfg, CONNMGR_NET_ONION, 9));
+    EXPECT(connmgr_manager_new(cfg, &m), CONNMGR_STATUS_CONFIG);
+    ERROR_MENTIONS("per-network");
+    OK(connmgr_config_set_min_outbound_on(cfg, CONNMGR_NET_ONION, 2));
+    OK(connmgr_config_set_max_outbound_on(cfg, CONNMGR_NET_ONION, 3));
+    OK(connmgr_config_set_only_networks(cfg, (1u << CONNMGR_NET_IPV4) | (1u << CONNMGR_NET_ONION)));
     OK(connmgr_manager_new(cfg, &m));
     CHECK(m != NULL);
     bool running = true;

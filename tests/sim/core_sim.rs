@@ -11,7 +11,7 @@ use connmgr::core::{
     default_peer_id, Changes, Core, CoreConfig, CoreEvent, DecayingSpec, Effect, Input, PeerReport,
     ReqSpec, TagChange, Teardown,
 };
-use connmgr::policy::BanList;
+use connmgr::policy::{BanList, Network};
 use connmgr::{
     Addr, BumpFn, CloseReason, ConnId, ConnType, DecayFn, DialError, Direction, PeerId,
     Permissions, Subnet,
@@ -993,6 +993,23 @@ impl Sim {
             of(ConnType::BlockRelay),
             of(ConnType::Feeler),
         );
+        for net in Network::ALL {
+            let on = self
+                .live
+                .values()
+                .filter(|l| l.conn_type.is_automatic() && Network::of(&l.addr) == Some(net))
+                .count();
+            if self.cfg.networks.max(net).is_some_and(|max| on > max) {
+                return Err(format!(
+                    "{on} automatic connections on {net}, above its maximum"
+                ));
+            }
+            if on > 0 && !self.cfg.networks.allows(Some(net)) {
+                return Err(format!(
+                    "{on} automatic connections on {net}, which is not allowed"
+                ));
+            }
+        }
         let targets = self.cfg.target_outbound + self.cfg.target_block_relay;
         if full > self.cfg.target_outbound
             || block > self.cfg.target_block_relay

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use connmgr::core::CoreConfig;
-use connmgr::policy::PermissionTable;
+use connmgr::policy::{Network, NetworkRules, PermissionTable};
 use connmgr::{Addr, Backoff, Permissions};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -137,6 +137,19 @@ pub fn random_config(rng: &mut SmallRng) -> CoreConfig {
         }
     }
     c.permissions = table;
+    let mut nets = NetworkRules::default();
+    if rng.random_bool(0.2) {
+        nets.only(&[Network::Ipv4]);
+    }
+    if rng.random_bool(0.3) {
+        nets.set_max(Network::Ipv6, rng.random_range(0..=1));
+    }
+    if rng.random_bool(0.3) && c.target_outbound > 0 {
+        nets.set_min(Network::Ipv4, rng.random_range(1..=c.target_outbound));
+    }
+    if nets.check(c.target_outbound).is_ok() {
+        c.networks = nets;
+    }
     c
 }
 
