@@ -470,3 +470,63 @@ fn manual_requests_may_be_block_relay_only_and_keep_their_type() {
     );
     assert_eq!(w.core.automatic_slots(), 0);
 }
+
+#[test]
+fn manual_duplicates_can_be_refused_unless_a_request_allows_them() {
+    let mut w = World::new(|c| {
+        no_feelers(c);
+        c.target_outbound = 0;
+        c.target_block_relay = 0;
+        c.manual_duplicates = false;
+    });
+    let peer = fresh(700);
+    let first = ReqSpec::new(ConnId::caller(1), peer.clone(), false);
+    w.step(Input::Connect(first));
+    assert!(w.live.contains_key(&ConnId::caller(1)));
+    // A second one-off request to the same peer fails at once.
+    w.step(Input::Connect(ReqSpec::new(
+        ConnId::caller(2),
+        peer.clone(),
+        false,
+    )));
+    assert!(w.core.state(ConnId::caller(2)).is_none());
+    assert_eq!(w.dials.iter().filter(|(_, a)| a == &peer).count(), 1);
+    // A permanent one waits and retries; it connects once the first goes.
+    w.step(Input::Connect(ReqSpec::new(
+        ConnId::caller(3),
+        peer.clone(),
+        true,
+    )));
+    assert_eq!(
+        w.core.state(ConnId::caller(3)),
+        Some(connmgr::ConnState::Failing)
+    );
+    w.step(Input::Teardown {
+        id: ConnId::caller(1),
+        mode: Teardown::Remove,
+    });
+    w.advance(10 * SEC);
+    assert!(w.live.contains_key(&ConnId::caller(3)), "{:?}", w.live);
+    // A request that allows duplicates connects alongside.
+    let dup = ReqSpec::new(ConnId::caller(4), peer.clone(), false).with_duplicates_allowed();
+    w.step(Input::Connect(dup));
+    assert!(w.live.contains_key(&ConnId::caller(4)));
+}
+
+#[test]
+fn manual_duplicates_are_allowed_by_default_as_btcd_connects() {
+    let mut w = World::new(|c| {
+        no_feelers(c);
+        c.target_outbound = 0;
+        c.target_block_relay = 0;
+    });
+    let peer = fresh(700);
+    for n in 1..=3 {
+        w.step(Input::Connect(ReqSpec::new(
+            ConnId::caller(n),
+            peer.clone(),
+            false,
+        )));
+    }
+    assert_eq!(w.live.len(), 3);
+}

@@ -267,7 +267,10 @@ fn known_or_gone<T>(result: Result<T, connmgr::Error>) {
 fn check_live_invariants(h: &Handle) {
     let counts = h.counts();
     assert!(counts.inbound <= MAX_INBOUND, "{counts:?}");
-    assert!(counts.automatic_outbound <= TARGET, "{counts:?}");
+    // The default two block-relay-only slots come on top of the target.
+    assert!(counts.full_relay_outbound <= TARGET, "{counts:?}");
+    assert!(counts.block_relay_outbound <= 2, "{counts:?}");
+    assert!(counts.feelers <= 1, "{counts:?}");
     let snap = h.snapshot();
     let mut ids = HashSet::new();
     for c in &snap.conns {

@@ -54,6 +54,11 @@ impl AddrUse {
         }
     }
 
+    /// How many records use `addr`'s peer.
+    pub(super) fn count(&self, addr: &Addr) -> u32 {
+        self.uses.get(&key(addr)).copied().unwrap_or(0)
+    }
+
     /// Whether some record (a connection in either direction, a dial, a
     /// request waiting to retry) uses `addr`'s peer.
     pub(super) fn in_use(&self, addr: &Addr) -> bool {

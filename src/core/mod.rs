@@ -109,6 +109,11 @@ pub struct ReqSpec {
     /// Permissions the caller grants this request's peer (on top of the
     /// configured subnets'); `FORCE_INBOUND` means nothing outbound.
     pub permissions: Permissions,
+    /// Dial even when the peer already has a connection or a dial in
+    /// flight, where [`CoreConfig::manual_duplicates`] is off (a manual
+    /// request then fails, and a permanent one retries with backoff until
+    /// the other connection is gone).
+    pub allow_duplicate: bool,
 }
 
 impl ReqSpec {
@@ -121,6 +126,7 @@ impl ReqSpec {
             conn_type: ConnType::Manual,
             block_relay_only: false,
             permissions: Permissions::NONE,
+            allow_duplicate: false,
         }
     }
 
@@ -134,6 +140,7 @@ impl ReqSpec {
             conn_type: ConnType::Manual,
             block_relay_only: false,
             permissions: Permissions::NONE,
+            allow_duplicate: false,
         }
     }
 
@@ -150,6 +157,15 @@ impl ReqSpec {
     pub fn with_block_relay_only(self) -> Self {
         ReqSpec {
             block_relay_only: true,
+            ..self
+        }
+    }
+
+    /// The same request, allowed to dial a peer that already has a
+    /// connection or a dial in flight.
+    pub fn with_duplicates_allowed(self) -> Self {
+        ReqSpec {
+            allow_duplicate: true,
             ..self
         }
     }
@@ -795,6 +811,7 @@ impl Core {
             conn_type: o.map_or(ConnType::Manual, |o| o.kind),
             block_relay_only: o.is_some_and(OutPart::block_relay_only),
             permissions: r.map_or(Permissions::NONE, |r| r.perms),
+            allow_duplicate: o.is_some_and(|o| o.allow_duplicate),
         }
     }
 

@@ -90,6 +90,8 @@ pub(super) struct OutboundBook {
     pub(super) feelers: super::feelers::Feelers,
     /// Per-network rules and what automatic requests hold on each.
     pub(super) nets: super::netrules::NetBook,
+    /// Whether manual requests may dial peers in use.
+    manual_duplicates: bool,
     /// Automatic requests holding each routable netgroup.
     groups: HashMap<NetGroup, usize>,
     /// Addresses to use before asking the source, last first.
@@ -123,6 +125,7 @@ impl OutboundBook {
             rng,
             timers: BinaryHeap::new(),
             feelers: super::feelers::Feelers::new(cfg),
+            manual_duplicates: cfg.manual_duplicates,
             nets: super::netrules::NetBook::new(
                 cfg.networks.clone(),
                 cfg.max_retry_duration.max(cfg.retry_duration),
@@ -490,6 +493,10 @@ impl Core {
             self.set_dialing(id, true);
             return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
         }
+        if let Some(why) = self.duplicate(id, &addr) {
+            self.set_dialing(id, true);
+            return self.on_dial_failed(now, id, attempt, DialError::Rejected(why), out);
+        }
         self.set_dialing(id, true);
         self.stats.dials += 1;
         let deadline = self.out.dial_timeout.map(|t| later(now, t));
@@ -503,6 +510,24 @@ impl Core {
             addr,
             deadline,
         });
+    }
+
+    /// Why a caller's request `id` must not dial `addr` now, if it must
+    /// not: another record (a connection either way, a dial, a request
+    /// waiting to retry) already uses that peer. The Core's own requests
+    /// never get this far with a peer in use.
+    fn duplicate(&self, id: ConnId, addr: &Addr) -> Option<String> {
+        let o = self.records.get(&id)?.out()?;
+        let own = o.is_automatic() || o.kind == ConnType::Feeler;
+        if self.out.manual_duplicates || o.allow_duplicate || own {
+            return None;
+        }
+        (self.addr_use.count(addr) > 1).then(|| {
+            format!(
+                "{addr} already has a connection or a dial in flight; \
+                 allow duplicates on the request to connect anyway"
+            )
+        })
     }
 
     fn set_dialing(&mut self, id: ConnId, on: bool) {

@@ -68,6 +68,8 @@ pub(crate) struct OutPart {
     pub(crate) holds_network: bool,
     /// The network a full-relay slot is kept for, until it has an address.
     pub(crate) needs: Option<Network>,
+    /// A manual request that may dial a peer already in use.
+    pub(crate) allow_duplicate: bool,
 }
 
 /// What the node reported about an inbound peer, for eviction.
@@ -113,12 +115,16 @@ impl OutPart {
             source_tries: 0,
             holds_network: false,
             needs: None,
+            allow_duplicate: false,
         }
     }
 
     /// A fresh request as `spec` describes it.
     pub(crate) fn for_spec(spec: &crate::core::ReqSpec) -> Self {
-        Self::new(spec.conn_type, spec.permanent, spec.block_relay_only)
+        OutPart {
+            allow_duplicate: spec.allow_duplicate,
+            ..Self::new(spec.conn_type, spec.permanent, spec.block_relay_only)
+        }
     }
 
     pub(crate) fn is_automatic(&self) -> bool {

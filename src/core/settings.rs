@@ -95,6 +95,11 @@ pub struct CoreConfig {
     pub eviction_policy: EvictionPolicy,
     /// Which networks automatic connections use, and per-network limits.
     pub networks: NetworkRules,
+    /// Whether manual and one-shot requests may dial a peer that already
+    /// has a connection or a dial in flight (btcd's `Connect` always
+    /// dials). When false, such a request fails (a permanent one retries
+    /// with backoff) unless it allows duplicates itself.
+    pub manual_duplicates: bool,
     /// Permissions granted by subnet to inbound connections and dials.
     pub permissions: PermissionTable,
     /// How far past `max_inbound` force-inbound peers may go when no
@@ -132,6 +137,7 @@ impl Default for CoreConfig {
             eviction_policy: EvictionPolicy::default(),
             permissions: PermissionTable::default(),
             networks: NetworkRules::default(),
+            manual_duplicates: true,
             force_inbound_margin: 4,
             dial_timeout: Some(Duration::from_secs(10)),
             max_peers: 16_384,

@@ -822,6 +822,19 @@ impl ConfigBuilder {
         self
     }
 
+    /// Whether manual and one-shot requests may connect to a peer that
+    /// already has a connection (either direction) or a dial in flight
+    /// (default true: btcd's `Connect` always dials). With `false`, as
+    /// Bitcoin Core's added nodes, such a one-off request fails with
+    /// [`DialError::Rejected`](crate::DialError::Rejected) and a permanent
+    /// one retries with backoff until the other connection is gone, unless
+    /// the request says [`ConnReq::allow_duplicate`](crate::ConnReq::allow_duplicate).
+    /// Automatic requests and feelers never dial a peer in use.
+    pub fn manual_duplicates(mut self, allow: bool) -> Self {
+        self.config.core.manual_duplicates = allow;
+        self
+    }
+
     /// Grants `permissions` to every peer whose address is in `subnet`
     /// (`"10.0.0.0/8"`, `"2001:db8::/32"`, or one address), as Bitcoin
     /// Core's `-whitelist`: inbound connections from it and dials to it.

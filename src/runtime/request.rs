@@ -36,6 +36,7 @@ struct Kind {
     conn_type: ConnType,
     block_relay_only: bool,
     permissions: Permissions,
+    allow_duplicate: bool,
 }
 
 impl Kind {
@@ -45,6 +46,7 @@ impl Kind {
             conn_type: ConnType::Manual,
             block_relay_only: false,
             permissions: Permissions::NONE,
+            allow_duplicate: false,
         }
     }
 }
@@ -146,6 +148,22 @@ impl ConnReq {
         Self::build(self.addr().cloned(), kind)
     }
 
+    /// The same request, allowed to connect to a peer that already has a
+    /// connection (either direction) or a dial in flight when the manager
+    /// refuses duplicate manual connections
+    /// ([`ConfigBuilder::manual_duplicates(false)`](crate::ConfigBuilder::manual_duplicates)).
+    /// Set it before submitting or cloning.
+    pub fn allow_duplicate(self) -> Self {
+        if self.id().is_some() {
+            return self;
+        }
+        let kind = Kind {
+            allow_duplicate: true,
+            ..self.inner.kind
+        };
+        Self::build(self.addr().cloned(), kind)
+    }
+
     /// The permissions the request grants its peer (the snapshot shows
     /// them merged with the configured subnets').
     pub fn permissions(&self) -> Permissions {
@@ -242,6 +260,7 @@ impl ConnReq {
             conn_type: spec.conn_type,
             block_relay_only: spec.block_relay_only,
             permissions: spec.permissions,
+            allow_duplicate: spec.allow_duplicate,
         };
         let req = Self::build(spec.addr.clone(), kind);
         req.assign_id(spec.id);
@@ -257,6 +276,7 @@ impl ConnReq {
         spec.conn_type = self.conn_type();
         spec.block_relay_only = self.inner.kind.block_relay_only;
         spec.permissions = self.inner.kind.permissions;
+        spec.allow_duplicate = self.inner.kind.allow_duplicate;
         spec
     }
 }
