@@ -520,58 +520,6 @@ typedef struct {
 } connmgr_trim_info;
 
 /**
- * How many requests and connections are in each state, as last
- * published.
- */
-typedef struct {
-  /**
-   * Outbound requests waiting for an address or a dial.
-   */
-  size_t pending;
-  /**
-   * Outbound requests whose last dial failed, waiting to retry.
-   */
-  size_t failing;
-  /**
-   * Permanent requests whose connection dropped, waiting to retry.
-   */
-  size_t disconnected;
-  /**
-   * Established outbound connections.
-   */
-  size_t outbound;
-  /**
-   * Established inbound connections.
-   */
-  size_t inbound;
-  /**
-   * Established automatic (target-filling) outbound connections:
-   * full-relay and block-relay-only.
-   */
-  size_t automatic_outbound;
-  /**
-   * Live permanent requests, in any state.
-   */
-  size_t permanent;
-  /**
-   * Established full-relay automatic connections.
-   */
-  size_t full_relay_outbound;
-  /**
-   * Established block-relay-only connections, automatic or manual.
-   */
-  size_t block_relay_outbound;
-  /**
-   * Established feelers.
-   */
-  size_t feelers;
-  /**
-   * Established one-shot connections.
-   */
-  size_t one_shot;
-} connmgr_counts;
-
-/**
  * One request or inbound connection in a snapshot.
  */
 typedef struct {
@@ -624,6 +572,58 @@ typedef struct {
    */
   uint32_t permissions;
 } connmgr_conn_info;
+
+/**
+ * How many requests and connections are in each state, as last
+ * published.
+ */
+typedef struct {
+  /**
+   * Outbound requests waiting for an address or a dial.
+   */
+  size_t pending;
+  /**
+   * Outbound requests whose last dial failed, waiting to retry.
+   */
+  size_t failing;
+  /**
+   * Permanent requests whose connection dropped, waiting to retry.
+   */
+  size_t disconnected;
+  /**
+   * Established outbound connections.
+   */
+  size_t outbound;
+  /**
+   * Established inbound connections.
+   */
+  size_t inbound;
+  /**
+   * Established automatic (target-filling) outbound connections:
+   * full-relay and block-relay-only.
+   */
+  size_t automatic_outbound;
+  /**
+   * Live permanent requests, in any state.
+   */
+  size_t permanent;
+  /**
+   * Established full-relay automatic connections.
+   */
+  size_t full_relay_outbound;
+  /**
+   * Established block-relay-only connections, automatic or manual.
+   */
+  size_t block_relay_outbound;
+  /**
+   * Established feelers.
+   */
+  size_t feelers;
+  /**
+   * Established one-shot connections.
+   */
+  size_t one_shot;
+} connmgr_counts;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1390,6 +1390,21 @@ connmgr_status connmgr_trim_wait(const connmgr_manager *mgr,
                                  uint64_t *ids,
                                  size_t capacity,
                                  size_t *closed);
+
+/**
+ * Copies the published entry of request or connection `id` into `*info`
+ * (its type, permissions, state, ...); an id the manager no longer
+ * tracks is CONNMGR_STATUS_UNKNOWN_ID. In a connected or accepted
+ * callback the entry is already published, so the callback can read the
+ * connection's type here.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `info` is NULL or writable.
+ */
+connmgr_status connmgr_get_conn_info(const connmgr_manager *mgr,
+                                     uint64_t id,
+                                     connmgr_conn_info *info);
 
 /**
  * Copies the manager's published state: the counts into `*counts`, and

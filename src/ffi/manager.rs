@@ -914,6 +914,37 @@ pub unsafe extern "C" fn connmgr_trim_wait(
     })
 }
 
+/// Copies the published entry of request or connection `id` into `*info`
+/// (its type, permissions, state, ...); an id the manager no longer
+/// tracks is CONNMGR_STATUS_UNKNOWN_ID. In a connected or accepted
+/// callback the entry is already published, so the callback can read the
+/// connection's type here.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `info` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_get_conn_info(
+    mgr: *const ConnmgrManager,
+    id: u64,
+    info: *mut ConnmgrConnInfo,
+) -> ConnmgrStatus {
+    guard("connmgr_get_conn_info", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        let out = out_arg(info, "info")?;
+        let entry = m.handle().conn_info(ConnId(id)).ok_or_else(|| {
+            Failure::new(
+                ConnmgrStatus::UnknownId,
+                format!("no request or connection {id} is tracked (see connmgr_snapshot)"),
+            )
+        })?;
+        // SAFETY: `info` is not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(ConnmgrConnInfo::from_info(&entry)) };
+        Ok(())
+    })
+}
+
 /// Copies the manager's published state: the counts into `*counts`, and
 /// one entry per live request or inbound connection, in id order, into
 /// `infos` (an array of `capacity` entries), storing how many in

@@ -730,6 +730,11 @@ static void test_connections(void) {
     e = WAIT(&rec, CONNECTED, idb);
     connmgr_conn *cb = e->conn;
     info = find_info(m, idb, &counts);
+    connmgr_conn_info one;
+    OK(connmgr_get_conn_info(m, idb, &one));
+    CHECK(one.id == idb && one.conn_type == info.conn_type && one.permissions == info.permissions);
+    EXPECT(connmgr_get_conn_info(m, 999999, &one), CONNMGR_STATUS_UNKNOWN_ID);
+    EXPECT(connmgr_get_conn_info(m, idb, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     CHECK(info.conn_type == CONNMGR_CONN_TYPE_MANUAL);
     CHECK(info.block_relay_only && !info.permanent && !info.automatic);
     CHECK(counts.block_relay_outbound == 1 && counts.full_relay_outbound == 0);
