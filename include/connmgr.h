@@ -810,6 +810,59 @@ connmgr_status connmgr_config_set_dialer_pool_size(connmgr_config *cfg, size_t n
 connmgr_status connmgr_config_set_dial_timeout(connmgr_config *cfg, uint64_t ms);
 
 /**
+ * Whether a newcomer that finds every inbound slot taken evicts an
+ * inbound connection chosen by Bitcoin Core's rules (true) or is refused
+ * (false, the default).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_evict_inbound(connmgr_config *cfg, bool on);
+
+/**
+ * How long a feeler may stay open waiting for connmgr_handshake_done, in
+ * milliseconds (default 60000); 0 is rejected by connmgr_manager_new.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_feeler_timeout(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * How long a one-shot connection may stay open, in milliseconds (default
+ * 300000); 0 is rejected by connmgr_manager_new.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_one_shot_timeout(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * How far past the inbound limit peers with CONNMGR_PERM_FORCE_INBOUND
+ * may go when nothing can be evicted for them (default 4).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_force_inbound_margin(connmgr_config *cfg, size_t n);
+
+/**
+ * Whether manual and one-shot requests may connect to a peer that already
+ * has a connection or a dial in flight (default true). With false, such a
+ * one-off request fails and a permanent one retries until the other
+ * connection is gone.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_manual_duplicates(connmgr_config *cfg, bool allow);
+
+/**
  * Whether connmgr_manager_start fails (CONNMGR_STATUS_CONFIG) when the
  * process's descriptor limit, raised as far as the hard limit allows, is
  * below what the config's connections need (default true); false only

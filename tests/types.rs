@@ -177,3 +177,57 @@ fn a_block_relay_only_manual_peer_shows_as_such() {
     assert_eq!(m.handle().counts().automatic_outbound, 0);
     m.stop();
 }
+
+/// `only_networks` holds through the whole manager: with onion and IPv4
+/// peers on offer, automatic connections go to onions only.
+#[test]
+fn only_networks_holds_through_the_manager() {
+    let net = MemoryNetwork::new();
+    let onion = |n: u8| {
+        let mut key = [0u8; 32];
+        key[0] = n * 16;
+        Addr::onion_from_key(&key, 8333).unwrap()
+    };
+    let mut offered: Vec<Addr> = Vec::new();
+    for n in 0..8u8 {
+        offered.push(onion(n));
+        offered.push(format!("20.{n}.0.1:8333").parse().unwrap());
+    }
+    let _peers: Vec<MemoryListener> = offered
+        .iter()
+        .map(|a| net.listen(a.clone()).unwrap())
+        .collect();
+    let next = Arc::new(AtomicU32::new(0));
+    let config = Config::builder()
+        .dialer(net.dialer())
+        .target_outbound(3)
+        .target_block_relay(1)
+        .feeler_interval(None)
+        .only_networks(&[connmgr::policy::Network::Onion])
+        .address_source(move || {
+            let i = next.fetch_add(1, Ordering::SeqCst) as usize;
+            Some(offered[i % offered.len()].clone())
+        })
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    let rx = m.handle().events();
+    m.start().unwrap();
+    let mut held = Vec::new();
+    while held.len() < 4 {
+        if let Event::Connected { conn, .. } = expect_holding(&rx, &mut Vec::new(), |ev| {
+            matches!(ev, Event::Connected { .. })
+        }) {
+            held.push(conn);
+        }
+    }
+    assert!(wait_until(|| m.handle().counts().automatic_outbound == 4));
+    let snap = m.handle().snapshot();
+    assert!(
+        snap.conns
+            .iter()
+            .all(|c| c.addr.as_ref().is_some_and(Addr::is_onion)),
+        "{:?}",
+        snap.conns
+    );
+    m.stop();
+}

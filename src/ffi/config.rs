@@ -37,6 +37,11 @@ pub struct ConnmgrConfig {
     max_inbound_per_netgroup: Option<usize>,
     permissions: Vec<(String, Permissions)>,
     only_networks: Option<Vec<Network>>,
+    evict_inbound: Option<bool>,
+    feeler_timeout: Option<Duration>,
+    one_shot_timeout: Option<Duration>,
+    force_inbound_margin: Option<usize>,
+    manual_duplicates: Option<bool>,
     max_on: Vec<(Network, usize)>,
     min_on: Vec<(Network, usize)>,
     retry_duration: Option<Duration>,
@@ -82,6 +87,21 @@ impl ConnmgrConfig {
         }
         for (subnet, p) in &self.permissions {
             b = b.permissions(subnet, *p);
+        }
+        if let Some(on) = self.evict_inbound {
+            b = b.evict_inbound(on);
+        }
+        if let Some(d) = self.feeler_timeout {
+            b = b.feeler_timeout(d);
+        }
+        if let Some(d) = self.one_shot_timeout {
+            b = b.one_shot_timeout(d);
+        }
+        if let Some(n) = self.force_inbound_margin {
+            b = b.force_inbound_margin(n);
+        }
+        if let Some(on) = self.manual_duplicates {
+            b = b.manual_duplicates(on);
         }
         if let Some(nets) = &self.only_networks {
             b = b.only_networks(nets);
@@ -558,6 +578,109 @@ pub unsafe extern "C" fn connmgr_config_set_dial_timeout(
         let d = Duration::from_millis(ms);
         check_duration("dial_timeout", d)?;
         c.dial_timeout = Some(d);
+        Ok(())
+    })
+}
+
+/// Whether a newcomer that finds every inbound slot taken evicts an
+/// inbound connection chosen by Bitcoin Core's rules (true) or is refused
+/// (false, the default).
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_evict_inbound(
+    cfg: *mut ConnmgrConfig,
+    on: bool,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_evict_inbound", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.evict_inbound = Some(on);
+        Ok(())
+    })
+}
+
+/// How long a feeler may stay open waiting for connmgr_handshake_done, in
+/// milliseconds (default 60000); 0 is rejected by connmgr_manager_new.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_feeler_timeout(
+    cfg: *mut ConnmgrConfig,
+    ms: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_feeler_timeout", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        let d = Duration::from_millis(ms);
+        check_duration("feeler_timeout", d)?;
+        c.feeler_timeout = Some(d);
+        Ok(())
+    })
+}
+
+/// How long a one-shot connection may stay open, in milliseconds (default
+/// 300000); 0 is rejected by connmgr_manager_new.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_one_shot_timeout(
+    cfg: *mut ConnmgrConfig,
+    ms: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_one_shot_timeout", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        let d = Duration::from_millis(ms);
+        check_duration("one_shot_timeout", d)?;
+        c.one_shot_timeout = Some(d);
+        Ok(())
+    })
+}
+
+/// How far past the inbound limit peers with CONNMGR_PERM_FORCE_INBOUND
+/// may go when nothing can be evicted for them (default 4).
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_force_inbound_margin(
+    cfg: *mut ConnmgrConfig,
+    n: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_force_inbound_margin", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        check_size("force_inbound_margin", n, limits::MAX_INBOUND)?;
+        c.force_inbound_margin = Some(n);
+        Ok(())
+    })
+}
+
+/// Whether manual and one-shot requests may connect to a peer that already
+/// has a connection or a dial in flight (default true). With false, such a
+/// one-off request fails and a permanent one retries until the other
+/// connection is gone.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_manual_duplicates(
+    cfg: *mut ConnmgrConfig,
+    allow: bool,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_manual_duplicates", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.manual_duplicates = Some(allow);
         Ok(())
     })
 }

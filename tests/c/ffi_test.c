@@ -399,6 +399,14 @@ static void test_errors(void) {
     OK(connmgr_config_set_min_outbound_on(cfg, CONNMGR_NET_ONION, 2));
     OK(connmgr_config_set_max_outbound_on(cfg, CONNMGR_NET_ONION, 3));
     OK(connmgr_config_set_only_networks(cfg, (1u << CONNMGR_NET_IPV4) | (1u << CONNMGR_NET_ONION)));
+    OK(connmgr_config_set_evict_inbound(cfg, true));
+    OK(connmgr_config_set_force_inbound_margin(cfg, 2));
+    OK(connmgr_config_set_manual_duplicates(cfg, false));
+    OK(connmgr_config_set_one_shot_timeout(cfg, 60000));
+    OK(connmgr_config_set_feeler_timeout(cfg, 0));
+    EXPECT(connmgr_manager_new(cfg, &m), CONNMGR_STATUS_CONFIG);
+    ERROR_MENTIONS("feeler_timeout");
+    OK(connmgr_config_set_feeler_timeout(cfg, 30000));
     OK(connmgr_manager_new(cfg, &m));
     CHECK(m != NULL);
     bool running = true;
