@@ -460,14 +460,26 @@ fn manual_requests_may_be_block_relay_only_and_keep_their_type() {
     assert_eq!(info.conn_type, ConnType::Manual);
     assert!(info.block_relay_only && info.permanent && !info.is_automatic());
 
-    // A caller cannot make the Core's own types: they are taken as manual.
-    let mut forged = ReqSpec::new(ConnId::caller(2), fresh(601), false);
-    forged.conn_type = ConnType::FullRelay;
-    w.step(Input::Connect(forged));
-    assert_eq!(
-        w.core.conn_info(ConnId::caller(2)).unwrap().conn_type,
-        ConnType::Manual
-    );
+    // A caller cannot make the Core's own types, nor inbound ones: such a
+    // request is refused with a typed error that says why.
+    for (n, kind) in [
+        (2, ConnType::BlockRelay),
+        (3, ConnType::Feeler),
+        (4, ConnType::Inbound),
+    ] {
+        let mut forged = ReqSpec::new(ConnId::caller(n), fresh(600 + n as u32), false);
+        forged.conn_type = kind;
+        forged.block_relay_only = true;
+        let out = w.core.handle::<u32>(w.now, Input::Connect(forged));
+        match out.as_slice() {
+            [Effect::Notify(CoreEvent::DialFailed {
+                error: DialError::Rejected(why),
+                ..
+            })] => assert!(why.contains(kind.as_str()), "{why}"),
+            other => panic!("{kind}: {other:?}"),
+        }
+        assert!(w.core.state(ConnId::caller(n)).is_none());
+    }
     assert_eq!(w.core.automatic_slots(), 0);
 }
 

@@ -202,8 +202,9 @@ pub enum Input<C> {
         report: PeerReport,
     },
     /// A request made by a caller. Before [`Input::Start`] it waits. Its
-    /// type is [`ConnType::Manual`] or [`ConnType::OneShot`]; any other is
-    /// taken as manual.
+    /// type is [`ConnType::Manual`] or [`ConnType::OneShot`]; any other
+    /// (a block-relay, feeler or inbound "request") is refused at once with
+    /// a [`CoreEvent::DialFailed`] whose [`DialError::Rejected`] says why.
     Connect(ReqSpec),
     /// The node finished its protocol handshake on a connection: a feeler
     /// closes ([`CloseReason::FeelerDone`]); others are not affected.

@@ -313,15 +313,26 @@ impl Core {
             debug!(target: LOG, "request {} ignored: id not a fresh caller id", spec.id);
             return;
         }
+        if !matches!(spec.conn_type, ConnType::Manual | ConnType::OneShot) {
+            // The Core makes the other types itself, and inbound
+            // connections are the peer's to open.
+            let why = format!(
+                "a caller's request is manual or one-shot, not {}: the manager makes {} \
+                 connections itself",
+                spec.conn_type, spec.conn_type
+            );
+            out.push(Effect::Notify(CoreEvent::DialFailed {
+                req: spec,
+                error: DialError::Rejected(why),
+                retry_in: None,
+            }));
+            return;
+        }
         let id = spec.id;
         if let Some(addr) = &spec.addr {
             self.addr_use.add(addr);
         }
         let mut part = OutPart::for_spec(&spec);
-        if part.is_automatic() || part.kind == ConnType::Feeler || part.kind == ConnType::Inbound {
-            // The Core makes these itself; a caller's request is manual.
-            part.kind = ConnType::Manual;
-        }
         if part.kind == ConnType::OneShot {
             part.permanent = false;
         }
