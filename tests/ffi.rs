@@ -138,13 +138,19 @@ fn find_staticlib(profile: &Path) -> Option<PathBuf> {
     .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
 }
 
-/// Builds the static library with `cargo build --features ffi --lib` for
-/// this profile.
+/// Builds the static library as docs/ffi.md says, with `cargo rustc
+/// --features ffi --lib --crate-type staticlib`, for this profile.
 fn build_staticlib(profile: &Path) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(manifest())
-        .args(["build", "--features", "ffi", "--lib"]);
+    cmd.current_dir(manifest()).args([
+        "rustc",
+        "--features",
+        "ffi",
+        "--lib",
+        "--crate-type",
+        "staticlib",
+    ]);
     if profile.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
@@ -154,7 +160,7 @@ fn build_staticlib(profile: &Path) -> Result<(), String> {
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "cargo build --features ffi --lib failed:\n{}",
+            "cargo rustc --features ffi --lib --crate-type staticlib failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }

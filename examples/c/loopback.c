@@ -5,7 +5,7 @@
  * The "peer" is a plain listening socket opened by this program, so the
  * example needs nothing else running. Build (from the repository root):
  *
- *   cargo build --release --features ffi
+ *   cargo rustc --release --features ffi --lib --crate-type staticlib
  *   cc -std=c11 -Iinclude examples/c/loopback.c target/release/libconnmgr.a \
  *      -lpthread -ldl -lm -o loopback && ./loopback
  */
