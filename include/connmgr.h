@@ -101,6 +101,51 @@
 #define CONNMGR_BUMP_OVERWRITE 2
 
 /**
+ * The major version of the library this header belongs to.
+ */
+#define CONNMGR_VERSION_MAJOR 0
+
+/**
+ * The minor version of the library this header belongs to.
+ */
+#define CONNMGR_VERSION_MINOR 1
+
+/**
+ * The patch version of the library this header belongs to.
+ */
+#define CONNMGR_VERSION_PATCH 0
+
+/**
+ * Log level for connmgr_set_log_callback: nothing.
+ */
+#define CONNMGR_LOG_OFF 0
+
+/**
+ * Log level: errors only.
+ */
+#define CONNMGR_LOG_ERROR 1
+
+/**
+ * Log level: warnings and errors.
+ */
+#define CONNMGR_LOG_WARN 2
+
+/**
+ * Log level: information, warnings and errors.
+ */
+#define CONNMGR_LOG_INFO 3
+
+/**
+ * Log level: debugging detail too.
+ */
+#define CONNMGR_LOG_DEBUG 4
+
+/**
+ * Log level: everything.
+ */
+#define CONNMGR_LOG_TRACE 5
+
+/**
  * Flag for connmgr_connect_ex: retry forever with backoff until removed.
  */
 #define CONNMGR_REQ_PERMANENT 1
@@ -518,6 +563,19 @@ typedef struct {
    */
   size_t last_trim_closed;
 } connmgr_trim_info;
+
+/**
+ * Receives one log record: its level (CONNMGR_LOG_ERROR to
+ * CONNMGR_LOG_TRACE), its target (`"connmgr"` or a module of it) and its
+ * message, both NUL-terminated and valid only during the call. It runs on
+ * whichever thread logs (the caller's, the handler's, a dialer's), maybe
+ * on several at once, so it must be thread-safe; it must not call
+ * connmgr_set_log_callback.
+ */
+typedef void (*ConnmgrLogFn)(void *user_data,
+                             uint32_t level,
+                             const char *target,
+                             const char *message);
 
 /**
  * One request or inbound connection in a snapshot.
@@ -1130,6 +1188,30 @@ size_t connmgr_last_error_length(void);
  * value that is no status. A static string: never freed, never NULL.
  */
 const char *connmgr_status_name(int status);
+
+/**
+ * The library's version as text, e.g. "0.1.0" (static; never free it).
+ * Compare it with CONNMGR_VERSION_* to check the header and the library
+ * match.
+ */
+const char *connmgr_version(void);
+
+/**
+ * Sends the library's log records at `max_level` (a CONNMGR_LOG_*
+ * constant) and more severe to `callback`, with `user_data`. A NULL
+ * callback or CONNMGR_LOG_OFF stops them. The first call installs the
+ * library's logger for the whole process; if the program already
+ * installed another Rust logger, that is CONNMGR_STATUS_CONFIG and the
+ * records keep going there. A level above CONNMGR_LOG_TRACE is
+ * CONNMGR_STATUS_INVALID_ARGUMENT. May be called again to change the
+ * callback or the level, from any thread but never from the callback.
+ *
+ * # Safety
+ *
+ * `callback` is NULL or a function that stays valid, and `user_data`
+ * usable from any thread, until the callback is replaced or stopped.
+ */
+connmgr_status connmgr_set_log_callback(ConnmgrLogFn callback, void *user_data, uint32_t max_level);
 
 /**
  * Creates a manager from `cfg` (copied: the config may be freed or reused

@@ -169,14 +169,16 @@ fn build_staticlib(profile: &Path) -> Result<(), String> {
 
 /// A private hard link to the static library with the C API, so that a
 /// build replacing the original meanwhile cannot change what the linker
-/// reads; built first if no build has left one. Remove it after linking.
+/// reads; built first. Remove it after linking.
 fn link_staticlib(dir: &Path) -> Result<PathBuf, String> {
     let profile = profile_dir();
     let private = dir.join(format!("libconnmgr.{}.a", std::process::id()));
-    for attempt in 0..2 {
-        if attempt == 1 {
-            build_staticlib(&profile)?;
-        }
+    // Built once per run, so the library is never older than the code
+    // (cargo test builds only the rlib); cargo makes a rebuild cheap.
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| build_staticlib(&profile)).clone()?;
+    // Twice, in case a build without the feature replaced it meanwhile.
+    for _ in 0..2 {
         if let Some(lib) = find_staticlib(&profile) {
             let _ = std::fs::remove_file(&private);
             std::fs::hard_link(&lib, &private)

@@ -136,13 +136,13 @@ impl UserData {
     }
 
     /// The pointer (a method, so closures capture the whole wrapper).
-    fn get(self) -> *mut c_void {
+    pub(crate) fn get(self) -> *mut c_void {
         self.0
     }
 }
 
 /// Text for C: an address or message, with any NUL shown instead.
-fn c_text(text: impl ToString) -> CString {
+pub(crate) fn c_text(text: impl ToString) -> CString {
     CString::new(text.to_string().replace('\0', "\\0")).unwrap_or_default()
 }
 

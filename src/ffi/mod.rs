@@ -21,6 +21,7 @@ mod conn;
 mod decaying;
 mod error;
 mod events;
+mod logging;
 mod manager;
 
 pub use config::*;
@@ -33,6 +34,7 @@ pub use events::{
     ConnmgrAcceptedFn, ConnmgrAddressSourceFn, ConnmgrCallbacks, ConnmgrConnectedFn,
     ConnmgrDialFailedFn, ConnmgrDisconnectedFn, ConnmgrInboundClosedFn,
 };
+pub use logging::*;
 pub use manager::*;
 
 /// Size of the address buffers this API fills (snapshot entries, the

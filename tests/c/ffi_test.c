@@ -926,11 +926,55 @@ static void test_socks5_routing(void) {
     printf("ok: SOCKS5 routing\n");
 }
 
+/* Log records seen, and whether one came from the connmgr target. */
+struct log_seen {
+    pthread_mutex_t lock;
+    int records;
+    int connmgr_info;
+    int too_verbose;
+};
+
+static void on_log(void *ud, uint32_t level, const char *target, const char *message) {
+    struct log_seen *seen = ud;
+    pthread_mutex_lock(&seen->lock);
+    seen->records++;
+    if (level > CONNMGR_LOG_INFO) seen->too_verbose++;
+    if (level == CONNMGR_LOG_INFO && strncmp(target, "connmgr", 7) == 0 && message[0] != '\0')
+        seen->connmgr_info++;
+    pthread_mutex_unlock(&seen->lock);
+}
+
+static struct log_seen seen_logs = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* The version call matches the header's macros; the log callback is set. */
+static void test_version_and_logging(void) {
+    char want[32];
+    snprintf(want, sizeof want, "%u.%u.%u", CONNMGR_VERSION_MAJOR, CONNMGR_VERSION_MINOR,
+             CONNMGR_VERSION_PATCH);
+    CHECK(strcmp(connmgr_version(), want) == 0);
+    EXPECT(connmgr_set_log_callback(on_log, &seen_logs, 9), CONNMGR_STATUS_INVALID_ARGUMENT);
+    OK(connmgr_set_log_callback(on_log, &seen_logs, CONNMGR_LOG_INFO));
+    printf("ok: version %s, log callback set\n", connmgr_version());
+}
+
+/* After the connection tests: info records arrived, nothing more verbose. */
+static void check_logs_arrived(void) {
+    pthread_mutex_lock(&seen_logs.lock);
+    int info = seen_logs.connmgr_info, verbose = seen_logs.too_verbose;
+    pthread_mutex_unlock(&seen_logs.lock);
+    CHECK(info > 0);
+    CHECK(verbose == 0);
+    OK(connmgr_set_log_callback(NULL, NULL, CONNMGR_LOG_OFF));
+    printf("ok: %d info records through the log callback\n", info);
+}
+
 int main(void) {
     alarm(WATCHDOG_SECS);
     setvbuf(stdout, NULL, _IONBF, 0);
+    test_version_and_logging();
     test_errors();
     test_connections();
+    check_logs_arrived();
     test_stop_from_callback();
     test_free_without_stop();
     test_socks5_routing();
