@@ -256,6 +256,37 @@
 #define CONNMGR_REPORT_PREFER_EVICT 6
 
 /**
+ * Event kind from connmgr_event_kind: an outbound request connected.
+ */
+#define CONNMGR_EVENT_CONNECTED 1
+
+/**
+ * Event kind: an established outbound connection closed.
+ */
+#define CONNMGR_EVENT_DISCONNECTED 2
+
+/**
+ * Event kind: a listener accepted an inbound connection.
+ */
+#define CONNMGR_EVENT_ACCEPTED 3
+
+/**
+ * Event kind: an inbound connection closed.
+ */
+#define CONNMGR_EVENT_INBOUND_CLOSED 4
+
+/**
+ * Event kind: a dial failed, or the address source had no address.
+ */
+#define CONNMGR_EVENT_DIAL_FAILED 5
+
+/**
+ * Event kind: anything else (listener and persistence events); its
+ * description is in connmgr_event_text.
+ */
+#define CONNMGR_EVENT_OTHER 6
+
+/**
  * What a call did. Every function of the C API returns one, except
  * connmgr_last_error, connmgr_last_error_length and connmgr_status_name.
  * On anything but CONNMGR_STATUS_OK, connmgr_last_error describes the
@@ -383,7 +414,7 @@ typedef enum {
    * Connect, fetch addresses, close (CONNMGR_REQ_ONE_SHOT).
    */
   CONNMGR_CONN_TYPE_ONE_SHOT = 5,
-} ConnmgrConnType;
+} connmgr_conn_type;
 
 /**
  * Manager settings under construction (opaque). Create one with
@@ -404,6 +435,12 @@ typedef struct connmgr_config connmgr_config;
  * the reader). A handle stays valid after its manager is stopped or freed.
  */
 typedef struct connmgr_conn connmgr_conn;
+
+/**
+ * One event taken from the queue (opaque). Read it with the
+ * connmgr_event_* functions and free it with connmgr_event_free.
+ */
+typedef struct connmgr_event connmgr_event;
 
 /**
  * A connection manager (opaque). Create it with connmgr_manager_new, start
@@ -572,10 +609,10 @@ typedef struct {
  * on several at once, so it must be thread-safe; it must not call
  * connmgr_set_log_callback.
  */
-typedef void (*ConnmgrLogFn)(void *user_data,
-                             uint32_t level,
-                             const char *target,
-                             const char *message);
+typedef void (*connmgr_log_fn)(void *user_data,
+                               uint32_t level,
+                               const char *target,
+                               const char *message);
 
 /**
  * One request or inbound connection in a snapshot.
@@ -619,7 +656,7 @@ typedef struct {
   /**
    * What it is for.
    */
-  ConnmgrConnType conn_type;
+  connmgr_conn_type conn_type;
   /**
    * Whether the node should relay blocks only over it.
    */
@@ -866,6 +903,18 @@ connmgr_status connmgr_config_set_dialer_pool_size(connmgr_config *cfg, size_t n
  * `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_dial_timeout(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * Whether the manager keeps the events no callback takes in a queue for
+ * connmgr_next_event and connmgr_event_fd (default false: such events
+ * are dropped, closing their connections). The queue holds 65536 events;
+ * past that, new ones are dropped and logged.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_event_queue(connmgr_config *cfg, bool on);
 
 /**
  * Whether a newcomer that finds every inbound slot taken evicts an
@@ -1211,7 +1260,9 @@ const char *connmgr_version(void);
  * `callback` is NULL or a function that stays valid, and `user_data`
  * usable from any thread, until the callback is replaced or stopped.
  */
-connmgr_status connmgr_set_log_callback(ConnmgrLogFn callback, void *user_data, uint32_t max_level);
+connmgr_status connmgr_set_log_callback(connmgr_log_fn callback,
+                                        void *user_data,
+                                        uint32_t max_level);
 
 /**
  * Creates a manager from `cfg` (copied: the config may be freed or reused
@@ -1564,6 +1615,93 @@ connmgr_status connmgr_snapshot(const connmgr_manager *mgr,
                                 connmgr_conn_info *infos,
                                 size_t capacity,
                                 size_t *written);
+
+/**
+ * Waits up to `timeout_ms` milliseconds for the next event no callback
+ * took, and stores it in `*event` (free it with connmgr_event_free). No
+ * event in time is CONNMGR_STATUS_TIMED_OUT with `*event` set to NULL.
+ * Needs connmgr_config_set_event_queue; events come in the order they
+ * happened. Any thread may call it, one at a time per manager.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `event` is NULL or writable.
+ */
+connmgr_status connmgr_next_event(const connmgr_manager *mgr,
+                                  uint64_t timeout_ms,
+                                  connmgr_event **event);
+
+/**
+ * Stores in `*fd` a file descriptor that is readable while events wait in
+ * the queue, for poll, select or epoll; read events with
+ * connmgr_next_event, never from the descriptor. It belongs to the
+ * manager and closes with connmgr_manager_free. Where the platform has
+ * no pipes (Windows) it is CONNMGR_STATUS_IO.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `fd` is NULL or writable.
+ */
+connmgr_status connmgr_event_fd(const connmgr_manager *mgr, int *fd);
+
+/**
+ * Reads an event's kind (CONNMGR_EVENT_*), id, connection type and, for
+ * dial failures, the milliseconds until a permanent request retries (-1
+ * if it will not, and for other kinds). Any out pointer may be NULL.
+ *
+ * # Safety
+ *
+ * `event` is NULL or a live event; each out pointer is NULL or writable.
+ */
+connmgr_status connmgr_event_info(connmgr_event *event,
+                                  uint32_t *kind,
+                                  uint64_t *id,
+                                  connmgr_conn_type *conn_type,
+                                  int64_t *retry_in_ms);
+
+/**
+ * Copies an event's peer address ("" if none) into `buf` of `cap` bytes,
+ * NUL-terminated; too small a buffer is CONNMGR_STATUS_BUFFER_TOO_SMALL.
+ *
+ * # Safety
+ *
+ * `event` is NULL or a live event; `buf` is NULL or has `cap` writable
+ * bytes.
+ */
+connmgr_status connmgr_event_remote(connmgr_event *event, char *buf, size_t cap);
+
+/**
+ * Copies an event's text into `buf` of `cap` bytes, NUL-terminated: the
+ * close reason of a close, the error of a dial failure, a description of
+ * other events ("" for connects and accepts).
+ *
+ * # Safety
+ *
+ * `event` is NULL or a live event; `buf` is NULL or has `cap` writable
+ * bytes.
+ */
+connmgr_status connmgr_event_text(connmgr_event *event, char *buf, size_t cap);
+
+/**
+ * Takes the connection of a connected or accepted event into `*conn`
+ * (free it with connmgr_conn_free); NULL for other events or if already
+ * taken. A connection left in the event closes when the event is freed.
+ *
+ * # Safety
+ *
+ * `event` is NULL or a live event; `conn` is NULL or writable.
+ */
+connmgr_status connmgr_event_take_conn(connmgr_event *event, connmgr_conn **conn);
+
+/**
+ * Frees an event from connmgr_next_event (NULL is ignored); a connection
+ * still in it closes.
+ *
+ * # Safety
+ *
+ * `event` is NULL or an event not yet freed and not in use elsewhere.
+ */
+connmgr_status connmgr_event_free(connmgr_event *event);
 
 #ifdef __cplusplus
 }  // extern "C"

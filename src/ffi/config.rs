@@ -42,6 +42,7 @@ pub struct ConnmgrConfig {
     one_shot_timeout: Option<Duration>,
     force_inbound_margin: Option<usize>,
     manual_duplicates: Option<bool>,
+    event_queue: bool,
     max_on: Vec<(Network, usize)>,
     min_on: Vec<(Network, usize)>,
     retry_duration: Option<Duration>,
@@ -71,7 +72,12 @@ impl ConnmgrConfig {
     /// The Rust config these settings describe, with a SOCKS5-capable TCP
     /// dialer. Only settings the caller made are applied; the rest keep
     /// the Rust defaults.
-    pub(crate) fn to_config(&self) -> FfiResult<Config> {
+    /// Whether the manager gets a pull queue.
+    pub(crate) fn wants_queue(&self) -> bool {
+        self.event_queue
+    }
+
+    pub(crate) fn to_config(&self, queue: Option<&super::queue::EventQueue>) -> FfiResult<Config> {
         let mut b = Config::builder();
         if let Some(n) = self.target_outbound {
             b = b.target_outbound(n);
@@ -168,7 +174,8 @@ impl ConnmgrConfig {
         if let Some((f, user_data)) = self.source {
             b = b.address_source(CAddressSource { f, user_data });
         }
-        Ok(events::install(b, &self.callbacks).build())
+        let feeder = queue.map(|q| Box::new(q.feeder()) as events::Feeder);
+        Ok(events::install(b, &self.callbacks, feeder).build())
     }
 }
 
@@ -578,6 +585,27 @@ pub unsafe extern "C" fn connmgr_config_set_dial_timeout(
         let d = Duration::from_millis(ms);
         check_duration("dial_timeout", d)?;
         c.dial_timeout = Some(d);
+        Ok(())
+    })
+}
+
+/// Whether the manager keeps the events no callback takes in a queue for
+/// connmgr_next_event and connmgr_event_fd (default false: such events
+/// are dropped, closing their connections). The queue holds 65536 events;
+/// past that, new ones are dropped and logged.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_event_queue(
+    cfg: *mut ConnmgrConfig,
+    on: bool,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_event_queue", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        c.event_queue = on;
         Ok(())
     })
 }

@@ -152,7 +152,14 @@ fn handle_for(conn: crate::Conn) -> *mut ConnmgrConn {
 }
 
 /// Installs the C callbacks that are set on `builder`.
-pub(crate) fn install(mut builder: ConfigBuilder, cbs: &ConnmgrCallbacks) -> ConfigBuilder {
+/// Where the events no callback takes go: the pull queue's feeder.
+pub(crate) type Feeder = Box<dyn Fn(Event) + Send + Sync>;
+
+pub(crate) fn install(
+    mut builder: ConfigBuilder,
+    cbs: &ConnmgrCallbacks,
+    queue: Option<Feeder>,
+) -> ConfigBuilder {
     let ud = UserData::new(cbs.user_data);
     if let Some(f) = cbs.connected {
         builder = builder.on_connection(move |_, req, conn| {
@@ -184,9 +191,9 @@ pub(crate) fn install(mut builder: ConfigBuilder, cbs: &ConnmgrCallbacks) -> Con
         });
     }
     let (closed, failed) = (cbs.inbound_closed, cbs.dial_failed);
-    if closed.is_some() || failed.is_some() {
+    if closed.is_some() || failed.is_some() || queue.is_some() {
         builder = builder.on_event(move |_, event| match event {
-            Event::InboundClosed { id, addr, .. } => {
+            Event::InboundClosed { id, addr, .. } if closed.is_some() => {
                 if let Some(f) = closed {
                     let remote = c_text(addr);
                     // SAFETY: `f` is the caller's callback; `remote`
@@ -198,7 +205,7 @@ pub(crate) fn install(mut builder: ConfigBuilder, cbs: &ConnmgrCallbacks) -> Con
                 req,
                 error,
                 retry_in,
-            } => {
+            } if failed.is_some() => {
                 if let Some(f) = failed {
                     let remote = c_text(req.addr().map(Addr::to_string).unwrap_or_default());
                     let error = c_text(error);
@@ -210,9 +217,13 @@ pub(crate) fn install(mut builder: ConfigBuilder, cbs: &ConnmgrCallbacks) -> Con
                     unsafe { f(ud.get(), id, remote.as_ptr(), error.as_ptr(), retry) };
                 }
             }
-            // Events whose own callback is unset; a connection dropped
-            // here is closed.
-            _ => {}
+            // Events whose own callback is unset go to the queue, if
+            // there is one; a connection dropped here is closed.
+            other => {
+                if let Some(feed) = &queue {
+                    feed(other);
+                }
+            }
         });
     }
     builder

@@ -23,6 +23,15 @@ use crate::{
 /// manager is in progress, nor from a callback.
 pub struct ConnmgrManager {
     manager: ConnManager,
+    /// The pull queue, with connmgr_config_set_event_queue.
+    queue: Option<super::queue::EventQueue>,
+}
+
+impl ConnmgrManager {
+    /// The pull queue, if the config asked for one.
+    pub(crate) fn queue(&self) -> Option<&super::queue::EventQueue> {
+        self.queue.as_ref()
+    }
 }
 
 /// Where a request or connection stands.
@@ -237,6 +246,16 @@ impl ConnmgrConnInfo {
     }
 }
 
+/// Borrows the C manager behind `mgr`.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager that stays valid for `'a`.
+pub(super) unsafe fn cmanager_arg<'a>(mgr: *const ConnmgrManager) -> FfiResult<&'a ConnmgrManager> {
+    // SAFETY: the caller's promise.
+    unsafe { obj_arg(mgr, "mgr") }
+}
+
 /// Borrows the manager behind `mgr`.
 ///
 /// # Safety
@@ -273,8 +292,11 @@ pub unsafe extern "C" fn connmgr_manager_new(
         // SAFETY: the caller promises `cfg` is NULL or live.
         let cfg = unsafe { obj_arg(cfg, "cfg") }?;
         let out = out_arg(out, "out")?;
-        let manager = ConnManager::new(cfg.to_config()?)?;
-        let mgr = Box::into_raw(Box::new(ConnmgrManager { manager }));
+        let queue = cfg
+            .wants_queue()
+            .then(|| super::queue::EventQueue::new(65_536));
+        let manager = ConnManager::new(cfg.to_config(queue.as_ref())?)?;
+        let mgr = Box::into_raw(Box::new(ConnmgrManager { manager, queue }));
         // SAFETY: `out` is not NULL and writable (caller's promise).
         unsafe { out.as_ptr().write(mgr) };
         Ok(())

@@ -23,6 +23,7 @@ mod error;
 mod events;
 mod logging;
 mod manager;
+mod queue;
 
 pub use config::*;
 pub use conn::*;
@@ -36,6 +37,7 @@ pub use events::{
 };
 pub use logging::*;
 pub use manager::*;
+pub use queue::*;
 
 /// Size of the address buffers this API fills (snapshot entries, the
 /// address source's buffer): enough for any IP, DNS or onion address with

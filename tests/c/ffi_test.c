@@ -846,6 +846,79 @@ static void test_stop_from_callback(void) {
     printf("ok: stop from a callback\n");
 }
 
+/* The pull queue: a manager without callbacks, read through the wake
+   descriptor and connmgr_next_event. */
+static void test_event_queue(void) {
+    char peer[64];
+    int lfd = listen_loopback(peer, sizeof peer);
+    connmgr_config *cfg = new_config();
+    OK(connmgr_config_set_target_outbound(cfg, 0));
+    connmgr_manager *plain = NULL;
+    OK(connmgr_manager_new(cfg, &plain));
+    connmgr_event *ev = NULL;
+    EXPECT(connmgr_next_event(plain, 0, &ev), CONNMGR_STATUS_CONFIG);
+    ERROR_MENTIONS("connmgr_config_set_event_queue");
+    OK(connmgr_manager_free(plain));
+    OK(connmgr_config_set_event_queue(cfg, true));
+    connmgr_manager *m = NULL;
+    OK(connmgr_manager_new(cfg, &m));
+    OK(connmgr_config_free(cfg));
+    int fd = -1;
+    OK(connmgr_event_fd(m, &fd));
+    CHECK(fd >= 0);
+    EXPECT(connmgr_next_event(m, 10, &ev), CONNMGR_STATUS_TIMED_OUT);
+    CHECK(ev == NULL);
+    OK(connmgr_manager_start(m));
+    uint64_t id = 0;
+    OK(connmgr_connect_ex(m, peer, 0, 0, &id));
+    int p = accept_peer(lfd);
+
+    /* Wait on the descriptor as a poll loop would, then read in order. */
+    uint32_t kind = 0;
+    connmgr_conn *conn = NULL;
+    for (int i = 0; i < 10 && conn == NULL; i++) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        CHECK(poll(&pfd, 1, 10000) == 1);
+        OK(connmgr_next_event(m, 0, &ev));
+        uint64_t got = 0;
+        connmgr_conn_type type = CONNMGR_CONN_TYPE_INBOUND;
+        int64_t retry = 0;
+        OK(connmgr_event_info(ev, &kind, &got, &type, &retry));
+        if (kind == CONNMGR_EVENT_CONNECTED) {
+            CHECK(got == id && type == CONNMGR_CONN_TYPE_MANUAL && retry == -1);
+            char remote[CONNMGR_ADDR_MAX];
+            OK(connmgr_event_remote(ev, remote, sizeof remote));
+            CHECK(strcmp(remote, peer) == 0);
+            OK(connmgr_event_take_conn(ev, &conn));
+            CHECK(conn != NULL);
+            connmgr_conn *again = (connmgr_conn *)1;
+            OK(connmgr_event_take_conn(ev, &again));
+            CHECK(again == NULL);
+        }
+        OK(connmgr_event_free(ev));
+    }
+    CHECK(conn != NULL);
+    OK(connmgr_disconnect(m, id));
+    OK(connmgr_next_event(m, 10000, &ev));
+    OK(connmgr_event_info(ev, &kind, NULL, NULL, NULL));
+    CHECK(kind == CONNMGR_EVENT_DISCONNECTED);
+    char text[128];
+    OK(connmgr_event_text(ev, text, sizeof text));
+    CHECK(strcmp(text, "disconnected") == 0);
+    OK(connmgr_event_free(ev));
+    /* Drained: the descriptor is not readable any more. */
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 0) == 0);
+    EXPECT(connmgr_event_info(NULL, &kind, NULL, NULL, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    OK(connmgr_event_free(NULL));
+    OK(connmgr_conn_free(conn));
+    OK(connmgr_manager_stop(m));
+    OK(connmgr_manager_free(m));
+    close(p);
+    close(lfd);
+    printf("ok: pull queue and wake descriptor\n");
+}
+
 static void test_free_without_stop(void) {
     char peer[64];
     int lfd = listen_loopback(peer, sizeof peer);
@@ -977,6 +1050,7 @@ int main(void) {
     check_logs_arrived();
     test_stop_from_callback();
     test_free_without_stop();
+    test_event_queue();
     test_socks5_routing();
     printf("all C API checks passed\n");
     return 0;
