@@ -1703,6 +1703,178 @@ connmgr_status connmgr_event_take_conn(connmgr_event *event, connmgr_conn **conn
  */
 connmgr_status connmgr_event_free(connmgr_event *event);
 
+/**
+ * Trims connections (both directions) down to `low` whenever there are
+ * more than `high`, as go-libp2p's connection manager (default: never
+ * trims). `low` must be below `high`; checked by connmgr_manager_new.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_watermarks(connmgr_config *cfg, size_t low, size_t high);
+
+/**
+ * How long a new connection is safe from trims, in milliseconds (default
+ * 60000).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_trim_grace(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * The least time between two automatic trims, in milliseconds (default
+ * 10000).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_trim_silence(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * The ban score at which a misbehaving peer is banned and disconnected
+ * (default 100); 0 is rejected by connmgr_manager_new.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_ban_threshold(connmgr_config *cfg, uint32_t n);
+
+/**
+ * The ban score from which misbehaviour is logged as a warning (default
+ * 50).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_warn_threshold(connmgr_config *cfg, uint32_t n);
+
+/**
+ * How long a peer that reached the ban threshold stays banned, in
+ * milliseconds (default 86400000, a day).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_ban_duration(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * How long a connection must stay up before its request's retry count
+ * resets, in milliseconds (default 30000).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_min_stable_duration(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * Automatic failures in a row after which each replacement waits the
+ * retry duration (default 25); 0 is rejected by connmgr_manager_new.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_max_failed_attempts(connmgr_config *cfg, uint32_t n);
+
+/**
+ * How many dials may wait for a free dialer thread (default 1024).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_dial_queue_size(connmgr_config *cfg, size_t n);
+
+/**
+ * Whether connmgr_manager_stop closes established connections (default
+ * true); with false they stay open with their owners.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_close_on_stop(connmgr_config *cfg, bool on);
+
+/**
+ * Whether automatic connections are limited to one per routable
+ * netgroup (default true).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_outbound_diversity(connmgr_config *cfg, bool on);
+
+/**
+ * How many anchors (block-relay-only addresses) a clean stop saves
+ * (default 2).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_anchor_count(connmgr_config *cfg, size_t n);
+
+/**
+ * Most peers the peer book holds beyond those with a live connection
+ * (default 16384).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_max_peers(connmgr_config *cfg, size_t n);
+
+/**
+ * Most bans kept (default 100000).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_max_bans(connmgr_config *cfg, size_t n);
+
+/**
+ * How long a tagged peer without a connection is kept, in milliseconds
+ * (default 600000).
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_idle_peer_ttl(connmgr_config *cfg, uint64_t ms);
+
+/**
+ * A file for anchors: written at a clean stop, read (and removed) at
+ * start. `path` must be UTF-8.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
+ * string.
+ */
+connmgr_status connmgr_config_set_anchors_file(connmgr_config *cfg, const char *path);
+
+/**
+ * A file that keeps the ban list across restarts: loaded by
+ * connmgr_manager_new (a corrupt file is CONNMGR_STATUS_CONFIG), rewritten
+ * whenever the list changes. `path` must be UTF-8.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
+ * string.
+ */
+connmgr_status connmgr_config_set_ban_file(connmgr_config *cfg, const char *path);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -11,7 +11,9 @@ use super::error::{guard, obj_arg, out_arg, str_arg, ConnmgrStatus, Failure, Ffi
 use super::events::{self, CAddressSource, ConnmgrAddressSourceFn, ConnmgrCallbacks, UserData};
 use crate::limits;
 use crate::runtime::config::{check_duration, check_size};
-use crate::{Backoff, Config, Network, Permissions, Socks5Dialer, Socks5Proxy, TcpDialer};
+use crate::{
+    Backoff, Config, ConfigBuilder, Network, Permissions, Socks5Dialer, Socks5Proxy, TcpDialer,
+};
 
 /// Backoff kind for connmgr_config_set_backoff: btcd's linear schedule
 /// (retry count × retry duration, capped at the maximum). The default.
@@ -43,6 +45,8 @@ pub struct ConnmgrConfig {
     force_inbound_margin: Option<usize>,
     manual_duplicates: Option<bool>,
     event_queue: bool,
+    /// Further settings, applied to the builder in call order.
+    ops: Vec<BuilderOp>,
     max_on: Vec<(Network, usize)>,
     min_on: Vec<(Network, usize)>,
     retry_duration: Option<Duration>,
@@ -174,8 +178,21 @@ impl ConnmgrConfig {
         if let Some((f, user_data)) = self.source {
             b = b.address_source(CAddressSource { f, user_data });
         }
+        for op in &self.ops {
+            b = op(b);
+        }
         let feeder = queue.map(|q| Box::new(q.feeder()) as events::Feeder);
         Ok(events::install(b, &self.callbacks, feeder).build())
+    }
+}
+
+/// A recorded change to the Rust builder.
+type BuilderOp = Box<dyn Fn(ConfigBuilder) -> ConfigBuilder>;
+
+impl ConnmgrConfig {
+    /// Records a change to apply to the builder.
+    pub(crate) fn push(&mut self, op: impl Fn(ConfigBuilder) -> ConfigBuilder + 'static) {
+        self.ops.push(Box::new(op));
     }
 }
 
@@ -184,7 +201,7 @@ impl ConnmgrConfig {
 /// # Safety
 ///
 /// `cfg` is NULL or a live config that nothing else uses during `'a`.
-unsafe fn config_arg<'a>(cfg: *mut ConnmgrConfig) -> FfiResult<&'a mut ConnmgrConfig> {
+pub(crate) unsafe fn config_arg<'a>(cfg: *mut ConnmgrConfig) -> FfiResult<&'a mut ConnmgrConfig> {
     // SAFETY: the caller's promise.
     unsafe { cfg.as_mut() }.ok_or_else(|| Failure::null("cfg"))
 }

@@ -24,6 +24,7 @@ mod events;
 mod logging;
 mod manager;
 mod queue;
+mod settings;
 
 pub use config::*;
 pub use conn::*;
@@ -38,6 +39,7 @@ pub use events::{
 pub use logging::*;
 pub use manager::*;
 pub use queue::*;
+pub use settings::*;
 
 /// Size of the address buffers this API fills (snapshot entries, the
 /// address source's buffer): enough for any IP, DNS or onion address with

@@ -919,6 +919,61 @@ static void test_event_queue(void) {
     printf("ok: pull queue and wake descriptor\n");
 }
 
+/* Trim settings from C take effect: three inbound peers over a high
+   watermark of 2 are trimmed down to the low watermark of 1. */
+static void test_trim_settings(void) {
+    struct recorder rec;
+    recorder_init(&rec);
+    connmgr_callbacks cbs = callbacks_for(&rec);
+    connmgr_config *cfg = new_config();
+    OK(connmgr_config_set_callbacks(cfg, &cbs));
+    OK(connmgr_config_set_target_outbound(cfg, 0));
+    OK(connmgr_config_add_listen_addr(cfg, "127.0.0.1:0"));
+    EXPECT(connmgr_config_set_watermarks(cfg, SIZE_MAX, 1), CONNMGR_STATUS_CONFIG);
+    OK(connmgr_config_set_watermarks(cfg, 2, 1));
+    expect_config_error(cfg, "watermark", __LINE__);
+    cfg = new_config();
+    OK(connmgr_config_set_callbacks(cfg, &cbs));
+    OK(connmgr_config_set_target_outbound(cfg, 0));
+    OK(connmgr_config_add_listen_addr(cfg, "127.0.0.1:0"));
+    OK(connmgr_config_set_watermarks(cfg, 1, 2));
+    OK(connmgr_config_set_trim_grace(cfg, 0));
+    OK(connmgr_config_set_trim_silence(cfg, 0));
+    OK(connmgr_config_set_ban_threshold(cfg, 10));
+    OK(connmgr_config_set_ban_duration(cfg, 60000));
+    OK(connmgr_config_set_close_on_stop(cfg, true));
+    EXPECT(connmgr_config_set_anchors_file(cfg, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+    connmgr_manager *m = NULL;
+    OK(connmgr_manager_new(cfg, &m));
+    OK(connmgr_config_free(cfg));
+    OK(connmgr_manager_start(m));
+    char at[CONNMGR_ADDR_MAX];
+    OK(connmgr_listen_addr(m, 0, at, sizeof at));
+    int peers[3];
+    for (int i = 0; i < 3; i++) {
+        peers[i] = connect_to(at);
+        WAIT(&rec, ACCEPTED, 0);
+    }
+    connmgr_counts counts;
+    size_t n = 0;
+    int settled = 0;
+    for (int i = 0; i < 1000 && !settled; i++) {
+        connmgr_conn_info infos[8];
+        OK(connmgr_snapshot(m, &counts, infos, 8, &n));
+        settled = counts.inbound == 1;
+        if (!settled) usleep(10000);
+    }
+    CHECK(settled);
+    connmgr_trim_info trim;
+    OK(connmgr_get_trim_info(m, &trim));
+    CHECK(trim.enabled && trim.low_watermark == 1 && trim.high_watermark == 2 && trim.trims >= 1);
+    OK(connmgr_manager_stop(m));
+    OK(connmgr_manager_free(m));
+    for (int i = 0; i < 3; i++) close(peers[i]);
+    recorder_free(&rec);
+    printf("ok: trim settings from C trim down to the low watermark\n");
+}
+
 static void test_free_without_stop(void) {
     char peer[64];
     int lfd = listen_loopback(peer, sizeof peer);
@@ -1051,6 +1106,7 @@ int main(void) {
     test_stop_from_callback();
     test_free_without_stop();
     test_event_queue();
+    test_trim_settings();
     test_socks5_routing();
     printf("all C API checks passed\n");
     return 0;
