@@ -287,6 +287,141 @@
 #define CONNMGR_EVENT_OTHER 6
 
 /**
+ * Stat key for connmgr_get_stat: dials started.
+ */
+#define CONNMGR_STAT_DIALS 0
+
+/**
+ * Stat key: dials that failed.
+ */
+#define CONNMGR_STAT_DIAL_FAILURES 1
+
+/**
+ * Stat key: outbound connections established.
+ */
+#define CONNMGR_STAT_OUTBOUND_ESTABLISHED 2
+
+/**
+ * Stat key: inbound connections accepted.
+ */
+#define CONNMGR_STAT_INBOUND_ACCEPTED 3
+
+/**
+ * Stat key: inbound connections refused, every reason.
+ */
+#define CONNMGR_STAT_INBOUND_REFUSED 4
+
+/**
+ * Stat key: established connections that closed.
+ */
+#define CONNMGR_STAT_CLOSED 5
+
+/**
+ * Stat key: automatic dials that failed in a row.
+ */
+#define CONNMGR_STAT_CONSECUTIVE_FAILURES 6
+
+/**
+ * Stat key: the most inbound connections live at once.
+ */
+#define CONNMGR_STAT_PEAK_INBOUND 7
+
+/**
+ * Stat key: trims run.
+ */
+#define CONNMGR_STAT_TRIMS 8
+
+/**
+ * Stat key: connections closed by trims.
+ */
+#define CONNMGR_STAT_TRIMMED 9
+
+/**
+ * Stat key: inbound connections evicted for newcomers.
+ */
+#define CONNMGR_STAT_EVICTED 10
+
+/**
+ * Stat key: feelers started.
+ */
+#define CONNMGR_STAT_FEELERS 11
+
+/**
+ * Stat key: tag and protect calls dropped because the peer book was full.
+ */
+#define CONNMGR_STAT_PEERS_REFUSED 12
+
+/**
+ * Stat key: closes on the node's side.
+ */
+#define CONNMGR_STAT_CLOSED_BY_NODE 13
+
+/**
+ * Stat key: closes by disconnect.
+ */
+#define CONNMGR_STAT_CLOSED_DISCONNECT 14
+
+/**
+ * Stat key: closes by reconnect.
+ */
+#define CONNMGR_STAT_CLOSED_RECONNECT 15
+
+/**
+ * Stat key: closes by remove.
+ */
+#define CONNMGR_STAT_CLOSED_REMOVED 16
+
+/**
+ * Stat key: closes for bans.
+ */
+#define CONNMGR_STAT_CLOSED_BANNED 17
+
+/**
+ * Stat key: closes for misbehaviour.
+ */
+#define CONNMGR_STAT_CLOSED_MISBEHAVING 18
+
+/**
+ * Stat key: closes at stop.
+ */
+#define CONNMGR_STAT_CLOSED_STOPPED 19
+
+/**
+ * Stat key: feelers closed once their handshake finished.
+ */
+#define CONNMGR_STAT_CLOSED_FEELER_DONE 20
+
+/**
+ * Stat key: feelers and one-shot connections closed at their timeout.
+ */
+#define CONNMGR_STAT_CLOSED_EXPIRED 21
+
+/**
+ * Stat key: inbound refused with every slot taken.
+ */
+#define CONNMGR_STAT_REFUSED_FULL 22
+
+/**
+ * Stat key: inbound refused as banned.
+ */
+#define CONNMGR_STAT_REFUSED_BANNED 23
+
+/**
+ * Stat key: inbound refused by the per-IP limit.
+ */
+#define CONNMGR_STAT_REFUSED_PER_IP 24
+
+/**
+ * Stat key: inbound refused by the per-netgroup limit.
+ */
+#define CONNMGR_STAT_REFUSED_PER_NETGROUP 25
+
+/**
+ * Stat key: inbound refused while stopping.
+ */
+#define CONNMGR_STAT_REFUSED_STOPPING 26
+
+/**
  * What a call did. Every function of the C API returns one, except
  * connmgr_last_error, connmgr_last_error_length and connmgr_status_name.
  * On anything but CONNMGR_STATUS_OK, connmgr_last_error describes the
@@ -1874,6 +2009,17 @@ connmgr_status connmgr_config_set_anchors_file(connmgr_config *cfg, const char *
  * string.
  */
 connmgr_status connmgr_config_set_ban_file(connmgr_config *cfg, const char *path);
+
+/**
+ * Stores the running total `key` (a CONNMGR_STAT_* constant) in
+ * `*value`, as last published. An unknown key is
+ * CONNMGR_STATUS_INVALID_ARGUMENT. Works after stop too.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `value` is NULL or writable.
+ */
+connmgr_status connmgr_get_stat(const connmgr_manager *mgr, uint32_t key, uint64_t *value);
 
 #ifdef __cplusplus
 }  // extern "C"

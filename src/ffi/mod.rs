@@ -25,6 +25,7 @@ mod logging;
 mod manager;
 mod queue;
 mod settings;
+mod stats;
 
 pub use config::*;
 pub use conn::*;
@@ -40,6 +41,7 @@ pub use logging::*;
 pub use manager::*;
 pub use queue::*;
 pub use settings::*;
+pub use stats::*;
 
 /// Size of the address buffers this API fills (snapshot entries, the
 /// address source's buffer): enough for any IP, DNS or onion address with

@@ -966,6 +966,12 @@ static void test_trim_settings(void) {
     CHECK(settled);
     connmgr_trim_info trim;
     OK(connmgr_get_trim_info(m, &trim));
+    uint64_t trimmed = 0, accepted = 0;
+    OK(connmgr_get_stat(m, CONNMGR_STAT_TRIMMED, &trimmed));
+    OK(connmgr_get_stat(m, CONNMGR_STAT_INBOUND_ACCEPTED, &accepted));
+    CHECK(trimmed == 2 && accepted == 3);
+    EXPECT(connmgr_get_stat(m, 999, &trimmed), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_get_stat(m, CONNMGR_STAT_DIALS, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     CHECK(trim.enabled && trim.low_watermark == 1 && trim.high_watermark == 2 && trim.trims >= 1);
     OK(connmgr_manager_stop(m));
     OK(connmgr_manager_free(m));
