@@ -1752,6 +1752,88 @@ connmgr_status connmgr_snapshot(const connmgr_manager *mgr,
                                 size_t *written);
 
 /**
+ * Returns once the manager has handled every call made before it (from
+ * any thread) and published the result, so the queries (snapshots, tag
+ * info, bans) show their effect. CONNMGR_STATUS_STOPPED once stopped.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager.
+ */
+connmgr_status connmgr_barrier(const connmgr_manager *mgr);
+
+/**
+ * Names connection `id`'s peer `peer` (default: its address text), so
+ * tags and protection follow the peer across addresses and connections.
+ * An id that is not live is CONNMGR_STATUS_UNKNOWN_ID.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
+ * string.
+ */
+connmgr_status connmgr_set_peer_id(const connmgr_manager *mgr, uint64_t id, const char *peer);
+
+/**
+ * Stores in `*protected` whether `peer` is protected under tag `tag`, or
+ * under any tag when `tag` is NULL.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
+ * string; `tag` is NULL or one; `protected` is NULL or writable.
+ */
+connmgr_status connmgr_is_protected(const connmgr_manager *mgr,
+                                    const char *peer,
+                                    const char *tag,
+                                    bool *protected_);
+
+/**
+ * Stores `peer`'s total tag value in `*value` and how many tags it has in
+ * `*tags` (either may be NULL). A peer the tag store does not hold is
+ * CONNMGR_STATUS_UNKNOWN_ID.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
+ * string; `value` and `tags` are NULL or writable.
+ */
+connmgr_status connmgr_tag_info(const connmgr_manager *mgr,
+                                const char *peer,
+                                int64_t *value,
+                                size_t *tags);
+
+/**
+ * Stores how many bans are in force in `*count`; read them with
+ * connmgr_get_ban.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `count` is NULL or writable.
+ */
+connmgr_status connmgr_ban_count(const connmgr_manager *mgr, size_t *count);
+
+/**
+ * Copies ban `index` (0 up to connmgr_ban_count, in subnet order): its
+ * subnet as text into `subnet` (`subnet_cap` bytes), its reason into
+ * `reason` (`reason_cap` bytes), and the milliseconds it stays in force
+ * into `*ms_left`. Bans may end between calls: an index past the end is
+ * CONNMGR_STATUS_INVALID_ARGUMENT.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or have
+ * their capacities of writable bytes; `ms_left` is NULL or writable.
+ */
+connmgr_status connmgr_get_ban(const connmgr_manager *mgr,
+                               size_t index,
+                               char *subnet,
+                               size_t subnet_cap,
+                               char *reason,
+                               size_t reason_cap,
+                               uint64_t *ms_left);
+
+/**
  * Waits up to `timeout_ms` milliseconds for the next event no callback
  * took, and stores it in `*event` (free it with connmgr_event_free). No
  * event in time is CONNMGR_STATUS_TIMED_OUT with `*event` set to NULL.

@@ -23,6 +23,7 @@ mod error;
 mod events;
 mod logging;
 mod manager;
+mod peers;
 mod queue;
 mod settings;
 mod stats;
@@ -39,6 +40,7 @@ pub use events::{
 };
 pub use logging::*;
 pub use manager::*;
+pub use peers::*;
 pub use queue::*;
 pub use settings::*;
 pub use stats::*;

@@ -626,17 +626,46 @@ static void test_connections(void) {
     EXPECT(connmgr_report(m, id2, 99, 0), CONNMGR_STATUS_INVALID_ARGUMENT);
     EXPECT(connmgr_report(m, 999999, CONNMGR_REPORT_NOVEL_TX, 0), CONNMGR_STATUS_UNKNOWN_ID);
 
-    /* Policy calls. */
+    /* Policy calls, checked through the queries. */
     OK(connmgr_tag(m, peer, "score", 10));
+    OK(connmgr_tag(m, peer, "other", 5));
+    OK(connmgr_barrier(m));
+    int64_t total = 0;
+    size_t ntags = 0;
+    OK(connmgr_tag_info(m, peer, &total, &ntags));
+    CHECK(total == 15 && ntags == 2);
+    EXPECT(connmgr_tag_info(m, "192.0.2.99:1", &total, NULL), CONNMGR_STATUS_UNKNOWN_ID);
+    OK(connmgr_untag(m, peer, "other"));
     OK(connmgr_untag(m, peer, "score"));
     EXPECT(connmgr_tag(m, peer, "\xff", 1), CONNMGR_STATUS_INVALID_UTF8);
     OK(connmgr_protect(m, peer, "keep"));
+    bool prot = false;
+    OK(connmgr_is_protected(m, peer, "keep", &prot));
+    CHECK(prot);
+    OK(connmgr_is_protected(m, peer, NULL, &prot));
+    CHECK(prot);
+    OK(connmgr_is_protected(m, peer, "other", &prot));
+    CHECK(!prot);
     bool still = true;
     OK(connmgr_unprotect(m, peer, "keep", &still));
     CHECK(!still);
     EXPECT(connmgr_unprotect(m, peer, "keep", NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     OK(connmgr_ban(m, "203.0.113.0/24", 60000, "test ban"));
+    OK(connmgr_barrier(m));
+    size_t nbans = 0;
+    OK(connmgr_ban_count(m, &nbans));
+    CHECK(nbans == 1);
+    char ban_subnet[64], ban_reason[64];
+    uint64_t ms_left = 0;
+    OK(connmgr_get_ban(m, 0, ban_subnet, sizeof ban_subnet, ban_reason, sizeof ban_reason, &ms_left));
+    CHECK(strcmp(ban_subnet, "203.0.113.0/24") == 0 && strcmp(ban_reason, "test ban") == 0);
+    CHECK(ms_left > 0 && ms_left <= 60000);
+    EXPECT(connmgr_get_ban(m, 1, ban_subnet, sizeof ban_subnet, ban_reason, sizeof ban_reason, &ms_left),
+           CONNMGR_STATUS_INVALID_ARGUMENT);
     OK(connmgr_unban(m, "203.0.113.0/24"));
+    OK(connmgr_barrier(m));
+    OK(connmgr_ban_count(m, &nbans));
+    CHECK(nbans == 0);
     EXPECT(connmgr_ban(m, "nonsense", 1000, "x"), CONNMGR_STATUS_INVALID_ARGUMENT);
     EXPECT(connmgr_ban(m, "203.0.113.1", 1000, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     OK(connmgr_misbehaving(m, id1, 0, 1, "noise"));
