@@ -1215,7 +1215,9 @@ connmgr_status connmgr_config_set_callbacks(connmgr_config *cfg,
  * arrives, and stores how many in `*n`. `*n == 0` with CONNMGR_STATUS_OK
  * means end of stream: the peer closed, or the connection was closed
  * (connmgr_conn_close, connmgr_disconnect, connmgr_remove, stop).
- * Returns CONNMGR_STATUS_IO if the read fails.
+ * Returns CONNMGR_STATUS_TIMED_OUT when the read timeout passes or, in
+ * non-blocking mode, when no byte is waiting; CONNMGR_STATUS_IO if the
+ * read fails.
  *
  * # Safety
  *
@@ -1235,6 +1237,55 @@ connmgr_status connmgr_conn_read(const connmgr_conn *conn, uint8_t *buf, size_t 
  * bytes (it may be NULL only when `len` is 0).
  */
 connmgr_status connmgr_conn_write(const connmgr_conn *conn, const uint8_t *buf, size_t len);
+
+/**
+ * Sets how long connmgr_conn_read and connmgr_conn_write may block, in
+ * milliseconds (0: no limit, the default). Past it they return
+ * CONNMGR_STATUS_TIMED_OUT and the connection stays usable. In-memory
+ * connections honour it too.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle.
+ */
+connmgr_status connmgr_conn_set_timeouts(const connmgr_conn *conn,
+                                         uint64_t read_ms,
+                                         uint64_t write_ms);
+
+/**
+ * Turns Nagle's algorithm off (`nodelay` true) or on for a TCP
+ * connection; other streams return CONNMGR_STATUS_IO.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle.
+ */
+connmgr_status connmgr_conn_set_nodelay(const connmgr_conn *conn, bool nodelay);
+
+/**
+ * Puts a TCP connection in non-blocking mode (or back): reads and writes
+ * that would wait return CONNMGR_STATUS_TIMED_OUT at once, for event
+ * loops that poll connmgr_conn_fd. Other streams return
+ * CONNMGR_STATUS_IO.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle.
+ */
+connmgr_status connmgr_conn_set_nonblocking(const connmgr_conn *conn, bool nonblocking);
+
+/**
+ * Stores the connection's socket descriptor in `*fd`, for poll, select
+ * or epoll (read and write through connmgr_conn_read and
+ * connmgr_conn_write, and close with connmgr_conn_close, not close(2)).
+ * A connection without one (in memory, or a custom stream) is
+ * CONNMGR_STATUS_IO; so is every connection on Windows.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle; `fd` is NULL or writable.
+ */
+connmgr_status connmgr_conn_fd(const connmgr_conn *conn, int *fd);
 
 /**
  * Closes the connection and tells the manager, which treats it as a

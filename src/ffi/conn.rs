@@ -3,6 +3,7 @@
 
 use std::ffi::c_char;
 use std::io::{ErrorKind, Read, Write};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -99,7 +100,9 @@ impl ConnmgrConn {
 /// arrives, and stores how many in `*n`. `*n == 0` with CONNMGR_STATUS_OK
 /// means end of stream: the peer closed, or the connection was closed
 /// (connmgr_conn_close, connmgr_disconnect, connmgr_remove, stop).
-/// Returns CONNMGR_STATUS_IO if the read fails.
+/// Returns CONNMGR_STATUS_TIMED_OUT when the read timeout passes or, in
+/// non-blocking mode, when no byte is waiting; CONNMGR_STATUS_IO if the
+/// read fails.
 ///
 /// # Safety
 ///
@@ -166,6 +169,115 @@ pub unsafe extern "C" fn connmgr_conn_write(
             .write_all(slice)
             .and_then(|()| stream.flush())
             .map_err(|e| Failure::io(&e))
+    })
+}
+
+/// Sets how long connmgr_conn_read and connmgr_conn_write may block, in
+/// milliseconds (0: no limit, the default). Past it they return
+/// CONNMGR_STATUS_TIMED_OUT and the connection stays usable. In-memory
+/// connections honour it too.
+///
+/// # Safety
+///
+/// `conn` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_conn_set_timeouts(
+    conn: *const ConnmgrConn,
+    read_ms: u64,
+    write_ms: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_conn_set_timeouts", || {
+        // SAFETY: the caller promises `conn` is NULL or live.
+        let conn = unsafe { obj_arg(conn, "conn") }?;
+        let limit = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+        let c = conn.control().lock();
+        c.set_read_timeout(limit(read_ms))
+            .and_then(|()| c.set_write_timeout(limit(write_ms)))
+            .map_err(|e| Failure::io(&e))
+    })
+}
+
+/// Turns Nagle's algorithm off (`nodelay` true) or on for a TCP
+/// connection; other streams return CONNMGR_STATUS_IO.
+///
+/// # Safety
+///
+/// `conn` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_conn_set_nodelay(
+    conn: *const ConnmgrConn,
+    nodelay: bool,
+) -> ConnmgrStatus {
+    guard("connmgr_conn_set_nodelay", || {
+        // SAFETY: the caller promises `conn` is NULL or live.
+        let conn = unsafe { obj_arg(conn, "conn") }?;
+        let c = conn.control().lock();
+        c.set_nodelay(nodelay).map_err(|e| Failure::io(&e))
+    })
+}
+
+/// Puts a TCP connection in non-blocking mode (or back): reads and writes
+/// that would wait return CONNMGR_STATUS_TIMED_OUT at once, for event
+/// loops that poll connmgr_conn_fd. Other streams return
+/// CONNMGR_STATUS_IO.
+///
+/// # Safety
+///
+/// `conn` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_conn_set_nonblocking(
+    conn: *const ConnmgrConn,
+    nonblocking: bool,
+) -> ConnmgrStatus {
+    guard("connmgr_conn_set_nonblocking", || {
+        // SAFETY: the caller promises `conn` is NULL or live.
+        let conn = unsafe { obj_arg(conn, "conn") }?;
+        let c = conn.control().lock();
+        let tcp = c.tcp_stream().ok_or_else(|| {
+            Failure::new(
+                ConnmgrStatus::Io,
+                "not a TCP connection: only TCP connections have a non-blocking mode",
+            )
+        })?;
+        tcp.set_nonblocking(nonblocking)
+            .map_err(|e| Failure::io(&e))
+    })
+}
+
+/// Stores the connection's socket descriptor in `*fd`, for poll, select
+/// or epoll (read and write through connmgr_conn_read and
+/// connmgr_conn_write, and close with connmgr_conn_close, not close(2)).
+/// A connection without one (in memory, or a custom stream) is
+/// CONNMGR_STATUS_IO; so is every connection on Windows.
+///
+/// # Safety
+///
+/// `conn` is NULL or a live handle; `fd` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_conn_fd(
+    conn: *const ConnmgrConn,
+    fd: *mut std::os::raw::c_int,
+) -> ConnmgrStatus {
+    guard("connmgr_conn_fd", || {
+        // SAFETY: the caller promises `conn` is NULL or live.
+        let conn = unsafe { obj_arg(conn, "conn") }?;
+        let out = out_arg(fd, "fd")?;
+        #[cfg(unix)]
+        let found = conn.control().lock().raw_fd();
+        #[cfg(not(unix))]
+        let found: Option<std::os::raw::c_int> = {
+            let _ = conn;
+            None
+        };
+        let value = found.ok_or_else(|| {
+            Failure::new(
+                ConnmgrStatus::Io,
+                "this connection has no descriptor (in memory, a custom stream, or Windows)",
+            )
+        })?;
+        // SAFETY: `fd` is not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(value) };
+        Ok(())
     })
 }
 

@@ -100,8 +100,17 @@ impl Failure {
         Failure::new(ConnmgrStatus::InvalidArgument, message)
     }
 
+    /// An I/O failure; a timeout or a would-block on a non-blocking
+    /// socket is CONNMGR_STATUS_TIMED_OUT, so callers can tell "no data
+    /// yet" from a broken connection.
     pub(crate) fn io(err: &std::io::Error) -> Self {
-        Failure::new(ConnmgrStatus::Io, err.to_string())
+        let status = match err.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                ConnmgrStatus::TimedOut
+            }
+            _ => ConnmgrStatus::Io,
+        };
+        Failure::new(status, err.to_string())
     }
 }
 

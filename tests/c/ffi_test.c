@@ -578,6 +578,24 @@ static void test_connections(void) {
     EXPECT(connmgr_conn_read(c1, (uint8_t *)got, 4, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
     EXPECT(connmgr_conn_write(c1, NULL, 4), CONNMGR_STATUS_NULL_ARGUMENT);
 
+    /* Socket control: the descriptor, timeouts, non-blocking mode. */
+    int sock = -1;
+    OK(connmgr_conn_fd(c1, &sock));
+    CHECK(sock >= 0);
+    OK(connmgr_conn_set_nodelay(c1, true));
+    OK(connmgr_conn_set_timeouts(c1, 50, 0));
+    EXPECT(connmgr_conn_read(c1, (uint8_t *)got, 4, &n), CONNMGR_STATUS_TIMED_OUT);
+    OK(connmgr_conn_set_timeouts(c1, 0, 0));
+    OK(connmgr_conn_set_nonblocking(c1, true));
+    EXPECT(connmgr_conn_read(c1, (uint8_t *)got, 4, &n), CONNMGR_STATUS_TIMED_OUT);
+    fd_write_all(a, "late", 4);
+    struct pollfd spfd = {.fd = sock, .events = POLLIN};
+    CHECK(poll(&spfd, 1, 10000) == 1);
+    OK(connmgr_conn_read(c1, (uint8_t *)got, 4, &n));
+    CHECK(n == 4 && memcmp(got, "late", 4) == 0);
+    OK(connmgr_conn_set_nonblocking(c1, false));
+    EXPECT(connmgr_conn_fd(c1, NULL), CONNMGR_STATUS_NULL_ARGUMENT);
+
     /* Snapshot: too small first, then the one entry. */
     connmgr_counts counts;
     memset(&counts, 0, sizeof counts);
