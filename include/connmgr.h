@@ -1885,6 +1885,33 @@ connmgr_status connmgr_get_ban(const connmgr_manager *mgr,
                                uint64_t *ms_left);
 
 /**
+ * Stores, for request or connection `id`, the milliseconds since it
+ * entered its state in `*ms_in_state` and those until its next attempt
+ * in `*ms_to_next_attempt` (-1 when none is scheduled); either may be
+ * NULL. An id the manager no longer tracks is CONNMGR_STATUS_UNKNOWN_ID.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; each out pointer is NULL or writable.
+ */
+connmgr_status connmgr_conn_times(const connmgr_manager *mgr,
+                                  uint64_t id,
+                                  uint64_t *ms_in_state,
+                                  int64_t *ms_to_next_attempt);
+
+/**
+ * Copies the peer id of request or connection `id` into `buf` of `cap`
+ * bytes: the one set with connmgr_set_peer_id, else its address text
+ * ("" while an automatic request waits for an address).
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
+ * bytes.
+ */
+connmgr_status connmgr_conn_peer(const connmgr_manager *mgr, uint64_t id, char *buf, size_t cap);
+
+/**
  * Waits up to `timeout_ms` milliseconds for the next event no callback
  * took, and stores it in `*event` (free it with connmgr_event_free). No
  * event in time is CONNMGR_STATUS_TIMED_OUT with `*event` set to NULL.

@@ -187,3 +187,80 @@ pub unsafe extern "C" fn connmgr_get_ban(
         Ok(())
     })
 }
+
+/// Stores, for request or connection `id`, the milliseconds since it
+/// entered its state in `*ms_in_state` and those until its next attempt
+/// in `*ms_to_next_attempt` (-1 when none is scheduled); either may be
+/// NULL. An id the manager no longer tracks is CONNMGR_STATUS_UNKNOWN_ID.
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; each out pointer is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_conn_times(
+    mgr: *const ConnmgrManager,
+    id: u64,
+    ms_in_state: *mut u64,
+    ms_to_next_attempt: *mut i64,
+) -> ConnmgrStatus {
+    guard("connmgr_conn_times", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        let info = known(m, id)?;
+        let now = m.handle().clock_now();
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let in_state = ms(now.saturating_duration_since(info.since));
+        let next = info.next_attempt.map_or(-1, |at| {
+            i64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX)
+        });
+        // SAFETY: the caller promises each non-NULL pointer is writable.
+        unsafe {
+            if let Some(p) = ms_in_state.as_mut() {
+                *p = in_state;
+            }
+            if let Some(p) = ms_to_next_attempt.as_mut() {
+                *p = next;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Copies the peer id of request or connection `id` into `buf` of `cap`
+/// bytes: the one set with connmgr_set_peer_id, else its address text
+/// ("" while an automatic request waits for an address).
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_conn_peer(
+    mgr: *const ConnmgrManager,
+    id: u64,
+    buf: *mut c_char,
+    cap: usize,
+) -> ConnmgrStatus {
+    guard("connmgr_conn_peer", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        let info = known(m, id)?;
+        let peer = match (&info.peer, &info.addr) {
+            (Some(p), _) => p.to_string(),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => String::new(),
+        };
+        // SAFETY: the caller promises `buf` has `cap` writable bytes.
+        unsafe { write_text(buf, cap, &peer, "buf") }
+    })
+}
+
+/// The published entry of `id`, or an unknown-id failure.
+fn known(m: &crate::ConnManager, id: u64) -> Result<crate::ConnInfo, Failure> {
+    m.handle().conn_info(ConnId(id)).ok_or_else(|| {
+        Failure::new(
+            ConnmgrStatus::UnknownId,
+            format!("no request or connection {id} is tracked (see connmgr_snapshot)"),
+        )
+    })
+}

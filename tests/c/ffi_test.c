@@ -766,6 +766,18 @@ static void test_connections(void) {
     info = find_info(m, idp, &counts);
     CHECK(info.permanent && info.state == CONNMGR_STATE_ESTABLISHED);
     CHECK(counts.permanent == 1);
+    uint64_t in_state = UINT64_MAX;
+    int64_t to_next = 0;
+    OK(connmgr_conn_times(m, idp, &in_state, &to_next));
+    CHECK(in_state < 60000 && to_next == -1);
+    char peer_id[CONNMGR_ADDR_MAX];
+    OK(connmgr_conn_peer(m, idp, peer_id, sizeof peer_id));
+    CHECK(strcmp(peer_id, peer) == 0);
+    OK(connmgr_set_peer_id(m, idp, "node-7"));
+    OK(connmgr_barrier(m));
+    OK(connmgr_conn_peer(m, idp, peer_id, sizeof peer_id));
+    CHECK(strcmp(peer_id, "node-7") == 0);
+    EXPECT(connmgr_conn_times(m, 999999, NULL, NULL), CONNMGR_STATUS_UNKNOWN_ID);
     OK(connmgr_remove(m, idp));
     WAIT(&rec, DISCONNECTED, idp);
     conn_expect_eof(cp2);
