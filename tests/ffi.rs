@@ -216,7 +216,13 @@ fn host_triple() -> String {
 /// detects. Builds under a private name first and renames it into place,
 /// so that test runs sharing the target directory never see a half-written
 /// program.
-fn compile_c(source: &str, lib: &Path, dir: &Path, name: &str) -> Result<PathBuf, String> {
+fn compile_c(
+    source: &str,
+    lib: &Path,
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+) -> Result<PathBuf, String> {
     let triple = host_triple();
     let compiler = cc::Build::new()
         .cargo_metadata(false)
@@ -231,6 +237,7 @@ fn compile_c(source: &str, lib: &Path, dir: &Path, name: &str) -> Result<PathBuf
     let out = compiler
         .to_command()
         .args(["-std=c11", "-Wall", "-Wextra"])
+        .args(extra)
         .arg("-I")
         .arg(manifest().join("include"))
         .arg(manifest().join(source))
@@ -256,7 +263,18 @@ fn compile_c(source: &str, lib: &Path, dir: &Path, name: &str) -> Result<PathBuf
 struct Programs {
     test: PathBuf,
     example: PathBuf,
+    /// The test program built with AddressSanitizer and
+    /// UndefinedBehaviorSanitizer, or why it could not be (only that
+    /// test fails then).
+    sanitized: Result<PathBuf, String>,
 }
+
+/// gcc's AddressSanitizer (leaks included) and UndefinedBehaviorSanitizer.
+const SANITIZERS: [&str; 3] = [
+    "-fsanitize=address,undefined",
+    "-fno-omit-frame-pointer",
+    "-fno-sanitize-recover=undefined",
+];
 
 /// Compiles the C test program and the C example once for all tests here,
 /// into `<profile>/ffi-c`.
@@ -266,9 +284,20 @@ fn programs() -> &'static Programs {
         let dir = profile_dir().join("ffi-c");
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let lib = link_staticlib(&dir)?;
-        let built = compile_c("tests/c/ffi_test.c", &lib, &dir, "ffi_test").and_then(|test| {
-            let example = compile_c("examples/c/loopback.c", &lib, &dir, "loopback")?;
-            Ok(Programs { test, example })
+        let built = compile_c("tests/c/ffi_test.c", &lib, &dir, "ffi_test", &[]).and_then(|test| {
+            let example = compile_c("examples/c/loopback.c", &lib, &dir, "loopback", &[])?;
+            let sanitized = compile_c(
+                "tests/c/ffi_test.c",
+                &lib,
+                &dir,
+                "ffi_test_san",
+                &SANITIZERS,
+            );
+            Ok(Programs {
+                test,
+                example,
+                sanitized,
+            })
         });
         let _ = std::fs::remove_file(&lib);
         built
@@ -325,6 +354,32 @@ fn c_test_program_is_clean_under_valgrind() {
     assert!(
         out.status.success(),
         "the C test program failed under valgrind\n{}",
+        describe(&out)
+    );
+}
+
+/// Built with gcc's AddressSanitizer and UndefinedBehaviorSanitizer, the
+/// C test program passes with no memory error, leak or undefined
+/// behaviour reported.
+fn c_test_program_is_clean_under_sanitizers() {
+    let program = match &programs().sanitized {
+        Ok(program) => program,
+        Err(e) => panic!("{e}"),
+    };
+    let out = Command::new(program)
+        .env("ASAN_OPTIONS", "detect_leaks=1")
+        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+        .output()
+        .expect("run the sanitized C test program");
+    assert!(
+        out.status.success(),
+        "the C test program failed under the sanitizers\n{}",
+        describe(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("runtime error") && !stderr.contains("Sanitizer"),
+        "{}",
         describe(&out)
     );
 }
@@ -396,6 +451,11 @@ fn main() {
             "last_error_is_per_thread",
             Ok(()),
             last_error_is_per_thread as external::TestFn,
+        ),
+        (
+            "c_test_program_is_clean_under_sanitizers",
+            external::installed("cc", "install a C compiler (apt-get install gcc)"),
+            c_test_program_is_clean_under_sanitizers as external::TestFn,
         ),
         (
             "c_test_program_is_clean_under_valgrind",

@@ -5,7 +5,8 @@
  * snapshots, policy calls, stop with events in flight, stop from a
  * callback and free without stop.
  *
- * Run by tests/ffi.rs (also under valgrind). Exits 0 when every check
+ * Run by tests/ffi.rs (also under valgrind and under gcc's AddressSanitizer
+ * and UndefinedBehaviorSanitizer). Exits 0 when every check
  * passes; otherwise prints the failed check and exits 1.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -1020,7 +1021,7 @@ static void test_trim_settings(void) {
         connmgr_conn_info infos[8];
         OK(connmgr_snapshot(m, &counts, infos, 8, &n));
         settled = counts.inbound == 1;
-        if (!settled) usleep(10000);
+        if (!settled) nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
     }
     CHECK(settled);
     connmgr_trim_info trim;
