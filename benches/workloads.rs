@@ -418,6 +418,9 @@ fn churn(name: &str, runs: usize, dialer: impl Dial + Clone) {
         let config = Config::builder()
             .dialer(dialer.clone())
             .target_outbound(8)
+            // BENCH.md's target is btcd's whole automatic target: no
+            // block-relay-only slots on top.
+            .target_block_relay(0)
             .address_source(FreshAddrs::default())
             .on_connection(|handle, req, conn| {
                 let _ = handle.disconnect(req.id().expect("submitted"));
@@ -489,6 +492,9 @@ fn w3(runs: usize) {
         let config = Config::builder()
             .dialer(RefuseAll)
             .target_outbound(8)
+            // BENCH.md's target is btcd's whole automatic target: no
+            // block-relay-only slots on top.
+            .target_block_relay(0)
             .address_source(FreshAddrs::default())
             .build();
         let manager = ConnManager::new(config).expect("valid config");
@@ -521,6 +527,7 @@ fn w4(runs: usize) {
         let config = Config::builder()
             .dialer(TcpDialer::new())
             .target_outbound(64)
+            .target_block_relay(0)
             .dialer_pool_size(64)
             .address_source(move || Some(target.clone()))
             // Disconnect first, then close: a close alone reads as the
