@@ -3,90 +3,13 @@
 //! before eviction, refusals counted by reason), and every input of
 //! Bitcoin Core's eviction reported by the node.
 
-use std::time::{Duration, Instant};
-
-use connmgr::core::{Core, CoreConfig, Effect, Input, PeerReport};
+use connmgr::core::{Input, PeerReport};
 use connmgr::policy::EvictionPolicy;
-use connmgr::{Addr, ConnId};
+use connmgr::ConnId;
 
-fn addr(s: &str) -> Addr {
-    s.parse().unwrap()
-}
-
-struct Node {
-    core: Core,
-    now: Instant,
-    token: u32,
-}
-
-impl Node {
-    fn new(f: impl FnOnce(&mut CoreConfig)) -> Node {
-        let mut cfg = CoreConfig::default();
-        cfg.feeler_interval = None;
-        f(&mut cfg);
-        let mut n = Node {
-            core: Core::new(cfg),
-            now: Instant::now(),
-            token: 0,
-        };
-        n.core.handle::<u32>(n.now, Input::Start);
-        n
-    }
-
-    /// Offers an inbound connection from `remote`; its id if accepted.
-    fn accept(&mut self, remote: &str) -> Option<ConnId> {
-        self.accept_evicting(remote).0
-    }
-
-    /// Offers an inbound connection from `remote`: its id if accepted, and
-    /// the connection evicted for it, if any.
-    fn accept_evicting(&mut self, remote: &str) -> (Option<ConnId>, Option<ConnId>) {
-        self.token += 1;
-        let out = self.core.handle(
-            self.now,
-            Input::Accepted {
-                conn: self.token,
-                remote: addr(remote),
-            },
-        );
-        let id = out.iter().find_map(|e| match e {
-            Effect::Established { id, .. } => Some(*id),
-            _ => None,
-        });
-        let evicted = out.iter().find_map(|e| match e {
-            Effect::Notify(connmgr::core::CoreEvent::InboundClosed { id, .. }) => Some(*id),
-            _ => None,
-        });
-        (id, evicted)
-    }
-
-    fn report(&mut self, id: ConnId, report: PeerReport) {
-        self.core
-            .handle::<u32>(self.now, Input::Report { id, report });
-    }
-
-    /// `n` inbound peers, one per /16, each a second younger than the last.
-    fn fill(&mut self, n: u32) -> Vec<ConnId> {
-        (0..n)
-            .map(|i| {
-                self.now += Duration::from_secs(1);
-                self.accept(&format!("10.{i}.0.1:8333"))
-                    .expect("a free slot")
-            })
-            .collect()
-    }
-
-    fn close(&mut self, id: ConnId) {
-        assert!(self.core.conn_info(id).is_some(), "{id} is live");
-        self.core.handle::<u32>(
-            self.now,
-            Input::Teardown {
-                id,
-                mode: connmgr::core::Teardown::Disconnect,
-            },
-        );
-    }
-}
+#[path = "common/inbound_node.rs"]
+mod inbound_node;
+use inbound_node::{bare_policy, Node};
 
 #[test]
 fn the_per_ip_cap_holds_under_a_flood_from_one_ip() {
@@ -177,20 +100,6 @@ fn per_source_counts_are_released_with_their_connections() {
         },
     );
     assert_eq!(n.core.tracked(), 0, "nothing left per IP or netgroup");
-}
-
-/// An eviction policy with every protection rule off: the victim is the
-/// youngest connection of the largest netgroup, so reports alone decide.
-fn bare_policy() -> EvictionPolicy {
-    EvictionPolicy {
-        protect_netgroup: 0,
-        protect_min_ping: 0,
-        protect_recent_tx: 0,
-        protect_block_relay_only: 0,
-        protect_recent_block: 0,
-        protect_uptime_ratio: 0.0,
-        ..EvictionPolicy::default()
-    }
 }
 
 #[test]

@@ -3,15 +3,15 @@
 //! margin), `NOBAN` is never banned for misbehaviour and gets past bans,
 //! `NO_EVICT` is never evicted or trimmed; hints show in the entry.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use connmgr::core::{Core, CoreConfig, Effect, Input, ReqSpec};
-use connmgr::policy::{EvictionPolicy, PermissionTable};
-use connmgr::{Addr, ConnId, Permissions, Subnet};
+use connmgr::core::{Effect, Input, ReqSpec};
+use connmgr::policy::PermissionTable;
+use connmgr::{ConnId, Permissions, Subnet};
 
-fn addr(s: &str) -> Addr {
-    s.parse().unwrap()
-}
+#[path = "common/inbound_node.rs"]
+mod inbound_node;
+use inbound_node::{addr, bare_policy, Node};
 
 fn table(entries: &[(&str, Permissions)]) -> PermissionTable {
     PermissionTable::new(
@@ -20,67 +20,6 @@ fn table(entries: &[(&str, Permissions)]) -> PermissionTable {
             .map(|(s, p)| (s.parse::<Subnet>().unwrap(), *p))
             .collect(),
     )
-}
-
-struct Node {
-    core: Core,
-    now: Instant,
-    token: u32,
-}
-
-impl Node {
-    fn new(f: impl FnOnce(&mut CoreConfig)) -> Node {
-        let mut cfg = CoreConfig::default();
-        cfg.feeler_interval = None;
-        f(&mut cfg);
-        let mut n = Node {
-            core: Core::new(cfg),
-            now: Instant::now(),
-            token: 0,
-        };
-        n.step(Input::Start);
-        n
-    }
-
-    fn step(&mut self, input: Input<u32>) -> Vec<Effect<u32>> {
-        self.core.handle(self.now, input)
-    }
-
-    fn accept(&mut self, remote: &str) -> Option<ConnId> {
-        self.token += 1;
-        let out = self.step(Input::Accepted {
-            conn: self.token,
-            remote: addr(remote),
-        });
-        out.iter().find_map(|e| match e {
-            Effect::Established { id, .. } => Some(*id),
-            _ => None,
-        })
-    }
-
-    /// Connects request `spec` at once; its id if it was handed over.
-    fn connect(&mut self, spec: ReqSpec) -> Option<ConnId> {
-        let id = spec.id;
-        let out = self.step(Input::Connect(spec));
-        let attempt = out.iter().find_map(|e| match e {
-            Effect::Dial { attempt, .. } => Some(*attempt),
-            _ => None,
-        })?;
-        self.token += 1;
-        let out = self.step(Input::DialSucceeded {
-            id,
-            attempt,
-            conn: self.token,
-            remote: None,
-        });
-        out.iter()
-            .any(|e| matches!(e, Effect::Established { .. }))
-            .then_some(id)
-    }
-
-    fn live(&self, id: ConnId) -> bool {
-        self.core.conn_info(id).is_some()
-    }
 }
 
 #[test]
@@ -110,15 +49,7 @@ fn force_inbound_gets_in_at_full_slots_within_the_margin() {
 
 #[test]
 fn force_inbound_evicts_by_the_normal_rules_when_it_can() {
-    let bare = EvictionPolicy {
-        protect_netgroup: 0,
-        protect_min_ping: 0,
-        protect_recent_tx: 0,
-        protect_block_relay_only: 0,
-        protect_recent_block: 0,
-        protect_uptime_ratio: 0.0,
-        ..EvictionPolicy::default()
-    };
+    let bare = bare_policy();
     let mut n = Node::new(|c| {
         c.max_inbound = 5;
         c.eviction_policy = bare;
@@ -247,15 +178,7 @@ fn no_evict_peers_are_never_trimmed_or_evicted() {
     let mut n = Node::new(|c| {
         c.max_inbound = 3;
         c.evict_inbound = true;
-        c.eviction_policy = EvictionPolicy {
-            protect_netgroup: 0,
-            protect_min_ping: 0,
-            protect_recent_tx: 0,
-            protect_block_relay_only: 0,
-            protect_recent_block: 0,
-            protect_uptime_ratio: 0.0,
-            ..EvictionPolicy::default()
-        };
+        c.eviction_policy = bare_policy();
         c.permissions = table(&[("10.9.0.0/16", Permissions::NO_EVICT)]);
     });
     for i in 1..=3 {
