@@ -2181,6 +2181,39 @@ connmgr_status connmgr_config_set_ban_file(connmgr_config *cfg, const char *path
  */
 connmgr_status connmgr_get_stat(const connmgr_manager *mgr, uint32_t key, uint64_t *value);
 
+/**
+ * Asks the Tor SOCKS port at `proxy` ("127.0.0.1:9050") for an address
+ * of `host` (Tor's RESOLVE), within `timeout_ms` milliseconds, and writes
+ * it as text ("192.0.2.7" or "2001:db8::7") into `buf` of `cap` bytes.
+ * Blocks the calling thread; the manager is not involved.
+ *
+ * # Safety
+ *
+ * `proxy` and `host` are NULL or NUL-terminated strings; `buf` is NULL
+ * or has `cap` writable bytes.
+ */
+connmgr_status connmgr_tor_resolve(const char *proxy,
+                                   const char *host,
+                                   uint64_t timeout_ms,
+                                   char *buf,
+                                   size_t cap);
+
+/**
+ * Asks the Tor SOCKS port at `proxy` for the host name of `ip` (Tor's
+ * RESOLVE_PTR), within `timeout_ms` milliseconds, and writes it into
+ * `buf` of `cap` bytes. Blocks the calling thread.
+ *
+ * # Safety
+ *
+ * `proxy` and `ip` are NULL or NUL-terminated strings; `buf` is NULL or
+ * has `cap` writable bytes.
+ */
+connmgr_status connmgr_tor_resolve_ptr(const char *proxy,
+                                       const char *ip,
+                                       uint64_t timeout_ms,
+                                       char *buf,
+                                       size_t cap);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

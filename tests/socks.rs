@@ -445,6 +445,103 @@ fn resolve_returns_an_ipv6_answer() {
     assert_eq!(ips, vec![IpAddr::V6(ip)]);
 }
 
+/// The C API's RESOLVE and RESOLVE_PTR write the answers as text and turn
+/// Tor's refusals into status codes with the reason.
+#[cfg(feature = "ffi")]
+#[test]
+fn resolve_through_the_c_api() {
+    use connmgr::ffi::{
+        connmgr_last_error, connmgr_tor_resolve, connmgr_tor_resolve_ptr, ConnmgrStatus,
+    };
+    use std::ffi::{CStr, CString};
+    let text = |buf: &[std::ffi::c_char]| {
+        // SAFETY: the call wrote a NUL-terminated string into `buf`.
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    let proxy = resolve_script("peer.example", vec![5, 0, 0, 1, 192, 0, 2, 7, 0, 0]);
+    let (at, host) = (
+        CString::new(proxy.addr.to_string()).unwrap(),
+        c"peer.example",
+    );
+    let mut buf = [0 as std::ffi::c_char; 64];
+    // SAFETY: valid C strings and a writable buffer of its length.
+    let st = unsafe {
+        connmgr_tor_resolve(
+            at.as_ptr(),
+            host.as_ptr(),
+            10_000,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    proxy.finish();
+    assert_eq!(st, ConnmgrStatus::Ok);
+    assert_eq!(text(&buf), "192.0.2.7");
+
+    // Tor says the name does not exist: a status with the reason.
+    let proxy = resolve_script("peer.example", vec![5, 4, 0, 1, 0, 0, 0, 0, 0, 0]);
+    let at = CString::new(proxy.addr.to_string()).unwrap();
+    // SAFETY: as above.
+    let st = unsafe {
+        connmgr_tor_resolve(
+            at.as_ptr(),
+            host.as_ptr(),
+            10_000,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    proxy.finish();
+    assert_eq!(st, ConnmgrStatus::InvalidArgument);
+    // SAFETY: connmgr_last_error never returns NULL.
+    let why = unsafe { CStr::from_ptr(connmgr_last_error()) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(why.contains("status 4"), "{why}");
+
+    // RESOLVE_PTR, and a bad IP argument.
+    let proxy = scripted(|s| {
+        no_auth(s);
+        expect(
+            s,
+            &[5, 0xf1, 0, 1, 192, 0, 2, 9, 0, 0],
+            "RESOLVE_PTR request",
+        );
+        let name = b"node.example";
+        let mut reply = vec![5, 0, 0, 3, name.len() as u8];
+        reply.extend_from_slice(name);
+        reply.extend_from_slice(&[0, 0]);
+        send(s, &reply);
+    });
+    let at = CString::new(proxy.addr.to_string()).unwrap();
+    // SAFETY: as above.
+    let st = unsafe {
+        connmgr_tor_resolve_ptr(
+            at.as_ptr(),
+            c"192.0.2.9".as_ptr(),
+            10_000,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    proxy.finish();
+    assert_eq!(st, ConnmgrStatus::Ok);
+    assert_eq!(text(&buf), "node.example");
+    // SAFETY: as above.
+    let st = unsafe {
+        connmgr_tor_resolve_ptr(
+            at.as_ptr(),
+            c"nope".as_ptr(),
+            10_000,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    assert_eq!(st, ConnmgrStatus::InvalidArgument);
+}
+
 #[test]
 fn resolve_with_credentials_authenticates_first() {
     let proxy = scripted(|s| {

@@ -27,6 +27,7 @@ mod peers;
 mod queue;
 mod settings;
 mod stats;
+mod tor;
 
 pub use config::*;
 pub use conn::*;
@@ -44,6 +45,7 @@ pub use peers::*;
 pub use queue::*;
 pub use settings::*;
 pub use stats::*;
+pub use tor::*;
 
 /// Size of the address buffers this API fills (snapshot entries, the
 /// address source's buffer): enough for any IP, DNS or onion address with
