@@ -912,6 +912,42 @@ connmgr_status connmgr_config_set_target_block_relay(connmgr_config *cfg, size_t
 connmgr_status connmgr_config_set_feeler_interval(connmgr_config *cfg, uint64_t ms);
 
 /**
+ * Sends onion addresses through the SOCKS5 proxy at `addr` ("127.0.0.1:9050")
+ * instead of the general one, for example a Tor kept only for onion
+ * services.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+ * string.
+ */
+connmgr_status connmgr_config_set_onion_proxy(connmgr_config *cfg, const char *addr);
+
+/**
+ * Sends ".b32.i2p" addresses through the I2P router's SOCKS5 port at
+ * `addr`; without it I2P addresses cannot be dialed.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+ * string.
+ */
+connmgr_status connmgr_config_set_i2p_proxy(connmgr_config *cfg, const char *addr);
+
+/**
+ * How long connecting to a SOCKS5 proxy and its handshake may take, in
+ * milliseconds, for every proxy of this config; 0 for either is
+ * CONNMGR_STATUS_INVALID_ARGUMENT.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_socks5_timeouts(connmgr_config *cfg,
+                                                  uint64_t connect_ms,
+                                                  uint64_t handshake_ms);
+
+/**
  * Automatic and feeler connections use only the networks whose bits are
  * set in `mask` (bit `1 << CONNMGR_NET_*`), as Bitcoin Core's -onlynet.
  * Unknown bits are CONNMGR_STATUS_INVALID_ARGUMENT.

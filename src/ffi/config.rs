@@ -57,6 +57,11 @@ pub struct ConnmgrConfig {
     stop_grace: Option<Duration>,
     check_descriptors: Option<bool>,
     proxy: Option<ProxySettings>,
+    /// A separate proxy for onion addresses, and one for I2P.
+    onion_proxy: Option<SocketAddr>,
+    i2p_proxy: Option<SocketAddr>,
+    /// SOCKS5 connect and handshake timeouts, when set.
+    socks_timeouts: Option<(Duration, Duration)>,
     proxy_all: bool,
     listen: Vec<SocketAddr>,
     source: Option<(
@@ -161,14 +166,19 @@ impl ConnmgrConfig {
                 if let Some(d) = self.dial_timeout {
                     proxy = proxy.connect_timeout(d);
                 }
-                let proxy = proxy.build().map_err(|e| {
-                    Failure::new(ConnmgrStatus::Config, format!("SOCKS5 proxy: {e}"))
-                })?;
-                Socks5Dialer::new(proxy)
+                Socks5Dialer::new(self.finish_proxy(proxy, "SOCKS5 proxy")?)
             }
             None => Socks5Dialer::without_proxy(),
         };
         let mut dialer = dialer.proxy_all(self.proxy_all);
+        if let Some(addr) = self.onion_proxy {
+            let p = self.finish_proxy(Socks5Proxy::builder(addr), "onion proxy")?;
+            dialer = dialer.onion_proxy(p);
+        }
+        if let Some(addr) = self.i2p_proxy {
+            let p = self.finish_proxy(Socks5Proxy::builder(addr), "I2P proxy")?;
+            dialer = dialer.i2p_proxy(p);
+        }
         if let Some(d) = self.dial_timeout {
             // The dial deadline bounds each dial; the TCP connect's own
             // timeout must not cut it shorter.
@@ -193,6 +203,22 @@ impl ConnmgrConfig {
     /// Records a change to apply to the builder.
     pub(crate) fn push(&mut self, op: impl Fn(ConfigBuilder) -> ConfigBuilder + 'static) {
         self.ops.push(Box::new(op));
+    }
+}
+
+impl ConnmgrConfig {
+    /// A proxy with the configured SOCKS timeouts, built.
+    fn finish_proxy(
+        &self,
+        mut proxy: crate::Socks5ProxyBuilder,
+        what: &str,
+    ) -> FfiResult<Socks5Proxy> {
+        if let Some((connect, handshake)) = self.socks_timeouts {
+            proxy = proxy.connect_timeout(connect).handshake_timeout(handshake);
+        }
+        proxy
+            .build()
+            .map_err(|e| Failure::new(ConnmgrStatus::Config, format!("{what}: {e}")))
     }
 }
 
@@ -308,6 +334,83 @@ pub unsafe extern "C" fn connmgr_config_set_feeler_interval(
         let d = Duration::from_millis(ms);
         check_duration("feeler_interval", d)?;
         c.feeler_interval = Some((ms > 0).then_some(d));
+        Ok(())
+    })
+}
+
+/// Sends onion addresses through the SOCKS5 proxy at `addr` ("127.0.0.1:9050")
+/// instead of the general one, for example a Tor kept only for onion
+/// services.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_onion_proxy(
+    cfg: *mut ConnmgrConfig,
+    addr: *const c_char,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_onion_proxy", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        // SAFETY: the caller promises a C string or NULL.
+        let text = unsafe { str_arg(addr, "addr") }?;
+        c.onion_proxy = Some(socket_addr(text, "addr")?);
+        Ok(())
+    })
+}
+
+/// Sends ".b32.i2p" addresses through the I2P router's SOCKS5 port at
+/// `addr`; without it I2P addresses cannot be dialed.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_i2p_proxy(
+    cfg: *mut ConnmgrConfig,
+    addr: *const c_char,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_i2p_proxy", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        // SAFETY: the caller promises a C string or NULL.
+        let text = unsafe { str_arg(addr, "addr") }?;
+        c.i2p_proxy = Some(socket_addr(text, "addr")?);
+        Ok(())
+    })
+}
+
+/// How long connecting to a SOCKS5 proxy and its handshake may take, in
+/// milliseconds, for every proxy of this config; 0 for either is
+/// CONNMGR_STATUS_INVALID_ARGUMENT.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live config.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_set_socks5_timeouts(
+    cfg: *mut ConnmgrConfig,
+    connect_ms: u64,
+    handshake_ms: u64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_set_socks5_timeouts", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { config_arg(cfg) }?;
+        let (connect, handshake) = (
+            Duration::from_millis(connect_ms),
+            Duration::from_millis(handshake_ms),
+        );
+        if connect.is_zero() || handshake.is_zero() {
+            return Err(Failure::invalid(
+                "SOCKS5 timeouts must be positive: give milliseconds above 0",
+            ));
+        }
+        check_duration("socks5 connect timeout", connect)?;
+        check_duration("socks5 handshake timeout", handshake)?;
+        c.socks_timeouts = Some((connect, handshake));
         Ok(())
     })
 }

@@ -390,6 +390,11 @@ static void test_errors(void) {
 
     /* A config that works, with a SOCKS5 proxy and isolation; never started. */
     OK(connmgr_config_set_socks5_proxy(cfg, "127.0.0.1:9050", true));
+    OK(connmgr_config_set_onion_proxy(cfg, "127.0.0.1:9150"));
+    OK(connmgr_config_set_i2p_proxy(cfg, "127.0.0.1:4447"));
+    EXPECT(connmgr_config_set_onion_proxy(cfg, "not an address"), CONNMGR_STATUS_INVALID_ARGUMENT);
+    EXPECT(connmgr_config_set_socks5_timeouts(cfg, 0, 1000), CONNMGR_STATUS_INVALID_ARGUMENT);
+    OK(connmgr_config_set_socks5_timeouts(cfg, 5000, 10000));
     OK(connmgr_config_set_socks5_auth(cfg, "user", "secret"));
     OK(connmgr_config_set_proxy_all(cfg, true));
     OK(connmgr_config_set_backoff(cfg, CONNMGR_BACKOFF_EXPONENTIAL, 0.25));
