@@ -140,6 +140,15 @@ impl ConnType {
         matches!(self, ConnType::FullRelay | ConnType::BlockRelay)
     }
 
+    /// Whether the manager opens connections of this type itself (the
+    /// automatic types and feelers): those never dial a peer in use.
+    pub const fn is_made_by_manager(self) -> bool {
+        matches!(
+            self,
+            ConnType::FullRelay | ConnType::BlockRelay | ConnType::Feeler
+        )
+    }
+
     /// A short name: `inbound`, `full-relay`, `block-relay`, `manual`,
     /// `feeler`, `one-shot` (as Bitcoin Core's `getpeerinfo` names them,
     /// with `one-shot` for its `addr-fetch`).

@@ -66,10 +66,10 @@ impl NetBook {
 
     /// Why an automatic or feeler request of `part` cannot use `addr`.
     pub(super) fn refuses(&self, part: &OutPart, addr: &Addr) -> Option<&'static str> {
-        let automatic = part.is_automatic();
-        if !(automatic || part.kind == ConnType::Feeler) {
+        if !part.kind.is_made_by_manager() {
             return None;
         }
+        let automatic = part.is_automatic();
         let net = Network::of(addr);
         if !self.rules.allows(net) {
             return Some("its network is not among the allowed ones");

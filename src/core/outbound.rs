@@ -457,8 +457,7 @@ impl Core {
         if kind.is_automatic() && self.out.group_taken(addr) {
             return Some("its netgroup already has an automatic connection");
         }
-        let own = kind.is_automatic() || kind == ConnType::Feeler;
-        if own && self.addr_use.in_use(addr) {
+        if kind.is_made_by_manager() && self.addr_use.in_use(addr) {
             return Some("it already has a connection or a dial in flight");
         }
         None
@@ -529,8 +528,7 @@ impl Core {
     /// never get this far with a peer in use.
     fn duplicate(&self, id: ConnId, addr: &Addr) -> Option<String> {
         let o = self.records.get(&id)?.out()?;
-        let own = o.is_automatic() || o.kind == ConnType::Feeler;
-        if self.out.manual_duplicates || o.allow_duplicate || own {
+        if self.out.manual_duplicates || o.allow_duplicate || o.kind.is_made_by_manager() {
             return None;
         }
         (self.addr_use.count(addr) > 1).then(|| {
