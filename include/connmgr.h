@@ -24,6 +24,45 @@
 #define CONNMGR_ADDR_MAX 256
 
 /**
+ * Eviction rule for connmgr_config_set_eviction_rule: inbound peers
+ * protected for the highest keyed netgroup hashes (default 4).
+ */
+#define CONNMGR_EVICT_NETGROUP 0
+
+/**
+ * Eviction rule: peers protected for the lowest ping (default 8).
+ */
+#define CONNMGR_EVICT_MIN_PING 1
+
+/**
+ * Eviction rule: peers protected for recent novel transactions (default 4).
+ */
+#define CONNMGR_EVICT_RECENT_TX 2
+
+/**
+ * Eviction rule: block-relay-only peers protected for recent blocks
+ * (default 8).
+ */
+#define CONNMGR_EVICT_BLOCK_RELAY_ONLY 3
+
+/**
+ * Eviction rule: peers protected for recent novel blocks (default 4).
+ */
+#define CONNMGR_EVICT_RECENT_BLOCK 4
+
+/**
+ * Eviction rule: share (0.0 to 1.0) of the rest protected for the longest
+ * uptime (default 0.5).
+ */
+#define CONNMGR_EVICT_UPTIME_RATIO 5
+
+/**
+ * Eviction rule: share (0.0 to 1.0) of the uptime slots kept for onion,
+ * I2P, CJDNS and localhost peers (default 0.5).
+ */
+#define CONNMGR_EVICT_DISADVANTAGED_SHARE 6
+
+/**
  * Backoff kind for connmgr_config_set_backoff: btcd's linear schedule
  * (retry count × retry duration, capped at the maximum). The default.
  */
@@ -287,6 +326,61 @@
 #define CONNMGR_EVENT_OTHER 6
 
 /**
+ * Built-in network for connmgr_netparams_builtin: Bitcoin mainnet.
+ */
+#define CONNMGR_SEEDNET_MAINNET 0
+
+/**
+ * Built-in network: Bitcoin testnet3.
+ */
+#define CONNMGR_SEEDNET_TESTNET3 1
+
+/**
+ * Built-in network: Bitcoin testnet4.
+ */
+#define CONNMGR_SEEDNET_TESTNET4 2
+
+/**
+ * Built-in network: Bitcoin signet.
+ */
+#define CONNMGR_SEEDNET_SIGNET 3
+
+/**
+ * Built-in network: Bitcoin regtest (no seeds).
+ */
+#define CONNMGR_SEEDNET_REGTEST 4
+
+/**
+ * Lookup error kind for connmgr_lookup_answer_fail: no answer in time.
+ */
+#define CONNMGR_LOOKUP_TIMED_OUT 0
+
+/**
+ * Lookup error kind: the name does not exist or has no addresses.
+ */
+#define CONNMGR_LOOKUP_NOT_FOUND 1
+
+/**
+ * Lookup error kind: the host is not a valid DNS name.
+ */
+#define CONNMGR_LOOKUP_INVALID_NAME 2
+
+/**
+ * Lookup error kind: the resolver or name server failed.
+ */
+#define CONNMGR_LOOKUP_RESOLVER 3
+
+/**
+ * Lookup error kind: the proxy could not be reached or refused.
+ */
+#define CONNMGR_LOOKUP_PROXY 4
+
+/**
+ * The most addresses one lookup answer holds; further ones are refused.
+ */
+#define CONNMGR_LOOKUP_MAX_ADDRS 1024
+
+/**
  * Stat key for connmgr_get_stat: dials started.
  */
 #define CONNMGR_STAT_DIALS 0
@@ -420,6 +514,31 @@
  * Stat key: inbound refused while stopping.
  */
 #define CONNMGR_STAT_REFUSED_STOPPING 26
+
+/**
+ * Dial error kind for connmgr_dial_result_set_error: the peer refused.
+ */
+#define CONNMGR_DIAL_REFUSED 0
+
+/**
+ * Dial error kind: the dial did not finish in time.
+ */
+#define CONNMGR_DIAL_TIMED_OUT 1
+
+/**
+ * Dial error kind: this dialer cannot reach this kind of address.
+ */
+#define CONNMGR_DIAL_UNSUPPORTED 2
+
+/**
+ * Dial error kind: a rule of the dialer refused the address.
+ */
+#define CONNMGR_DIAL_REJECTED 3
+
+/**
+ * Dial error kind: any other failure.
+ */
+#define CONNMGR_DIAL_OTHER 4
 
 /**
  * What a call did. Every function of the C API returns one, except
@@ -572,10 +691,24 @@ typedef struct connmgr_config connmgr_config;
 typedef struct connmgr_conn connmgr_conn;
 
 /**
+ * The outcome of one dial or accept (opaque), filled by the C dialer or
+ * listener with exactly one of connmgr_dial_result_set_fd,
+ * connmgr_dial_result_set_stream or connmgr_dial_result_set_error. It
+ * lives only during the callback that receives it.
+ */
+typedef struct ConnmgrDialResult ConnmgrDialResult;
+
+/**
  * One event taken from the queue (opaque). Read it with the
  * connmgr_event_* functions and free it with connmgr_event_free.
  */
 typedef struct connmgr_event connmgr_event;
+
+/**
+ * What a C lookup found (opaque), filled during the lookup call with
+ * connmgr_lookup_answer_add or connmgr_lookup_answer_fail.
+ */
+typedef struct ConnmgrLookupAnswer ConnmgrLookupAnswer;
 
 /**
  * A connection manager (opaque). Create it with connmgr_manager_new, start
@@ -586,6 +719,41 @@ typedef struct connmgr_event connmgr_event;
  * manager is in progress, nor from a callback.
  */
 typedef struct connmgr_manager connmgr_manager;
+
+/**
+ * A clock that moves only when told (opaque), for tests that drive
+ * retries, trims, bans and decay without waiting. Thread-safe; free it
+ * with connmgr_manual_clock_free (managers using it keep their share).
+ */
+typedef struct ConnmgrManualClock ConnmgrManualClock;
+
+/**
+ * A C peer's listener on an in-memory address (opaque). Thread-safe;
+ * freeing it closes it.
+ */
+typedef struct ConnmgrMemoryListener ConnmgrMemoryListener;
+
+/**
+ * A network of in-process addresses (opaque). Any address text names a
+ * place on it ("10.0.0.1:8333", "peer-a.example:1"). Create it with
+ * connmgr_memory_network_new and free it with
+ * connmgr_memory_network_free; managers and listeners using it keep
+ * what they need, so it may be freed at any time. Thread-safe.
+ */
+typedef struct ConnmgrMemoryNetwork ConnmgrMemoryNetwork;
+
+/**
+ * A network's name, default port and DNS seeds (opaque); from
+ * connmgr_netparams_builtin or connmgr_netparams_new, freed with
+ * connmgr_netparams_free.
+ */
+typedef struct ConnmgrNetParams ConnmgrNetParams;
+
+/**
+ * How seeding runs (opaque): from connmgr_seed_options_new, changed with
+ * its setters, freed with connmgr_seed_options_free. Not thread-safe.
+ */
+typedef struct ConnmgrSeedOptions ConnmgrSeedOptions;
 
 /**
  * The address source: writes the next address to try for an automatic
@@ -737,6 +905,35 @@ typedef struct {
 } connmgr_trim_info;
 
 /**
+ * A dial or accept rule: returns true to allow `addr` (valid during the
+ * call), or false to refuse it, optionally writing why as a
+ * NUL-terminated string of at most `reason_cap - 1` bytes into `reason`.
+ */
+typedef bool (*ConnmgrGateFn)(void *user_data, const char *addr, char *reason, size_t reason_cap);
+
+/**
+ * A tag update for connmgr_upsert_tag: the tag's new value from its
+ * current one (0 when the peer has no such tag).
+ */
+typedef int64_t (*ConnmgrUpsertFn)(void *user_data, int64_t current);
+
+/**
+ * A custom decay function: the value after one interval, from the current
+ * `value` and the milliseconds since its last bump; set `*remove` to true
+ * to remove the value from the peer.
+ */
+typedef int64_t (*ConnmgrDecayFn)(void *user_data,
+                                  int64_t value,
+                                  uint64_t ms_since_bump,
+                                  bool *remove);
+
+/**
+ * A custom bump function: the new value from the `current` one and the
+ * bump's `delta`.
+ */
+typedef int64_t (*ConnmgrBumpFn)(void *user_data, int64_t current, int64_t delta);
+
+/**
  * Receives one log record: its level (CONNMGR_LOG_ERROR to
  * CONNMGR_LOG_TRACE), its target (`"connmgr"` or a module of it) and its
  * message, both NUL-terminated and valid only during the call. It runs on
@@ -855,9 +1052,177 @@ typedef struct {
   size_t one_shot;
 } connmgr_counts;
 
+/**
+ * A C lookup: resolves `host` (valid during the call) within
+ * `timeout_ms`, adding each address to `answer` or failing it. Runs on a
+ * thread of its own per seed, several at once.
+ */
+typedef void (*ConnmgrLookupFn)(void *user_data,
+                                const char *host,
+                                uint64_t timeout_ms,
+                                ConnmgrLookupAnswer *answer);
+
+/**
+ * Called once per seed, on the thread that called connmgr_seed_from_dns,
+ * as its result comes in: the seed's host, why it gave nothing (NULL if
+ * it gave addresses), and `count` addresses ("203.0.113.5:8333") with
+ * their made-up last-seen times (Unix seconds, 3 to 7 days ago) and the
+ * service bits asked for. Every pointer is valid during the call only.
+ */
+typedef void (*ConnmgrSeedFn)(void *user_data,
+                              const char *seed,
+                              const char *error,
+                              size_t count,
+                              const char *const *addrs,
+                              const uint64_t *last_seen_unix,
+                              uint64_t services);
+
+/**
+ * Reads up to `len` bytes into `buf`, blocking until at least one is
+ * there; returns how many, 0 at end of stream, or a negative number when
+ * the read fails.
+ */
+typedef ptrdiff_t (*ConnmgrStreamReadFn)(void *user_data, uint8_t *buf, size_t len);
+
+/**
+ * Writes up to `len` bytes from `buf`; returns how many (at least 1), or
+ * a negative number when the write fails.
+ */
+typedef ptrdiff_t (*ConnmgrStreamWriteFn)(void *user_data, const uint8_t *buf, size_t len);
+
+/**
+ * Shuts the stream down: a read blocked on another thread returns, and
+ * later reads and writes fail. May run more than once, on any thread,
+ * while reads and writes are in progress.
+ */
+typedef void (*ConnmgrStreamCloseFn)(void *user_data);
+
+/**
+ * Releases the stream's `user_data`; runs once, after every other call
+ * on it has returned.
+ */
+typedef void (*ConnmgrStreamFreeFn)(void *user_data);
+
+/**
+ * A dialer written in C: connects to `addr` (NUL-terminated, valid during
+ * the call) within `timeout_ms` and fills `result`. Runs on the manager's
+ * dialer threads, several at once; it may block up to the timeout.
+ */
+typedef void (*ConnmgrDialFn)(void *user_data,
+                              const char *addr,
+                              uint64_t timeout_ms,
+                              ConnmgrDialResult *result);
+
+/**
+ * A listener written in C: blocks until a peer connects, then fills
+ * `result` with the connection and the peer's address
+ * (connmgr_dial_result_set_remote) and returns true; returns false once
+ * the listener is closed, which ends its accept thread. A result with an
+ * error is an accept failure: the manager pauses, then calls again.
+ * Runs on an accept thread of its own.
+ */
+typedef bool (*ConnmgrAcceptFn)(void *user_data, ConnmgrDialResult *result);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Sets one of the inbound eviction rules (CONNMGR_EVICT_*) to `value`:
+ * a count (a whole number up to the inbound bound) for the first five,
+ * a share from 0.0 to 1.0 for the last two. Rules not set keep Bitcoin
+ * Core's values. Used with connmgr_config_set_evict_inbound.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_eviction_rule(connmgr_config *cfg, uint32_t rule, double value);
+
+/**
+ * Keeps at least one full-relay connection on each network whose bit is
+ * set in `mask` (1 << CONNMGR_NET_*), Bitcoin Core's rule for the
+ * networks a node can reach.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_keep_one_outbound_per_network(connmgr_config *cfg, uint32_t mask);
+
+/**
+ * The most events left waiting (default 65536; 1 to 16777216): past it,
+ * new events are dropped with a warning and a connection in a dropped
+ * event is closed.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_max_queued_events(connmgr_config *cfg, size_t n);
+
+/**
+ * Lets the handler thread run the dialer, address source and dial gate
+ * itself instead of the dialer pool (default off). Only for C functions
+ * that return at once and never block: a blocking one stalls the whole
+ * manager.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_inline_dial(connmgr_config *cfg, bool on);
+
+/**
+ * Fixes the seed of the manager's random choices (backoff jitter, feeler
+ * timing, the eviction netgroup key), for reproducible runs. Default:
+ * random per config; a known seed lets an attacker predict which
+ * netgroups eviction protects, so leave it unset in production.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config.
+ */
+connmgr_status connmgr_config_set_rng_seed(connmgr_config *cfg, uint64_t seed);
+
+/**
+ * Creates a manual clock and stores it in `*out`.
+ *
+ * # Safety
+ *
+ * `out` is NULL or writable.
+ */
+connmgr_status connmgr_manual_clock_new(ConnmgrManualClock **out);
+
+/**
+ * Moves the clock forward by `ms` milliseconds (at most the duration
+ * bound), waking whatever waits for that time.
+ *
+ * # Safety
+ *
+ * `clock` is NULL or a live clock.
+ */
+connmgr_status connmgr_manual_clock_advance(const ConnmgrManualClock *clock, uint64_t ms);
+
+/**
+ * Frees a clock handle (NULL does nothing); managers using the clock go
+ * on using it.
+ *
+ * # Safety
+ *
+ * `clock` is NULL or a live clock, not used again.
+ */
+connmgr_status connmgr_manual_clock_free(ConnmgrManualClock *clock);
+
+/**
+ * Makes managers from this config read time from `clock` instead of the
+ * system clock.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `clock` is NULL or a live clock.
+ */
+connmgr_status connmgr_config_set_clock(connmgr_config *cfg, const ConnmgrManualClock *clock);
 
 /**
  * Creates a config with every setting at its default and stores it in
@@ -1461,6 +1826,108 @@ size_t connmgr_last_error_length(void);
 const char *connmgr_status_name(int status);
 
 /**
+ * A rule run on a dialer thread before each dial; a refused address
+ * fails the dial as rejected, with the gate's reason. It may run on
+ * several dialer threads at once.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `gate` follows its contract, with
+ * `user_data` valid until the manager is freed.
+ */
+connmgr_status connmgr_config_set_dial_gate(connmgr_config *cfg,
+                                            ConnmgrGateFn gate,
+                                            void *user_data);
+
+/**
+ * A rule run on the accept threads for each inbound connection before
+ * the manager counts it; a refused connection is closed at once.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `gate` follows its contract, with
+ * `user_data` valid until the manager is freed.
+ */
+connmgr_status connmgr_config_set_accept_gate(connmgr_config *cfg,
+                                              ConnmgrGateFn gate,
+                                              void *user_data);
+
+/**
+ * Replaces tag `name` of `peer` with `f(user_data, current)` and returns
+ * once it is applied, so `user_data` may live on the caller's stack. `f`
+ * runs once, on the manager's handler thread: keep it short; calls into
+ * the manager from it fail. Not from a decay or bump function or another
+ * upsert function (CONNMGR_STATUS_INVALID_ARGUMENT).
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+ * NUL-terminated strings; `f` follows its contract.
+ */
+connmgr_status connmgr_upsert_tag(const connmgr_manager *mgr,
+                                  const char *peer,
+                                  const char *name,
+                                  ConnmgrUpsertFn f,
+                                  void *user_data);
+
+/**
+ * Registers decaying tag `name` with C functions: every `interval_ms`,
+ * `decay` runs over each peer's value (NULL: values never decay); bumps
+ * combine through `bump` (NULL: they add up). Both run on the manager's
+ * handler thread, so they must be quick and must not call into the
+ * manager (such calls fail); `user_data` must stay valid until the tag
+ * is closed or the manager freed. Errors as connmgr_register_decaying.
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
+ * string; the functions follow their contracts.
+ */
+connmgr_status connmgr_register_decaying_fn(const connmgr_manager *mgr,
+                                            const char *name,
+                                            uint64_t interval_ms,
+                                            ConnmgrDecayFn decay,
+                                            ConnmgrBumpFn bump,
+                                            void *user_data);
+
+/**
+ * Registers decaying tag `name` in the config, with the built-in decay
+ * and bump kinds of connmgr_register_decaying, so it exists from the
+ * start. A bad kind or parameter is CONNMGR_STATUS_INVALID_ARGUMENT; a
+ * zero interval or a repeated name CONNMGR_STATUS_CONFIG from
+ * connmgr_manager_new.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
+ * string.
+ */
+connmgr_status connmgr_config_add_decaying(connmgr_config *cfg,
+                                           const char *name,
+                                           uint64_t interval_ms,
+                                           uint32_t decay_kind,
+                                           double decay_param,
+                                           uint32_t bump_kind,
+                                           int64_t bump_min,
+                                           int64_t bump_max);
+
+/**
+ * Registers decaying tag `name` in the config with C functions, as
+ * connmgr_register_decaying_fn does on a running manager.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
+ * string; the functions follow their contracts.
+ */
+connmgr_status connmgr_config_add_decaying_fn(connmgr_config *cfg,
+                                              const char *name,
+                                              uint64_t interval_ms,
+                                              ConnmgrDecayFn decay,
+                                              ConnmgrBumpFn bump,
+                                              void *user_data);
+
+/**
  * The library's version as text, e.g. "0.1.0" (static; never free it).
  * Compare it with CONNMGR_VERSION_* to check the header and the library
  * match.
@@ -1839,6 +2306,112 @@ connmgr_status connmgr_snapshot(const connmgr_manager *mgr,
                                 size_t *written);
 
 /**
+ * Stores in `*n` how many calls wait in the manager's request queue (a
+ * load gauge: near its bound, calls start to wait or fail).
+ *
+ * # Safety
+ *
+ * `mgr` is NULL or a live manager; `n` is NULL or writable.
+ */
+connmgr_status connmgr_queued_calls(const connmgr_manager *mgr, size_t *n);
+
+/**
+ * Creates an empty in-memory network and stores it in `*out`.
+ *
+ * # Safety
+ *
+ * `out` is NULL or writable.
+ */
+connmgr_status connmgr_memory_network_new(ConnmgrMemoryNetwork **out);
+
+/**
+ * Frees a network handle (NULL does nothing). Listeners, connections and
+ * managers using the network go on working.
+ *
+ * # Safety
+ *
+ * `net` is NULL or a live network handle, not used again.
+ */
+connmgr_status connmgr_memory_network_free(ConnmgrMemoryNetwork *net);
+
+/**
+ * Makes managers from this config dial through `net` instead of TCP.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `net` is NULL or a live network.
+ */
+connmgr_status connmgr_config_set_memory_dialer(connmgr_config *cfg,
+                                                const ConnmgrMemoryNetwork *net);
+
+/**
+ * Makes managers from this config listen on `addr` of `net`. An address
+ * someone already listens on is CONNMGR_STATUS_CONFIG from
+ * connmgr_manager_new.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `net` is NULL or a live network;
+ * `addr` is NULL or a NUL-terminated string.
+ */
+connmgr_status connmgr_config_add_memory_listen(connmgr_config *cfg,
+                                                const ConnmgrMemoryNetwork *net,
+                                                const char *addr);
+
+/**
+ * Listens on `addr` of `net` for a C peer and stores the listener in
+ * `*out`; free it with connmgr_memory_listener_free. An address already
+ * in use is CONNMGR_STATUS_INVALID_ARGUMENT.
+ *
+ * # Safety
+ *
+ * `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
+ * string; `out` is NULL or writable.
+ */
+connmgr_status connmgr_memory_listen(const ConnmgrMemoryNetwork *net,
+                                     const char *addr,
+                                     ConnmgrMemoryListener **out);
+
+/**
+ * Waits up to `timeout_ms` for a connection to `listener` and stores its
+ * handle in `*conn` (the C side owns it: connmgr_conn_free).
+ * CONNMGR_STATUS_TIMED_OUT when none came. The handle's id is 0 and its
+ * direction inbound; no manager tracks it.
+ *
+ * # Safety
+ *
+ * `listener` is NULL or a live listener; `conn` is NULL or writable.
+ */
+connmgr_status connmgr_memory_accept(const ConnmgrMemoryListener *listener,
+                                     uint64_t timeout_ms,
+                                     connmgr_conn **conn);
+
+/**
+ * Closes and frees a C peer's listener (NULL does nothing): the address
+ * is free again and connections never accepted are closed.
+ *
+ * # Safety
+ *
+ * `listener` is NULL or a live listener, not used again (no accept may
+ * be in progress on another thread).
+ */
+connmgr_status connmgr_memory_listener_free(ConnmgrMemoryListener *listener);
+
+/**
+ * Connects a C peer to `addr` of `net` (a manager's memory listener, or
+ * another C peer's) and stores the handle in `*conn` (connmgr_conn_free;
+ * id 0, direction outbound). Nothing listening there is CONNMGR_STATUS_IO.
+ *
+ * # Safety
+ *
+ * `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
+ * string; `conn` is NULL or writable.
+ */
+connmgr_status connmgr_memory_connect(const ConnmgrMemoryNetwork *net,
+                                      const char *addr,
+                                      connmgr_conn **conn);
+
+/**
  * Returns once the manager has handled every call made before it (from
  * any thread) and published the result, so the queries (snapshots, tag
  * info, bans) show their effect. CONNMGR_STATUS_STOPPED once stopped.
@@ -2033,6 +2606,164 @@ connmgr_status connmgr_event_take_conn(connmgr_event *event, connmgr_conn **conn
  * `event` is NULL or an event not yet freed and not in use elsewhere.
  */
 connmgr_status connmgr_event_free(connmgr_event *event);
+
+/**
+ * Stores the parameters of built-in network `network`
+ * (CONNMGR_SEEDNET_*) in `*out`.
+ *
+ * # Safety
+ *
+ * `out` is NULL or writable.
+ */
+connmgr_status connmgr_netparams_builtin(uint32_t network, ConnmgrNetParams **out);
+
+/**
+ * Stores a network named `name` with `default_port` and no seeds in
+ * `*out`; add seeds with connmgr_netparams_add_seed.
+ *
+ * # Safety
+ *
+ * `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
+ */
+connmgr_status connmgr_netparams_new(const char *name,
+                                     uint16_t default_port,
+                                     ConnmgrNetParams **out);
+
+/**
+ * Adds DNS seed `host`; `has_filtering` says it serves `x<services>.`
+ * subdomains. At most 64 seeds per network.
+ *
+ * # Safety
+ *
+ * `params` is NULL or live; `host` is NULL or a NUL-terminated string.
+ */
+connmgr_status connmgr_netparams_add_seed(ConnmgrNetParams *params,
+                                          const char *host,
+                                          bool has_filtering);
+
+/**
+ * Frees network parameters (NULL does nothing).
+ *
+ * # Safety
+ *
+ * `params` is NULL or live, not used again.
+ */
+connmgr_status connmgr_netparams_free(ConnmgrNetParams *params);
+
+/**
+ * Stores seeding options with the defaults in `*out`: full nodes
+ * (services 1), at most 32 addresses per seed, 15 s per seed, local
+ * addresses dropped, fresh randomness, the system resolver.
+ *
+ * # Safety
+ *
+ * `out` is NULL or writable.
+ */
+connmgr_status connmgr_seed_options_new(ConnmgrSeedOptions **out);
+
+/**
+ * Frees seeding options (NULL does nothing).
+ *
+ * # Safety
+ *
+ * `opts` is NULL or live, not used again.
+ */
+connmgr_status connmgr_seed_options_free(ConnmgrSeedOptions *opts);
+
+/**
+ * Sets the service bits asked for, at most `max_per_seed` addresses per
+ * seed (1 to 4096), and the time each seed may take in milliseconds
+ * (at least 1).
+ *
+ * # Safety
+ *
+ * `opts` is NULL or live.
+ */
+connmgr_status connmgr_seed_options_set_limits(ConnmgrSeedOptions *opts,
+                                               uint64_t services,
+                                               size_t max_per_seed,
+                                               uint64_t timeout_ms);
+
+/**
+ * Keeps loopback, private and link-local addresses in answers (for seeds
+ * on a private network, or tests), and fixes the random choices with
+ * `rng_seed` when `fixed_rng` is true.
+ *
+ * # Safety
+ *
+ * `opts` is NULL or live.
+ */
+connmgr_status connmgr_seed_options_set_local(ConnmgrSeedOptions *opts,
+                                              bool allow_local,
+                                              bool fixed_rng,
+                                              uint64_t rng_seed);
+
+/**
+ * Sets the time last-seen ages count back from, in Unix seconds (default:
+ * now).
+ *
+ * # Safety
+ *
+ * `opts` is NULL or live.
+ */
+connmgr_status connmgr_seed_options_set_now(ConnmgrSeedOptions *opts, uint64_t unix_secs);
+
+/**
+ * Resolves seeds through Tor's RESOLVE at the SOCKS5 proxy `proxy`
+ * ("127.0.0.1:9050") instead of the system resolver, when no lookup
+ * function is given; names never reach local DNS.
+ *
+ * # Safety
+ *
+ * `opts` is NULL or live; `proxy` is NULL or a NUL-terminated string.
+ */
+connmgr_status connmgr_seed_options_set_tor_proxy(ConnmgrSeedOptions *opts, const char *proxy);
+
+/**
+ * Adds address `ip` ("203.0.113.5" or "2001:db8::1", no port) to the
+ * answer. More than CONNMGR_LOOKUP_MAX_ADDRS is
+ * CONNMGR_STATUS_INVALID_ARGUMENT (the address is not added).
+ *
+ * # Safety
+ *
+ * `answer` is NULL or the answer the lookup received; `ip` is NULL or a
+ * NUL-terminated string.
+ */
+connmgr_status connmgr_lookup_answer_add(ConnmgrLookupAnswer *answer, const char *ip);
+
+/**
+ * Fails the lookup with `kind` (CONNMGR_LOOKUP_*) and `message` (NULL
+ * for none); addresses added before are dropped.
+ *
+ * # Safety
+ *
+ * `answer` is NULL or the answer the lookup received; `message` is NULL
+ * or a NUL-terminated string.
+ */
+connmgr_status connmgr_lookup_answer_fail(ConnmgrLookupAnswer *answer,
+                                          uint32_t kind,
+                                          const char *message);
+
+/**
+ * Looks up every DNS seed of `params` in parallel and calls `on_seed`
+ * once per seed as results come in, on the calling thread; returns once
+ * every lookup has ended (about the timeout at most). `opts` may be NULL
+ * for the defaults. The lookup is `lookup` when given (with
+ * `lookup_data`), else Tor when the options name a proxy, else the
+ * system resolver. Feed the addresses to your address source; nothing
+ * here touches a manager. A network without seeds returns at once.
+ *
+ * # Safety
+ *
+ * `params` is NULL or live; `opts` is NULL or live; the functions follow
+ * their contracts with their user data.
+ */
+connmgr_status connmgr_seed_from_dns(const ConnmgrNetParams *params,
+                                     const ConnmgrSeedOptions *opts,
+                                     ConnmgrLookupFn lookup,
+                                     void *lookup_data,
+                                     ConnmgrSeedFn on_seed,
+                                     void *seed_data);
 
 /**
  * Trims connections (both directions) down to `low` whenever there are
@@ -2249,6 +2980,123 @@ connmgr_status connmgr_tor_resolve_ptr(const char *proxy,
                                        uint64_t timeout_ms,
                                        char *buf,
                                        size_t cap);
+
+/**
+ * Takes the connected socket `fd` as the result: the library owns it
+ * from this call on, whatever the call returns, and closes it when the
+ * connection is freed. A descriptor that is not a connected stream
+ * socket fails the dial (and is closed). Not on Windows, where it fails
+ * the dial with CONNMGR_STATUS_INVALID_ARGUMENT.
+ *
+ * # Safety
+ *
+ * `result` is NULL or the result the callback received; `fd` is a
+ * descriptor the caller owns and gives up.
+ */
+connmgr_status connmgr_dial_result_set_fd(ConnmgrDialResult *result, int fd);
+
+/**
+ * Takes a stream made of C functions as the result. `read` and `write`
+ * are required; `close` (wake a blocked read, fail later calls) and
+ * `free` (release `user_data`) may be NULL. From this call on the
+ * library owns the stream, whatever the call returns: it calls `free`
+ * exactly once, after the connection's last use. Reads, writes and
+ * closes may come from different threads at the same time, like a
+ * socket's.
+ *
+ * # Safety
+ *
+ * `result` is NULL or the result the callback received; the functions
+ * follow their documented contracts with `user_data`.
+ */
+connmgr_status connmgr_dial_result_set_stream(ConnmgrDialResult *result,
+                                              void *user_data,
+                                              ConnmgrStreamReadFn read,
+                                              ConnmgrStreamWriteFn write,
+                                              ConnmgrStreamCloseFn close,
+                                              ConnmgrStreamFreeFn free);
+
+/**
+ * Fails the dial with `kind` (CONNMGR_DIAL_*) and `message` (NULL for
+ * none), which the dial-failed event carries.
+ *
+ * # Safety
+ *
+ * `result` is NULL or the result the callback received; `message` is
+ * NULL or a NUL-terminated string.
+ */
+connmgr_status connmgr_dial_result_set_error(ConnmgrDialResult *result,
+                                             uint32_t kind,
+                                             const char *message);
+
+/**
+ * Whether the manager has given up on this dial (the request was
+ * removed, or the manager is stopping): a slow dialer should then stop.
+ *
+ * # Safety
+ *
+ * `result` is NULL or the result the callback received; `canceled` is
+ * NULL or writable.
+ */
+connmgr_status connmgr_dial_result_is_canceled(const ConnmgrDialResult *result, bool *canceled);
+
+/**
+ * Sets the peer's address for an accepted connection ("192.0.2.7:50123",
+ * or any address text connmgr parses); a listener must call it before
+ * returning a connection.
+ *
+ * # Safety
+ *
+ * `result` is NULL or the result the callback received; `remote` is
+ * NULL or a NUL-terminated string.
+ */
+connmgr_status connmgr_dial_result_set_remote(ConnmgrDialResult *result, const char *remote);
+
+/**
+ * Makes outbound connections with a C dialer instead of the built-in
+ * TCP and SOCKS5 one (its proxy settings then go unused). The manager
+ * calls `dial` for each attempt on its dialer threads; `user_data` must
+ * stay valid until the manager is freed.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `dial` follows its documented contract.
+ */
+connmgr_status connmgr_config_set_dialer(connmgr_config *cfg, ConnmgrDialFn dial, void *user_data);
+
+/**
+ * Adds a listener written in C that accepts on `local_addr` (the address
+ * it reports, e.g. "127.0.0.1:8333"). `accept` runs on an accept thread
+ * of its own; at stop the manager calls `close` (from another thread),
+ * which must make a blocked `accept` return false; `free` (may be NULL)
+ * runs once when the listener is done, after the manager's last call.
+ * Each manager made from this config gets the listener, so use the
+ * config for one manager only.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `local_addr` is NULL or a
+ * NUL-terminated string; the functions follow their contracts.
+ */
+connmgr_status connmgr_config_add_listener(connmgr_config *cfg,
+                                           const char *local_addr,
+                                           ConnmgrAcceptFn accept,
+                                           ConnmgrStreamCloseFn close,
+                                           ConnmgrStreamFreeFn free,
+                                           void *user_data);
+
+/**
+ * Accepts inbound connections on `fd`, a bound and listening TCP socket
+ * the caller made. The library owns `fd` from this call on, whatever the
+ * call returns; each manager made from this config accepts on a
+ * duplicate of it, and it is closed when the config is freed.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live config; `fd` is a descriptor the caller owns
+ * and gives up.
+ */
+connmgr_status connmgr_config_add_listen_fd(connmgr_config *cfg, int fd);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -47,6 +47,8 @@ pub struct ConnmgrConfig {
     event_queue: bool,
     /// Further settings, applied to the builder in call order.
     ops: Vec<BuilderOp>,
+    /// Changes to the default eviction rules, in call order.
+    pub(crate) eviction_rules: Vec<Box<dyn Fn(&mut crate::policy::EvictionPolicy)>>,
     max_on: Vec<(Network, usize)>,
     min_on: Vec<(Network, usize)>,
     retry_duration: Option<Duration>,
@@ -188,8 +190,13 @@ impl ConnmgrConfig {
         if let Some((f, user_data)) = self.source {
             b = b.address_source(CAddressSource { f, user_data });
         }
+        if !self.eviction_rules.is_empty() {
+            let mut policy = crate::policy::EvictionPolicy::default();
+            self.eviction_rules.iter().for_each(|set| set(&mut policy));
+            b = b.eviction_policy(policy);
+        }
         for op in &self.ops {
-            b = op(b);
+            b = op(b)?;
         }
         let feeder = queue.map(|q| Box::new(q.feeder()) as events::Feeder);
         Ok(events::install(b, &self.callbacks, feeder).build())
@@ -197,11 +204,20 @@ impl ConnmgrConfig {
 }
 
 /// A recorded change to the Rust builder.
-type BuilderOp = Box<dyn Fn(ConfigBuilder) -> ConfigBuilder>;
+type BuilderOp = Box<dyn Fn(ConfigBuilder) -> FfiResult<ConfigBuilder>>;
 
 impl ConnmgrConfig {
     /// Records a change to apply to the builder.
     pub(crate) fn push(&mut self, op: impl Fn(ConfigBuilder) -> ConfigBuilder + 'static) {
+        self.ops.push(Box::new(move |b| Ok(op(b))));
+    }
+
+    /// Records a change that can fail when the manager is made (one that
+    /// needs a resource, such as a second handle to a socket).
+    pub(crate) fn try_push(
+        &mut self,
+        op: impl Fn(ConfigBuilder) -> FfiResult<ConfigBuilder> + 'static,
+    ) {
         self.ops.push(Box::new(op));
     }
 }
@@ -427,7 +443,7 @@ pub const CONNMGR_NET_I2P: u32 = 3;
 pub const CONNMGR_NET_CJDNS: u32 = 4;
 
 /// The network index `n` names.
-fn network_arg(n: u32) -> FfiResult<Network> {
+pub(crate) fn network_arg(n: u32) -> FfiResult<Network> {
     Network::ALL.get(n as usize).copied().ok_or_else(|| {
         Failure::invalid(format!(
             "network {n} is unknown: use a CONNMGR_NET_* constant (0 to 4)"

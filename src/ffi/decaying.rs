@@ -55,7 +55,7 @@ pub struct ConnmgrTrimInfo {
     pub last_trim_closed: usize,
 }
 
-fn decay_fn(kind: u32, param: f64) -> FfiResult<DecayFn> {
+pub(crate) fn decay_fn(kind: u32, param: f64) -> FfiResult<DecayFn> {
     let bad = |what: &str| Failure::new(ConnmgrStatus::InvalidArgument, what.to_owned());
     match kind {
         CONNMGR_DECAY_NONE => Ok(DecayFn::none()),
@@ -77,7 +77,7 @@ fn decay_fn(kind: u32, param: f64) -> FfiResult<DecayFn> {
     }
 }
 
-fn bump_fn(kind: u32, min: i64, max: i64) -> FfiResult<BumpFn> {
+pub(crate) fn bump_fn(kind: u32, min: i64, max: i64) -> FfiResult<BumpFn> {
     match kind {
         CONNMGR_BUMP_SUM => Ok(BumpFn::sum()),
         CONNMGR_BUMP_SUM_BOUNDED if min <= max => Ok(BumpFn::sum_bounded(min, max)),

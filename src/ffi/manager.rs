@@ -1026,3 +1026,25 @@ pub unsafe extern "C" fn connmgr_snapshot(
         Ok(())
     })
 }
+
+/// Stores in `*n` how many calls wait in the manager's request queue (a
+/// load gauge: near its bound, calls start to wait or fail).
+///
+/// # Safety
+///
+/// `mgr` is NULL or a live manager; `n` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_queued_calls(
+    mgr: *const ConnmgrManager,
+    n: *mut usize,
+) -> ConnmgrStatus {
+    guard("connmgr_queued_calls", || {
+        // SAFETY: the caller promises `mgr` is NULL or live.
+        let m = unsafe { manager_arg(mgr) }?;
+        let out = out_arg(n, "n")?;
+        let value = m.handle().queued_calls();
+        // SAFETY: not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(value) };
+        Ok(())
+    })
+}

@@ -16,19 +16,25 @@
 //! in; `tests/ffi.rs` fails when it drifts and says how to regenerate it.
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+mod advanced;
 mod config;
 mod conn;
 mod decaying;
 mod error;
 mod events;
+mod hooks;
 mod logging;
 mod manager;
+mod memory;
 mod peers;
 mod queue;
+mod seeding;
 mod settings;
 mod stats;
 mod tor;
+mod transport;
 
+pub use advanced::*;
 pub use config::*;
 pub use conn::*;
 pub use decaying::*;
@@ -46,6 +52,10 @@ pub use queue::*;
 pub use settings::*;
 pub use stats::*;
 pub use tor::*;
+pub use transport::*;
+pub use hooks::*;
+pub use memory::*;
+pub use seeding::*;
 
 /// Size of the address buffers this API fills (snapshot entries, the
 /// address source's buffer): enough for any IP, DNS or onion address with

@@ -96,6 +96,21 @@ impl Conn {
         }
     }
 
+    /// A connection no manager tracks, such as the peer's end of an
+    /// in-memory pipe handed to C code: closing it tells nobody.
+    #[cfg(feature = "ffi")]
+    pub(crate) fn unmanaged(
+        stream: Box<dyn Stream>,
+        remote: Addr,
+        direction: Direction,
+    ) -> io::Result<Conn> {
+        let closer = stream.closer()?;
+        // Nobody receives: the close notice is dropped at once.
+        let (notify, _) = crossbeam_channel::bounded(0);
+        let shared = ConnShared::new(ConnId(0), 0, remote, direction, closer, notify);
+        Ok(Conn::new(stream, shared))
+    }
+
     fn shared(&self) -> &ConnShared {
         &self.guard.0
     }

@@ -587,7 +587,7 @@ impl Handle {
 
     /// Fails with [`Error::OnHandlerThread`] when called from code the
     /// handler thread runs, for calls that wait for the handler.
-    pub(super) fn check_not_handler(&self) -> Result<(), Error> {
+    pub(crate) fn check_not_handler(&self) -> Result<(), Error> {
         if thread::current().id() == self.shared.handler_thread {
             return Err(Error::OnHandlerThread);
         }

@@ -179,6 +179,25 @@ impl ListenerCore {
     }
 }
 
+impl MemoryListener {
+    /// Waits up to `timeout` for a connection; `Ok(None)` if none came.
+    #[cfg(feature = "ffi")]
+    pub(crate) fn accept_within(
+        &self,
+        timeout: std::time::Duration,
+    ) -> io::Result<Option<(PipeStream, Addr)>> {
+        if self.core.closed.load(Ordering::SeqCst) {
+            return Err(ListenerCore::closed_error());
+        }
+        match self.core.incoming.recv_timeout(timeout) {
+            Ok(_) if self.core.closed.load(Ordering::SeqCst) => Err(ListenerCore::closed_error()),
+            Ok(pending) => Ok(Some(pending)),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(None),
+            Err(_) => Err(ListenerCore::closed_error()),
+        }
+    }
+}
+
 impl Listener for MemoryListener {
     fn accept(&mut self) -> io::Result<(Box<dyn Stream>, Addr)> {
         if self.core.closed.load(Ordering::SeqCst) {
