@@ -1,7 +1,8 @@
 /*
  * connmgr: a thread-based peer connection manager (C API).
  *
- * Build the library with `cargo build --release --features ffi`; see
+ * Build the library with `cargo rustc --release --features ffi --lib
+ * --crate-type staticlib` (or cdylib); see
  * docs/ffi.md for linking, threading rules and who frees what.
  */
 
@@ -696,7 +697,7 @@ typedef struct connmgr_conn connmgr_conn;
  * connmgr_dial_result_set_stream or connmgr_dial_result_set_error. It
  * lives only during the callback that receives it.
  */
-typedef struct ConnmgrDialResult ConnmgrDialResult;
+typedef struct connmgr_dial_result connmgr_dial_result;
 
 /**
  * One event taken from the queue (opaque). Read it with the
@@ -708,7 +709,7 @@ typedef struct connmgr_event connmgr_event;
  * What a C lookup found (opaque), filled during the lookup call with
  * connmgr_lookup_answer_add or connmgr_lookup_answer_fail.
  */
-typedef struct ConnmgrLookupAnswer ConnmgrLookupAnswer;
+typedef struct connmgr_lookup_answer connmgr_lookup_answer;
 
 /**
  * A connection manager (opaque). Create it with connmgr_manager_new, start
@@ -725,13 +726,13 @@ typedef struct connmgr_manager connmgr_manager;
  * retries, trims, bans and decay without waiting. Thread-safe; free it
  * with connmgr_manual_clock_free (managers using it keep their share).
  */
-typedef struct ConnmgrManualClock ConnmgrManualClock;
+typedef struct connmgr_manual_clock connmgr_manual_clock;
 
 /**
  * A C peer's listener on an in-memory address (opaque). Thread-safe;
  * freeing it closes it.
  */
-typedef struct ConnmgrMemoryListener ConnmgrMemoryListener;
+typedef struct connmgr_memory_listener connmgr_memory_listener;
 
 /**
  * A network of in-process addresses (opaque). Any address text names a
@@ -740,20 +741,20 @@ typedef struct ConnmgrMemoryListener ConnmgrMemoryListener;
  * connmgr_memory_network_free; managers and listeners using it keep
  * what they need, so it may be freed at any time. Thread-safe.
  */
-typedef struct ConnmgrMemoryNetwork ConnmgrMemoryNetwork;
+typedef struct connmgr_memory_network connmgr_memory_network;
 
 /**
  * A network's name, default port and DNS seeds (opaque); from
  * connmgr_netparams_builtin or connmgr_netparams_new, freed with
  * connmgr_netparams_free.
  */
-typedef struct ConnmgrNetParams ConnmgrNetParams;
+typedef struct connmgr_net_params connmgr_net_params;
 
 /**
  * How seeding runs (opaque): from connmgr_seed_options_new, changed with
  * its setters, freed with connmgr_seed_options_free. Not thread-safe.
  */
-typedef struct ConnmgrSeedOptions ConnmgrSeedOptions;
+typedef struct connmgr_seed_options connmgr_seed_options;
 
 /**
  * The address source: writes the next address to try for an automatic
@@ -909,29 +910,29 @@ typedef struct {
  * call), or false to refuse it, optionally writing why as a
  * NUL-terminated string of at most `reason_cap - 1` bytes into `reason`.
  */
-typedef bool (*ConnmgrGateFn)(void *user_data, const char *addr, char *reason, size_t reason_cap);
+typedef bool (*connmgr_gate_fn)(void *user_data, const char *addr, char *reason, size_t reason_cap);
 
 /**
  * A tag update for connmgr_upsert_tag: the tag's new value from its
  * current one (0 when the peer has no such tag).
  */
-typedef int64_t (*ConnmgrUpsertFn)(void *user_data, int64_t current);
+typedef int64_t (*connmgr_upsert_fn)(void *user_data, int64_t current);
 
 /**
  * A custom decay function: the value after one interval, from the current
  * `value` and the milliseconds since its last bump; set `*remove` to true
  * to remove the value from the peer.
  */
-typedef int64_t (*ConnmgrDecayFn)(void *user_data,
-                                  int64_t value,
-                                  uint64_t ms_since_bump,
-                                  bool *remove);
+typedef int64_t (*connmgr_decay_fn)(void *user_data,
+                                    int64_t value,
+                                    uint64_t ms_since_bump,
+                                    bool *remove);
 
 /**
  * A custom bump function: the new value from the `current` one and the
  * bump's `delta`.
  */
-typedef int64_t (*ConnmgrBumpFn)(void *user_data, int64_t current, int64_t delta);
+typedef int64_t (*connmgr_bump_fn)(void *user_data, int64_t current, int64_t delta);
 
 /**
  * Receives one log record: its level (CONNMGR_LOG_ERROR to
@@ -1057,10 +1058,10 @@ typedef struct {
  * `timeout_ms`, adding each address to `answer` or failing it. Runs on a
  * thread of its own per seed, several at once.
  */
-typedef void (*ConnmgrLookupFn)(void *user_data,
-                                const char *host,
-                                uint64_t timeout_ms,
-                                ConnmgrLookupAnswer *answer);
+typedef void (*connmgr_lookup_fn)(void *user_data,
+                                  const char *host,
+                                  uint64_t timeout_ms,
+                                  connmgr_lookup_answer *answer);
 
 /**
  * Called once per seed, on the thread that called connmgr_seed_from_dns,
@@ -1069,49 +1070,49 @@ typedef void (*ConnmgrLookupFn)(void *user_data,
  * their made-up last-seen times (Unix seconds, 3 to 7 days ago) and the
  * service bits asked for. Every pointer is valid during the call only.
  */
-typedef void (*ConnmgrSeedFn)(void *user_data,
-                              const char *seed,
-                              const char *error,
-                              size_t count,
-                              const char *const *addrs,
-                              const uint64_t *last_seen_unix,
-                              uint64_t services);
+typedef void (*connmgr_seed_fn)(void *user_data,
+                                const char *seed,
+                                const char *error,
+                                size_t count,
+                                const char *const *addrs,
+                                const uint64_t *last_seen_unix,
+                                uint64_t services);
 
 /**
  * Reads up to `len` bytes into `buf`, blocking until at least one is
  * there; returns how many, 0 at end of stream, or a negative number when
  * the read fails.
  */
-typedef ptrdiff_t (*ConnmgrStreamReadFn)(void *user_data, uint8_t *buf, size_t len);
+typedef ptrdiff_t (*connmgr_stream_read_fn)(void *user_data, uint8_t *buf, size_t len);
 
 /**
  * Writes up to `len` bytes from `buf`; returns how many (at least 1), or
  * a negative number when the write fails.
  */
-typedef ptrdiff_t (*ConnmgrStreamWriteFn)(void *user_data, const uint8_t *buf, size_t len);
+typedef ptrdiff_t (*connmgr_stream_write_fn)(void *user_data, const uint8_t *buf, size_t len);
 
 /**
  * Shuts the stream down: a read blocked on another thread returns, and
  * later reads and writes fail. May run more than once, on any thread,
  * while reads and writes are in progress.
  */
-typedef void (*ConnmgrStreamCloseFn)(void *user_data);
+typedef void (*connmgr_stream_close_fn)(void *user_data);
 
 /**
  * Releases the stream's `user_data`; runs once, after every other call
  * on it has returned.
  */
-typedef void (*ConnmgrStreamFreeFn)(void *user_data);
+typedef void (*connmgr_stream_free_fn)(void *user_data);
 
 /**
  * A dialer written in C: connects to `addr` (NUL-terminated, valid during
  * the call) within `timeout_ms` and fills `result`. Runs on the manager's
  * dialer threads, several at once; it may block up to the timeout.
  */
-typedef void (*ConnmgrDialFn)(void *user_data,
-                              const char *addr,
-                              uint64_t timeout_ms,
-                              ConnmgrDialResult *result);
+typedef void (*connmgr_dial_fn)(void *user_data,
+                                const char *addr,
+                                uint64_t timeout_ms,
+                                connmgr_dial_result *result);
 
 /**
  * A listener written in C: blocks until a peer connects, then fills
@@ -1121,7 +1122,7 @@ typedef void (*ConnmgrDialFn)(void *user_data,
  * error is an accept failure: the manager pauses, then calls again.
  * Runs on an accept thread of its own.
  */
-typedef bool (*ConnmgrAcceptFn)(void *user_data, ConnmgrDialResult *result);
+typedef bool (*connmgr_accept_fn)(void *user_data, connmgr_dial_result *result);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1192,7 +1193,7 @@ connmgr_status connmgr_config_set_rng_seed(connmgr_config *cfg, uint64_t seed);
  *
  * `out` is NULL or writable.
  */
-connmgr_status connmgr_manual_clock_new(ConnmgrManualClock **out);
+connmgr_status connmgr_manual_clock_new(connmgr_manual_clock **out);
 
 /**
  * Moves the clock forward by `ms` milliseconds (at most the duration
@@ -1202,7 +1203,7 @@ connmgr_status connmgr_manual_clock_new(ConnmgrManualClock **out);
  *
  * `clock` is NULL or a live clock.
  */
-connmgr_status connmgr_manual_clock_advance(const ConnmgrManualClock *clock, uint64_t ms);
+connmgr_status connmgr_manual_clock_advance(const connmgr_manual_clock *clock, uint64_t ms);
 
 /**
  * Frees a clock handle (NULL does nothing); managers using the clock go
@@ -1212,7 +1213,7 @@ connmgr_status connmgr_manual_clock_advance(const ConnmgrManualClock *clock, uin
  *
  * `clock` is NULL or a live clock, not used again.
  */
-connmgr_status connmgr_manual_clock_free(ConnmgrManualClock *clock);
+connmgr_status connmgr_manual_clock_free(connmgr_manual_clock *clock);
 
 /**
  * Makes managers from this config read time from `clock` instead of the
@@ -1222,7 +1223,7 @@ connmgr_status connmgr_manual_clock_free(ConnmgrManualClock *clock);
  *
  * `cfg` is NULL or a live config; `clock` is NULL or a live clock.
  */
-connmgr_status connmgr_config_set_clock(connmgr_config *cfg, const ConnmgrManualClock *clock);
+connmgr_status connmgr_config_set_clock(connmgr_config *cfg, const connmgr_manual_clock *clock);
 
 /**
  * Creates a config with every setting at its default and stores it in
@@ -1584,7 +1585,7 @@ connmgr_status connmgr_config_add_listen_addr(connmgr_config *cfg, const char *a
 
 /**
  * Sets the address source that fills the outbound target (see
- * ConnmgrAddressSourceFn). `user_data` is passed to it as is and must
+ * connmgr_address_source_fn). `user_data` is passed to it as is and must
  * stay valid, and usable from the manager's dialer threads, until the
  * manager is stopped or freed. Without a source the manager only dials
  * what connmgr_connect asks for.
@@ -1599,13 +1600,13 @@ connmgr_status connmgr_config_set_address_source(connmgr_config *cfg,
                                                  void *user_data);
 
 /**
- * Sets the event callbacks (see ConnmgrCallbacks), copying `*callbacks`;
+ * Sets the event callbacks (see connmgr_callbacks), copying `*callbacks`;
  * a later call replaces all of them.
  *
  * # Safety
  *
  * `cfg` is NULL or a live config; `callbacks` is NULL or points to a
- * ConnmgrCallbacks whose function pointers are NULL or functions with the
+ * connmgr_callbacks whose function pointers are NULL or functions with the
  * documented signatures.
  */
 connmgr_status connmgr_config_set_callbacks(connmgr_config *cfg,
@@ -1836,7 +1837,7 @@ const char *connmgr_status_name(int status);
  * `user_data` valid until the manager is freed.
  */
 connmgr_status connmgr_config_set_dial_gate(connmgr_config *cfg,
-                                            ConnmgrGateFn gate,
+                                            connmgr_gate_fn gate,
                                             void *user_data);
 
 /**
@@ -1849,7 +1850,7 @@ connmgr_status connmgr_config_set_dial_gate(connmgr_config *cfg,
  * `user_data` valid until the manager is freed.
  */
 connmgr_status connmgr_config_set_accept_gate(connmgr_config *cfg,
-                                              ConnmgrGateFn gate,
+                                              connmgr_gate_fn gate,
                                               void *user_data);
 
 /**
@@ -1867,7 +1868,7 @@ connmgr_status connmgr_config_set_accept_gate(connmgr_config *cfg,
 connmgr_status connmgr_upsert_tag(const connmgr_manager *mgr,
                                   const char *peer,
                                   const char *name,
-                                  ConnmgrUpsertFn f,
+                                  connmgr_upsert_fn f,
                                   void *user_data);
 
 /**
@@ -1886,8 +1887,8 @@ connmgr_status connmgr_upsert_tag(const connmgr_manager *mgr,
 connmgr_status connmgr_register_decaying_fn(const connmgr_manager *mgr,
                                             const char *name,
                                             uint64_t interval_ms,
-                                            ConnmgrDecayFn decay,
-                                            ConnmgrBumpFn bump,
+                                            connmgr_decay_fn decay,
+                                            connmgr_bump_fn bump,
                                             void *user_data);
 
 /**
@@ -1923,8 +1924,8 @@ connmgr_status connmgr_config_add_decaying(connmgr_config *cfg,
 connmgr_status connmgr_config_add_decaying_fn(connmgr_config *cfg,
                                               const char *name,
                                               uint64_t interval_ms,
-                                              ConnmgrDecayFn decay,
-                                              ConnmgrBumpFn bump,
+                                              connmgr_decay_fn decay,
+                                              connmgr_bump_fn bump,
                                               void *user_data);
 
 /**
@@ -2322,7 +2323,7 @@ connmgr_status connmgr_queued_calls(const connmgr_manager *mgr, size_t *n);
  *
  * `out` is NULL or writable.
  */
-connmgr_status connmgr_memory_network_new(ConnmgrMemoryNetwork **out);
+connmgr_status connmgr_memory_network_new(connmgr_memory_network **out);
 
 /**
  * Frees a network handle (NULL does nothing). Listeners, connections and
@@ -2332,7 +2333,7 @@ connmgr_status connmgr_memory_network_new(ConnmgrMemoryNetwork **out);
  *
  * `net` is NULL or a live network handle, not used again.
  */
-connmgr_status connmgr_memory_network_free(ConnmgrMemoryNetwork *net);
+connmgr_status connmgr_memory_network_free(connmgr_memory_network *net);
 
 /**
  * Makes managers from this config dial through `net` instead of TCP.
@@ -2342,7 +2343,7 @@ connmgr_status connmgr_memory_network_free(ConnmgrMemoryNetwork *net);
  * `cfg` is NULL or a live config; `net` is NULL or a live network.
  */
 connmgr_status connmgr_config_set_memory_dialer(connmgr_config *cfg,
-                                                const ConnmgrMemoryNetwork *net);
+                                                const connmgr_memory_network *net);
 
 /**
  * Makes managers from this config listen on `addr` of `net`. An address
@@ -2355,7 +2356,7 @@ connmgr_status connmgr_config_set_memory_dialer(connmgr_config *cfg,
  * `addr` is NULL or a NUL-terminated string.
  */
 connmgr_status connmgr_config_add_memory_listen(connmgr_config *cfg,
-                                                const ConnmgrMemoryNetwork *net,
+                                                const connmgr_memory_network *net,
                                                 const char *addr);
 
 /**
@@ -2368,9 +2369,9 @@ connmgr_status connmgr_config_add_memory_listen(connmgr_config *cfg,
  * `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
  * string; `out` is NULL or writable.
  */
-connmgr_status connmgr_memory_listen(const ConnmgrMemoryNetwork *net,
+connmgr_status connmgr_memory_listen(const connmgr_memory_network *net,
                                      const char *addr,
-                                     ConnmgrMemoryListener **out);
+                                     connmgr_memory_listener **out);
 
 /**
  * Waits up to `timeout_ms` for a connection to `listener` and stores its
@@ -2382,7 +2383,7 @@ connmgr_status connmgr_memory_listen(const ConnmgrMemoryNetwork *net,
  *
  * `listener` is NULL or a live listener; `conn` is NULL or writable.
  */
-connmgr_status connmgr_memory_accept(const ConnmgrMemoryListener *listener,
+connmgr_status connmgr_memory_accept(const connmgr_memory_listener *listener,
                                      uint64_t timeout_ms,
                                      connmgr_conn **conn);
 
@@ -2395,7 +2396,7 @@ connmgr_status connmgr_memory_accept(const ConnmgrMemoryListener *listener,
  * `listener` is NULL or a live listener, not used again (no accept may
  * be in progress on another thread).
  */
-connmgr_status connmgr_memory_listener_free(ConnmgrMemoryListener *listener);
+connmgr_status connmgr_memory_listener_free(connmgr_memory_listener *listener);
 
 /**
  * Connects a C peer to `addr` of `net` (a manager's memory listener, or
@@ -2407,7 +2408,7 @@ connmgr_status connmgr_memory_listener_free(ConnmgrMemoryListener *listener);
  * `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
  * string; `conn` is NULL or writable.
  */
-connmgr_status connmgr_memory_connect(const ConnmgrMemoryNetwork *net,
+connmgr_status connmgr_memory_connect(const connmgr_memory_network *net,
                                       const char *addr,
                                       connmgr_conn **conn);
 
@@ -2615,7 +2616,7 @@ connmgr_status connmgr_event_free(connmgr_event *event);
  *
  * `out` is NULL or writable.
  */
-connmgr_status connmgr_netparams_builtin(uint32_t network, ConnmgrNetParams **out);
+connmgr_status connmgr_netparams_builtin(uint32_t network, connmgr_net_params **out);
 
 /**
  * Stores a network named `name` with `default_port` and no seeds in
@@ -2627,7 +2628,7 @@ connmgr_status connmgr_netparams_builtin(uint32_t network, ConnmgrNetParams **ou
  */
 connmgr_status connmgr_netparams_new(const char *name,
                                      uint16_t default_port,
-                                     ConnmgrNetParams **out);
+                                     connmgr_net_params **out);
 
 /**
  * Adds DNS seed `host`; `has_filtering` says it serves `x<services>.`
@@ -2637,7 +2638,7 @@ connmgr_status connmgr_netparams_new(const char *name,
  *
  * `params` is NULL or live; `host` is NULL or a NUL-terminated string.
  */
-connmgr_status connmgr_netparams_add_seed(ConnmgrNetParams *params,
+connmgr_status connmgr_netparams_add_seed(connmgr_net_params *params,
                                           const char *host,
                                           bool has_filtering);
 
@@ -2648,7 +2649,7 @@ connmgr_status connmgr_netparams_add_seed(ConnmgrNetParams *params,
  *
  * `params` is NULL or live, not used again.
  */
-connmgr_status connmgr_netparams_free(ConnmgrNetParams *params);
+connmgr_status connmgr_netparams_free(connmgr_net_params *params);
 
 /**
  * Stores seeding options with the defaults in `*out`: full nodes
@@ -2659,7 +2660,7 @@ connmgr_status connmgr_netparams_free(ConnmgrNetParams *params);
  *
  * `out` is NULL or writable.
  */
-connmgr_status connmgr_seed_options_new(ConnmgrSeedOptions **out);
+connmgr_status connmgr_seed_options_new(connmgr_seed_options **out);
 
 /**
  * Frees seeding options (NULL does nothing).
@@ -2668,7 +2669,7 @@ connmgr_status connmgr_seed_options_new(ConnmgrSeedOptions **out);
  *
  * `opts` is NULL or live, not used again.
  */
-connmgr_status connmgr_seed_options_free(ConnmgrSeedOptions *opts);
+connmgr_status connmgr_seed_options_free(connmgr_seed_options *opts);
 
 /**
  * Sets the service bits asked for, at most `max_per_seed` addresses per
@@ -2679,7 +2680,7 @@ connmgr_status connmgr_seed_options_free(ConnmgrSeedOptions *opts);
  *
  * `opts` is NULL or live.
  */
-connmgr_status connmgr_seed_options_set_limits(ConnmgrSeedOptions *opts,
+connmgr_status connmgr_seed_options_set_limits(connmgr_seed_options *opts,
                                                uint64_t services,
                                                size_t max_per_seed,
                                                uint64_t timeout_ms);
@@ -2693,7 +2694,7 @@ connmgr_status connmgr_seed_options_set_limits(ConnmgrSeedOptions *opts,
  *
  * `opts` is NULL or live.
  */
-connmgr_status connmgr_seed_options_set_local(ConnmgrSeedOptions *opts,
+connmgr_status connmgr_seed_options_set_local(connmgr_seed_options *opts,
                                               bool allow_local,
                                               bool fixed_rng,
                                               uint64_t rng_seed);
@@ -2706,7 +2707,7 @@ connmgr_status connmgr_seed_options_set_local(ConnmgrSeedOptions *opts,
  *
  * `opts` is NULL or live.
  */
-connmgr_status connmgr_seed_options_set_now(ConnmgrSeedOptions *opts, uint64_t unix_secs);
+connmgr_status connmgr_seed_options_set_now(connmgr_seed_options *opts, uint64_t unix_secs);
 
 /**
  * Resolves seeds through Tor's RESOLVE at the SOCKS5 proxy `proxy`
@@ -2717,7 +2718,7 @@ connmgr_status connmgr_seed_options_set_now(ConnmgrSeedOptions *opts, uint64_t u
  *
  * `opts` is NULL or live; `proxy` is NULL or a NUL-terminated string.
  */
-connmgr_status connmgr_seed_options_set_tor_proxy(ConnmgrSeedOptions *opts, const char *proxy);
+connmgr_status connmgr_seed_options_set_tor_proxy(connmgr_seed_options *opts, const char *proxy);
 
 /**
  * Adds address `ip` ("203.0.113.5" or "2001:db8::1", no port) to the
@@ -2729,7 +2730,7 @@ connmgr_status connmgr_seed_options_set_tor_proxy(ConnmgrSeedOptions *opts, cons
  * `answer` is NULL or the answer the lookup received; `ip` is NULL or a
  * NUL-terminated string.
  */
-connmgr_status connmgr_lookup_answer_add(ConnmgrLookupAnswer *answer, const char *ip);
+connmgr_status connmgr_lookup_answer_add(connmgr_lookup_answer *answer, const char *ip);
 
 /**
  * Fails the lookup with `kind` (CONNMGR_LOOKUP_*) and `message` (NULL
@@ -2740,7 +2741,7 @@ connmgr_status connmgr_lookup_answer_add(ConnmgrLookupAnswer *answer, const char
  * `answer` is NULL or the answer the lookup received; `message` is NULL
  * or a NUL-terminated string.
  */
-connmgr_status connmgr_lookup_answer_fail(ConnmgrLookupAnswer *answer,
+connmgr_status connmgr_lookup_answer_fail(connmgr_lookup_answer *answer,
                                           uint32_t kind,
                                           const char *message);
 
@@ -2758,11 +2759,11 @@ connmgr_status connmgr_lookup_answer_fail(ConnmgrLookupAnswer *answer,
  * `params` is NULL or live; `opts` is NULL or live; the functions follow
  * their contracts with their user data.
  */
-connmgr_status connmgr_seed_from_dns(const ConnmgrNetParams *params,
-                                     const ConnmgrSeedOptions *opts,
-                                     ConnmgrLookupFn lookup,
+connmgr_status connmgr_seed_from_dns(const connmgr_net_params *params,
+                                     const connmgr_seed_options *opts,
+                                     connmgr_lookup_fn lookup,
                                      void *lookup_data,
-                                     ConnmgrSeedFn on_seed,
+                                     connmgr_seed_fn on_seed,
                                      void *seed_data);
 
 /**
@@ -2993,7 +2994,7 @@ connmgr_status connmgr_tor_resolve_ptr(const char *proxy,
  * `result` is NULL or the result the callback received; `fd` is a
  * descriptor the caller owns and gives up.
  */
-connmgr_status connmgr_dial_result_set_fd(ConnmgrDialResult *result, int fd);
+connmgr_status connmgr_dial_result_set_fd(connmgr_dial_result *result, int fd);
 
 /**
  * Takes a stream made of C functions as the result. `read` and `write`
@@ -3009,12 +3010,12 @@ connmgr_status connmgr_dial_result_set_fd(ConnmgrDialResult *result, int fd);
  * `result` is NULL or the result the callback received; the functions
  * follow their documented contracts with `user_data`.
  */
-connmgr_status connmgr_dial_result_set_stream(ConnmgrDialResult *result,
+connmgr_status connmgr_dial_result_set_stream(connmgr_dial_result *result,
                                               void *user_data,
-                                              ConnmgrStreamReadFn read,
-                                              ConnmgrStreamWriteFn write,
-                                              ConnmgrStreamCloseFn close,
-                                              ConnmgrStreamFreeFn free);
+                                              connmgr_stream_read_fn read,
+                                              connmgr_stream_write_fn write,
+                                              connmgr_stream_close_fn close,
+                                              connmgr_stream_free_fn free);
 
 /**
  * Fails the dial with `kind` (CONNMGR_DIAL_*) and `message` (NULL for
@@ -3025,7 +3026,7 @@ connmgr_status connmgr_dial_result_set_stream(ConnmgrDialResult *result,
  * `result` is NULL or the result the callback received; `message` is
  * NULL or a NUL-terminated string.
  */
-connmgr_status connmgr_dial_result_set_error(ConnmgrDialResult *result,
+connmgr_status connmgr_dial_result_set_error(connmgr_dial_result *result,
                                              uint32_t kind,
                                              const char *message);
 
@@ -3038,7 +3039,7 @@ connmgr_status connmgr_dial_result_set_error(ConnmgrDialResult *result,
  * `result` is NULL or the result the callback received; `canceled` is
  * NULL or writable.
  */
-connmgr_status connmgr_dial_result_is_canceled(const ConnmgrDialResult *result, bool *canceled);
+connmgr_status connmgr_dial_result_is_canceled(const connmgr_dial_result *result, bool *canceled);
 
 /**
  * Sets the peer's address for an accepted connection ("192.0.2.7:50123",
@@ -3050,7 +3051,7 @@ connmgr_status connmgr_dial_result_is_canceled(const ConnmgrDialResult *result, 
  * `result` is NULL or the result the callback received; `remote` is
  * NULL or a NUL-terminated string.
  */
-connmgr_status connmgr_dial_result_set_remote(ConnmgrDialResult *result, const char *remote);
+connmgr_status connmgr_dial_result_set_remote(connmgr_dial_result *result, const char *remote);
 
 /**
  * Makes outbound connections with a C dialer instead of the built-in
@@ -3062,7 +3063,9 @@ connmgr_status connmgr_dial_result_set_remote(ConnmgrDialResult *result, const c
  *
  * `cfg` is NULL or a live config; `dial` follows its documented contract.
  */
-connmgr_status connmgr_config_set_dialer(connmgr_config *cfg, ConnmgrDialFn dial, void *user_data);
+connmgr_status connmgr_config_set_dialer(connmgr_config *cfg,
+                                         connmgr_dial_fn dial,
+                                         void *user_data);
 
 /**
  * Adds a listener written in C that accepts on `local_addr` (the address
@@ -3080,9 +3083,9 @@ connmgr_status connmgr_config_set_dialer(connmgr_config *cfg, ConnmgrDialFn dial
  */
 connmgr_status connmgr_config_add_listener(connmgr_config *cfg,
                                            const char *local_addr,
-                                           ConnmgrAcceptFn accept,
-                                           ConnmgrStreamCloseFn close,
-                                           ConnmgrStreamFreeFn free,
+                                           connmgr_accept_fn accept,
+                                           connmgr_stream_close_fn close,
+                                           connmgr_stream_free_fn free,
                                            void *user_data);
 
 /**

@@ -1000,7 +1000,7 @@ pub unsafe extern "C" fn connmgr_config_add_listen_addr(
 }
 
 /// Sets the address source that fills the outbound target (see
-/// ConnmgrAddressSourceFn). `user_data` is passed to it as is and must
+/// connmgr_address_source_fn). `user_data` is passed to it as is and must
 /// stay valid, and usable from the manager's dialer threads, until the
 /// manager is stopped or freed. Without a source the manager only dials
 /// what connmgr_connect asks for.
@@ -1024,13 +1024,13 @@ pub unsafe extern "C" fn connmgr_config_set_address_source(
     })
 }
 
-/// Sets the event callbacks (see ConnmgrCallbacks), copying `*callbacks`;
+/// Sets the event callbacks (see connmgr_callbacks), copying `*callbacks`;
 /// a later call replaces all of them.
 ///
 /// # Safety
 ///
 /// `cfg` is NULL or a live config; `callbacks` is NULL or points to a
-/// ConnmgrCallbacks whose function pointers are NULL or functions with the
+/// connmgr_callbacks whose function pointers are NULL or functions with the
 /// documented signatures.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_callbacks(
