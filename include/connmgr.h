@@ -748,7 +748,7 @@ typedef struct connmgr_memory_network connmgr_memory_network;
  * connmgr_netparams_builtin or connmgr_netparams_new, freed with
  * connmgr_netparams_free.
  */
-typedef struct connmgr_net_params connmgr_net_params;
+typedef struct connmgr_netparams connmgr_netparams;
 
 /**
  * How seeding runs (opaque): from connmgr_seed_options_new, changed with
@@ -2616,7 +2616,7 @@ connmgr_status connmgr_event_free(connmgr_event *event);
  *
  * `out` is NULL or writable.
  */
-connmgr_status connmgr_netparams_builtin(uint32_t network, connmgr_net_params **out);
+connmgr_status connmgr_netparams_builtin(uint32_t network, connmgr_netparams **out);
 
 /**
  * Stores a network named `name` with `default_port` and no seeds in
@@ -2628,7 +2628,7 @@ connmgr_status connmgr_netparams_builtin(uint32_t network, connmgr_net_params **
  */
 connmgr_status connmgr_netparams_new(const char *name,
                                      uint16_t default_port,
-                                     connmgr_net_params **out);
+                                     connmgr_netparams **out);
 
 /**
  * Adds DNS seed `host`; `has_filtering` says it serves `x<services>.`
@@ -2638,7 +2638,7 @@ connmgr_status connmgr_netparams_new(const char *name,
  *
  * `params` is NULL or live; `host` is NULL or a NUL-terminated string.
  */
-connmgr_status connmgr_netparams_add_seed(connmgr_net_params *params,
+connmgr_status connmgr_netparams_add_seed(connmgr_netparams *params,
                                           const char *host,
                                           bool has_filtering);
 
@@ -2649,7 +2649,7 @@ connmgr_status connmgr_netparams_add_seed(connmgr_net_params *params,
  *
  * `params` is NULL or live, not used again.
  */
-connmgr_status connmgr_netparams_free(connmgr_net_params *params);
+connmgr_status connmgr_netparams_free(connmgr_netparams *params);
 
 /**
  * Stores seeding options with the defaults in `*out`: full nodes
@@ -2759,7 +2759,7 @@ connmgr_status connmgr_lookup_answer_fail(connmgr_lookup_answer *answer,
  * `params` is NULL or live; `opts` is NULL or live; the functions follow
  * their contracts with their user data.
  */
-connmgr_status connmgr_seed_from_dns(const connmgr_net_params *params,
+connmgr_status connmgr_seed_from_dns(const connmgr_netparams *params,
                                      const connmgr_seed_options *opts,
                                      connmgr_lookup_fn lookup,
                                      void *lookup_data,

@@ -261,13 +261,26 @@ fn compile_c(
 
 /// The compiled C programs.
 struct Programs {
-    test: PathBuf,
+    /// The C test programs, each with the line it prints when every check
+    /// passed.
+    tests: Vec<(PathBuf, &'static str)>,
     example: PathBuf,
-    /// The test program built with AddressSanitizer and
-    /// UndefinedBehaviorSanitizer, or why it could not be (only that
+    /// The test programs built with AddressSanitizer and
+    /// UndefinedBehaviorSanitizer, or why they could not be (only that
     /// test fails then).
-    sanitized: Result<PathBuf, String>,
+    sanitized: Result<Vec<PathBuf>, String>,
 }
+
+/// The C test programs: source, program name, and the line each prints
+/// when every check passed.
+const C_TESTS: [(&str, &str, &str); 2] = [
+    ("tests/c/ffi_test.c", "ffi_test", "all C API checks passed"),
+    (
+        "tests/c/ffi_hooks_test.c",
+        "ffi_hooks_test",
+        "all C hook checks passed",
+    ),
+];
 
 /// gcc's AddressSanitizer (leaks included) and UndefinedBehaviorSanitizer.
 const SANITIZERS: [&str; 3] = [
@@ -284,21 +297,24 @@ fn programs() -> &'static Programs {
         let dir = profile_dir().join("ffi-c");
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let lib = link_staticlib(&dir)?;
-        let built = compile_c("tests/c/ffi_test.c", &lib, &dir, "ffi_test", &[]).and_then(|test| {
+        let built = (|| {
+            let mut tests = Vec::new();
+            for (source, name, done) in C_TESTS {
+                tests.push((compile_c(source, &lib, &dir, name, &[])?, done));
+            }
             let example = compile_c("examples/c/loopback.c", &lib, &dir, "loopback", &[])?;
-            let sanitized = compile_c(
-                "tests/c/ffi_test.c",
-                &lib,
-                &dir,
-                "ffi_test_san",
-                &SANITIZERS,
-            );
+            let sanitized = C_TESTS
+                .iter()
+                .map(|(source, name, _)| {
+                    compile_c(source, &lib, &dir, &format!("{name}_san"), &SANITIZERS)
+                })
+                .collect();
             Ok(Programs {
-                test,
+                tests,
                 example,
                 sanitized,
             })
-        });
+        })();
         let _ = std::fs::remove_file(&lib);
         built
     });
@@ -322,50 +338,58 @@ fn describe(out: &Output) -> String {
 /// and written through handles, disconnect, permanent retry, snapshots,
 /// stop with events in flight, stop from a callback, free without stop.
 fn c_test_program_passes() {
-    let out = Command::new(&programs().test)
-        .output()
-        .expect("run the C test program");
-    assert!(
-        out.status.success(),
-        "the C test program failed\n{}",
-        describe(&out)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("all C API checks passed"),
-        "{}",
-        describe(&out)
-    );
+    for (program, done) in &programs().tests {
+        let out = Command::new(program)
+            .output()
+            .expect("run the C test program");
+        assert!(
+            out.status.success(),
+            "the C test program {} failed\n{}",
+            program.display(),
+            describe(&out)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(done), "{}", describe(&out));
+    }
 }
 
 /// Under valgrind the C test program shows no memory errors and no
 /// definite leaks. Needs valgrind: ignored with the reason where it is
 /// missing, a failure on CI.
 fn c_test_program_is_clean_under_valgrind() {
-    let out = Command::new("valgrind")
-        .args([
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-        ])
-        .arg(&programs().test)
-        .output()
-        .expect("run valgrind");
-    assert!(
-        out.status.success(),
-        "the C test program failed under valgrind\n{}",
-        describe(&out)
-    );
+    for (program, _) in &programs().tests {
+        let out = Command::new("valgrind")
+            .args([
+                "--error-exitcode=99",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+            ])
+            .arg(program)
+            .output()
+            .expect("run valgrind");
+        assert!(
+            out.status.success(),
+            "the C test program {} failed under valgrind\n{}",
+            program.display(),
+            describe(&out)
+        );
+    }
 }
 
 /// Built with gcc's AddressSanitizer and UndefinedBehaviorSanitizer, the
 /// C test program passes with no memory error, leak or undefined
 /// behaviour reported.
 fn c_test_program_is_clean_under_sanitizers() {
-    let program = match &programs().sanitized {
-        Ok(program) => program,
+    let sanitized = match &programs().sanitized {
+        Ok(programs) => programs,
         Err(e) => panic!("{e}"),
     };
+    for program in sanitized {
+        run_sanitized(program);
+    }
+}
+
+fn run_sanitized(program: &Path) {
     let out = Command::new(program)
         .env("ASAN_OPTIONS", "detect_leaks=1")
         .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")

@@ -246,7 +246,9 @@ pub unsafe extern "C" fn connmgr_manual_clock_advance(
 ///
 /// `clock` is NULL or a live clock, not used again.
 #[no_mangle]
-pub unsafe extern "C" fn connmgr_manual_clock_free(clock: *mut ConnmgrManualClock) -> ConnmgrStatus {
+pub unsafe extern "C" fn connmgr_manual_clock_free(
+    clock: *mut ConnmgrManualClock,
+) -> ConnmgrStatus {
     guard("connmgr_manual_clock_free", || {
         if !clock.is_null() {
             // SAFETY: from Box::into_raw in connmgr_manual_clock_new; the

@@ -29,7 +29,8 @@ pub type ConnmgrGateFn = Option<
 
 /// A tag update for connmgr_upsert_tag: the tag's new value from its
 /// current one (0 when the peer has no such tag).
-pub type ConnmgrUpsertFn = Option<unsafe extern "C" fn(user_data: *mut c_void, current: i64) -> i64>;
+pub type ConnmgrUpsertFn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, current: i64) -> i64>;
 
 /// A custom decay function: the value after one interval, from the current
 /// `value` and the milliseconds since its last bump; set `*remove` to true
@@ -56,7 +57,14 @@ fn ask_gate(f: GatePtr, user_data: UserData, addr: &Addr) -> Result<(), String> 
     let mut reason = [0 as c_char; REASON_MAX];
     // SAFETY: the caller's gate with the documented signature; `text`
     // and `reason` (with `reason.len()` writable bytes) outlive the call.
-    let allowed = unsafe { f(user_data.get(), text.as_ptr(), reason.as_mut_ptr(), reason.len()) };
+    let allowed = unsafe {
+        f(
+            user_data.get(),
+            text.as_ptr(),
+            reason.as_mut_ptr(),
+            reason.len(),
+        )
+    };
     if allowed {
         return Ok(());
     }

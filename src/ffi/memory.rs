@@ -32,8 +32,7 @@ fn peer_handle(
     remote: Addr,
     direction: Direction,
 ) -> FfiResult<*mut ConnmgrConn> {
-    let conn = Conn::unmanaged(Box::new(stream), remote, direction)
-        .map_err(|e| Failure::io(&e))?;
+    let conn = Conn::unmanaged(Box::new(stream), remote, direction).map_err(|e| Failure::io(&e))?;
     Ok(Box::into_raw(Box::new(ConnmgrConn::new(conn))))
 }
 
@@ -62,7 +61,9 @@ pub unsafe extern "C" fn connmgr_memory_network_new(
 ///
 /// `net` is NULL or a live network handle, not used again.
 #[no_mangle]
-pub unsafe extern "C" fn connmgr_memory_network_free(net: *mut ConnmgrMemoryNetwork) -> ConnmgrStatus {
+pub unsafe extern "C" fn connmgr_memory_network_free(
+    net: *mut ConnmgrMemoryNetwork,
+) -> ConnmgrStatus {
     guard("connmgr_memory_network_free", || {
         if !net.is_null() {
             // SAFETY: from Box::into_raw in connmgr_memory_network_new; the
@@ -116,7 +117,10 @@ pub unsafe extern "C" fn connmgr_config_add_memory_listen(
         let addr = addr_arg(unsafe { str_arg(addr, "addr") }?, "addr")?;
         c.try_push(move |b| {
             let listener = net.listen(addr.clone()).map_err(|e| {
-                Failure::new(ConnmgrStatus::Config, format!("memory listen on {addr}: {e}"))
+                Failure::new(
+                    ConnmgrStatus::Config,
+                    format!("memory listen on {addr}: {e}"),
+                )
             })?;
             Ok(b.listener(listener))
         });

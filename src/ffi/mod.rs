@@ -45,17 +45,17 @@ pub use events::{
     ConnmgrAcceptedFn, ConnmgrAddressSourceFn, ConnmgrCallbacks, ConnmgrConnectedFn,
     ConnmgrDialFailedFn, ConnmgrDisconnectedFn, ConnmgrInboundClosedFn,
 };
+pub use hooks::*;
 pub use logging::*;
 pub use manager::*;
+pub use memory::*;
 pub use peers::*;
 pub use queue::*;
+pub use seeding::*;
 pub use settings::*;
 pub use stats::*;
 pub use tor::*;
 pub use transport::*;
-pub use hooks::*;
-pub use memory::*;
-pub use seeding::*;
 
 /// Size of the address buffers this API fills (snapshot entries, the
 /// address source's buffer): enough for any IP, DNS or onion address with

@@ -334,7 +334,9 @@ pub unsafe extern "C" fn connmgr_seed_options_set_tor_proxy(
         // SAFETY: the caller promises a C string or NULL.
         let text = unsafe { str_arg(proxy, "proxy") }?;
         o.tor_proxy = Some(text.parse().map_err(|e| {
-            Failure::invalid(format!("`proxy` {text:?} is not an IP address with a port: {e}"))
+            Failure::invalid(format!(
+                "`proxy` {text:?} is not an IP address with a port: {e}"
+            ))
         })?);
         Ok(())
     })
@@ -440,7 +442,11 @@ fn deliver(f: ConnmgrSeedFn, ud: UserData, result: SeedResult) {
     let seen: Vec<u64> = result
         .addrs
         .iter()
-        .map(|a| a.last_seen.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+        .map(|a| {
+            a.last_seen
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        })
         .collect();
     let services = result.addrs.first().map_or(0, |a| a.services);
     // SAFETY: the caller's callback; every pointer refers to data alive

@@ -158,7 +158,9 @@ impl Stream for CStream {
 /// a connected stream socket.
 fn stream_from_fd(fd: c_int) -> Result<Box<dyn Stream>, String> {
     if fd < 0 {
-        return Err(format!("descriptor {fd} is negative: pass a connected socket"));
+        return Err(format!(
+            "descriptor {fd} is negative: pass a connected socket"
+        ));
     }
     #[cfg(unix)]
     {
@@ -339,9 +341,9 @@ pub unsafe extern "C" fn connmgr_dial_result_set_remote(
         let r = unsafe { result.as_mut() }.ok_or_else(|| Failure::null("result"))?;
         // SAFETY: the caller promises a C string or NULL.
         let text = unsafe { str_arg(remote, "remote") }?;
-        let addr = text.parse::<Addr>().map_err(|e| {
-            Failure::invalid(format!("`remote` {text:?} is not an address: {e}"))
-        })?;
+        let addr = text
+            .parse::<Addr>()
+            .map_err(|e| Failure::invalid(format!("`remote` {text:?} is not an address: {e}")))?;
         r.remote = Some(addr);
         Ok(())
     })
@@ -496,7 +498,9 @@ pub unsafe extern "C" fn connmgr_config_add_listener(
         let c = unsafe { config_arg(cfg) }?;
         let accept = accept.ok_or_else(|| Failure::null("accept"))?;
         if close.is_none() {
-            return Err(Failure::null("close (stop needs it to end a blocked accept)"));
+            return Err(Failure::null(
+                "close (stop needs it to end a blocked accept)",
+            ));
         }
         // SAFETY: the caller promises a C string or NULL.
         let text = unsafe { str_arg(local_addr, "local_addr") }?;
@@ -522,7 +526,9 @@ pub unsafe extern "C" fn connmgr_config_add_listener(
 /// A listener for the listening socket `fd`, which from now on is ours.
 fn listener_from_fd(fd: c_int) -> Result<std::net::TcpListener, String> {
     if fd < 0 {
-        return Err(format!("descriptor {fd} is negative: pass a listening socket"));
+        return Err(format!(
+            "descriptor {fd} is negative: pass a listening socket"
+        ));
     }
     #[cfg(unix)]
     {
@@ -538,7 +544,9 @@ fn listener_from_fd(fd: c_int) -> Result<std::net::TcpListener, String> {
         }
         #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
         if !sock.is_listener().unwrap_or(false) {
-            return Err(format!("socket {fd} is not listening: call listen(2) on it first"));
+            return Err(format!(
+                "socket {fd} is not listening: call listen(2) on it first"
+            ));
         }
         Ok(listener)
     }
