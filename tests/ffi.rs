@@ -265,6 +265,8 @@ struct Programs {
     /// passed.
     tests: Vec<(PathBuf, &'static str)>,
     example: PathBuf,
+    /// The C demo node, examples/c/node.c.
+    node: PathBuf,
     /// The test programs built with AddressSanitizer and
     /// UndefinedBehaviorSanitizer, or why they could not be (only that
     /// test fails then).
@@ -303,6 +305,7 @@ fn programs() -> &'static Programs {
                 tests.push((compile_c(source, &lib, &dir, name, &[])?, done));
             }
             let example = compile_c("examples/c/loopback.c", &lib, &dir, "loopback", &[])?;
+            let node = compile_c("examples/c/node.c", &lib, &dir, "node-c", &["-Wpedantic"])?;
             let sanitized = C_TESTS
                 .iter()
                 .map(|(source, name, _)| {
@@ -312,6 +315,7 @@ fn programs() -> &'static Programs {
             Ok(Programs {
                 tests,
                 example,
+                node,
                 sanitized,
             })
         })();
@@ -428,6 +432,41 @@ fn c_example_runs() {
     }
 }
 
+/// The C demo node runs a short session on loopback: its status table
+/// shows connections made, the permanent peers, the ban it causes, and it
+/// stops with every thread joined.
+fn c_demo_node_runs() {
+    let out = Command::new(&programs().node)
+        .args(["--seconds", "8"])
+        .output()
+        .expect("run the C demo node");
+    assert!(
+        out.status.success(),
+        "the C demo node failed\n{}",
+        describe(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "connmgr demo node (C)",
+        "permanent peers",
+        "banned     ",
+        "trimming   watermarks",
+        "recent events",
+        "stopped cleanly",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "no {expected:?} in the output\n{}",
+            describe(&out)
+        );
+    }
+    let bad = Command::new(&programs().node)
+        .arg("--bogus")
+        .output()
+        .expect("run the C demo node");
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+}
+
 /// A failure's message is kept for its own thread only, and read through
 /// connmgr_last_error / connmgr_last_error_length.
 fn last_error_is_per_thread() {
@@ -470,6 +509,11 @@ fn main() {
             "c_example_runs",
             external::installed("cc", "install a C compiler (apt-get install gcc)"),
             c_example_runs as external::TestFn,
+        ),
+        (
+            "c_demo_node_runs",
+            external::installed("cc", "install a C compiler (apt-get install gcc)"),
+            c_demo_node_runs as external::TestFn,
         ),
         (
             "last_error_is_per_thread",

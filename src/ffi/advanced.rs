@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use super::config::{config_arg, network_arg, ConnmgrConfig};
+use super::config::{config_arg, network_arg, ConnmgrConfig, EvictionRule};
 use super::error::{guard, obj_arg, out_arg, ConnmgrStatus, Failure};
 use crate::limits;
-use crate::policy::EvictionPolicy;
 use crate::runtime::config::check_size;
 use crate::{ManualClock, Network};
 
@@ -65,7 +64,7 @@ pub unsafe extern "C" fn connmgr_config_set_eviction_rule(
             }
             Ok(value)
         };
-        let set: Box<dyn Fn(&mut EvictionPolicy)> = match rule {
+        let set: EvictionRule = match rule {
             CONNMGR_EVICT_NETGROUP => {
                 let n = count()?;
                 Box::new(move |p| p.protect_netgroup = n)

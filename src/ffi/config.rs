@@ -48,7 +48,7 @@ pub struct ConnmgrConfig {
     /// Further settings, applied to the builder in call order.
     ops: Vec<BuilderOp>,
     /// Changes to the default eviction rules, in call order.
-    pub(crate) eviction_rules: Vec<Box<dyn Fn(&mut crate::policy::EvictionPolicy)>>,
+    pub(crate) eviction_rules: Vec<EvictionRule>,
     max_on: Vec<(Network, usize)>,
     min_on: Vec<(Network, usize)>,
     retry_duration: Option<Duration>,
@@ -202,6 +202,9 @@ impl ConnmgrConfig {
         Ok(events::install(b, &self.callbacks, feeder).build())
     }
 }
+
+/// A change to one of the default eviction rules.
+pub(crate) type EvictionRule = Box<dyn Fn(&mut crate::policy::EvictionPolicy)>;
 
 /// A recorded change to the Rust builder.
 type BuilderOp = Box<dyn Fn(ConfigBuilder) -> FfiResult<ConfigBuilder>>;
