@@ -3072,9 +3072,9 @@ connmgr_status connmgr_config_set_dialer(connmgr_config *cfg,
  * it reports, e.g. "127.0.0.1:8333"). `accept` runs on an accept thread
  * of its own; at stop the manager calls `close` (from another thread),
  * which must make a blocked `accept` return false; `free` (may be NULL)
- * runs once when the listener is done, after the manager's last call.
- * Each manager made from this config gets the listener, so use the
- * config for one manager only.
+ * runs once, after the config is freed and every manager made from it
+ * is done with the listener. Each manager made from this config gets the
+ * listener, so use the config for one manager only.
  *
  * # Safety
  *

@@ -75,6 +75,36 @@ fn header_matches_cbindgen_output() {
     );
 }
 
+/// docs/ffi.md names every function the header declares, so its
+/// reference cannot fall behind the API.
+fn docs_cover_every_function() {
+    let header = std::fs::read_to_string(manifest().join(HEADER)).expect("read the header");
+    let docs = std::fs::read_to_string(manifest().join("docs/ffi.md")).expect("read docs/ffi.md");
+    let declared: Vec<&str> = header
+        .lines()
+        .filter(|line| !line.starts_with([' ', '*', '/', '#']) && !line.starts_with("typedef"))
+        .filter_map(|line| {
+            line.match_indices("connmgr_").find_map(|(start, _)| {
+                let rest = &line[start..];
+                let end = rest.find(|c: char| !c.is_ascii_alphanumeric() && c != '_')?;
+                rest[end..].starts_with('(').then(|| &rest[..end])
+            })
+        })
+        .collect();
+    assert!(
+        declared.len() > 100,
+        "found only {declared:?} in the header"
+    );
+    let missing: Vec<&&str> = declared
+        .iter()
+        .filter(|name| !docs.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/ffi.md does not mention {missing:?}; add them to its reference"
+    );
+}
+
 /// The directory of the build profile this test binary belongs to
 /// (`target/debug` for `target/debug/deps/ffi-<hash>`).
 fn profile_dir() -> PathBuf {
@@ -499,6 +529,11 @@ fn main() {
             "header_matches_cbindgen_output",
             Ok(()),
             header_matches_cbindgen_output as external::TestFn,
+        ),
+        (
+            "docs_cover_every_function",
+            Ok(()),
+            docs_cover_every_function as external::TestFn,
         ),
         (
             "c_test_program_passes",
