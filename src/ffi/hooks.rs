@@ -2,7 +2,10 @@
 //! (upsert), and custom decay and bump functions for decaying tags.
 
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use super::config::{config_arg, ConnmgrConfig};
 use super::decaying::{bump_fn, decay_fn};
@@ -156,11 +159,21 @@ pub unsafe extern "C" fn connmgr_upsert_tag(
         // Waiting below is what keeps `user_data` valid; on the handler
         // thread it could not wait.
         h.check_not_handler()?;
-        let ud = UserData::new(user_data);
-        // SAFETY: the caller's function; `user_data` stays valid until the
-        // barrier below returns, and the update runs before that or never.
-        h.upsert_tag(peer, name, move |v| unsafe { f(ud.get(), v) })?;
-        h.barrier()?;
+        // The update runs `f` only while this call still waits: if the
+        // wait ends early (the manager stopped), a late update leaves the
+        // value as it is instead of touching a `user_data` that is gone.
+        // `f` runs under the lock, so clearing the slot waits for it.
+        let slot = Arc::new(Mutex::new(Some(UserData::new(user_data))));
+        let inner = Arc::clone(&slot);
+        h.upsert_tag(peer, name, move |v| match *inner.lock() {
+            // SAFETY: the caller's function; `user_data` is valid while
+            // the slot holds it (the caller is still in this call).
+            Some(ud) => unsafe { f(ud.get(), v) },
+            None => v,
+        })?;
+        let waited = h.barrier();
+        *slot.lock() = None;
+        waited?;
         Ok(())
     })
 }

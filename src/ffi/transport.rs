@@ -4,13 +4,11 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 
 use super::config::{config_arg, ConnmgrConfig};
 use super::error::{guard, obj_arg, str_arg, ConnmgrStatus, Failure, FfiResult};
 use super::events::UserData;
-use crate::transport::stream::SharedTcp;
 use crate::{Addr, CancelToken, Closer, Dial, DialContext, DialError, Listener, Stream};
 
 /// Reads up to `len` bytes into `buf`, blocking until at least one is
@@ -164,11 +162,12 @@ fn stream_from_fd(fd: c_int) -> Result<Box<dyn Stream>, String> {
     }
     #[cfg(unix)]
     {
+        use crate::transport::stream::SharedTcp;
         use std::os::fd::FromRawFd;
         // SAFETY: the caller hands us `fd` (documented: the library owns
         // it from this call on); it is closed exactly once, when the
         // stream's last handle drops.
-        let tcp = unsafe { TcpStream::from_raw_fd(fd) };
+        let tcp = unsafe { std::net::TcpStream::from_raw_fd(fd) };
         let sock = socket2::SockRef::from(&tcp);
         match sock.r#type() {
             Ok(t) if t == socket2::Type::STREAM => {}
