@@ -1134,9 +1134,7 @@ extern "C" {
  * a share from 0.0 to 1.0 for the last two. Rules not set keep Bitcoin
  * Core's values. Used with connmgr_config_set_evict_inbound.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_eviction_rule(connmgr_config *cfg, uint32_t rule, double value);
 
@@ -1145,9 +1143,7 @@ connmgr_status connmgr_config_set_eviction_rule(connmgr_config *cfg, uint32_t ru
  * set in `mask` (1 << CONNMGR_NET_*), Bitcoin Core's rule for the
  * networks a node can reach.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_keep_one_outbound_per_network(connmgr_config *cfg, uint32_t mask);
 
@@ -1156,9 +1152,7 @@ connmgr_status connmgr_config_set_keep_one_outbound_per_network(connmgr_config *
  * new events are dropped with a warning and a connection in a dropped
  * event is closed.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_max_queued_events(connmgr_config *cfg, size_t n);
 
@@ -1168,9 +1162,7 @@ connmgr_status connmgr_config_set_max_queued_events(connmgr_config *cfg, size_t 
  * that return at once and never block: a blocking one stalls the whole
  * manager.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_inline_dial(connmgr_config *cfg, bool on);
 
@@ -1180,18 +1172,14 @@ connmgr_status connmgr_config_set_inline_dial(connmgr_config *cfg, bool on);
  * random per config; a known seed lets an attacker predict which
  * netgroups eviction protects, so leave it unset in production.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_rng_seed(connmgr_config *cfg, uint64_t seed);
 
 /**
  * Creates a manual clock and stores it in `*out`.
  *
- * # Safety
- *
- * `out` is NULL or writable.
+ * Undefined behaviour unless `out` is NULL or writable.
  */
 connmgr_status connmgr_manual_clock_new(connmgr_manual_clock **out);
 
@@ -1199,9 +1187,7 @@ connmgr_status connmgr_manual_clock_new(connmgr_manual_clock **out);
  * Moves the clock forward by `ms` milliseconds (at most the duration
  * bound), waking whatever waits for that time.
  *
- * # Safety
- *
- * `clock` is NULL or a live clock.
+ * Undefined behaviour unless `clock` is NULL or a live clock.
  */
 connmgr_status connmgr_manual_clock_advance(const connmgr_manual_clock *clock, uint64_t ms);
 
@@ -1209,9 +1195,7 @@ connmgr_status connmgr_manual_clock_advance(const connmgr_manual_clock *clock, u
  * Frees a clock handle (NULL does nothing); managers using the clock go
  * on using it.
  *
- * # Safety
- *
- * `clock` is NULL or a live clock, not used again.
+ * Undefined behaviour unless `clock` is NULL or a live clock, not used again.
  */
 connmgr_status connmgr_manual_clock_free(connmgr_manual_clock *clock);
 
@@ -1219,19 +1203,27 @@ connmgr_status connmgr_manual_clock_free(connmgr_manual_clock *clock);
  * Makes managers from this config read time from `clock` instead of the
  * system clock.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `clock` is NULL or a live clock.
+ * Undefined behaviour unless `cfg` is NULL or a live config; `clock` is NULL or a live clock.
  */
 connmgr_status connmgr_config_set_clock(connmgr_config *cfg, const connmgr_manual_clock *clock);
+
+/**
+ * Stores in `*n` how many file descriptors a manager made from this
+ * config may hold at once (connections, listeners, dialer threads and a
+ * reserve), to compare with the process limit before starting. Settings
+ * that cannot be turned into a manager (a listen address in use, say)
+ * are reported as connmgr_manager_new would.
+ *
+ * Undefined behaviour unless `cfg` is NULL or a live config and `n` is
+ * NULL or writable.
+ */
+connmgr_status connmgr_config_descriptors_needed(const connmgr_config *cfg, uint64_t *n);
 
 /**
  * Creates a config with every setting at its default and stores it in
  * `*out`; free it with connmgr_config_free.
  *
- * # Safety
- *
- * `out` is NULL or writable.
+ * Undefined behaviour unless `out` is NULL or writable.
  */
 connmgr_status connmgr_config_new(connmgr_config **out);
 
@@ -1239,9 +1231,7 @@ connmgr_status connmgr_config_new(connmgr_config **out);
  * Frees a config. NULL is accepted and does nothing; freeing twice is
  * undefined behaviour. Managers created from it are not affected.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config, not used again.
+ * Undefined behaviour unless `cfg` is NULL or a live config, not used again.
  */
 connmgr_status connmgr_config_free(connmgr_config *cfg);
 
@@ -1250,9 +1240,7 @@ connmgr_status connmgr_config_free(connmgr_config *cfg);
  * address source (default 8). Block-relay-only connections, feelers and
  * connmgr_connect requests come on top.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_target_outbound(connmgr_config *cfg, size_t n);
 
@@ -1260,9 +1248,7 @@ connmgr_status connmgr_config_set_target_outbound(connmgr_config *cfg, size_t n)
  * How many block-relay-only automatic connections to keep (default 2),
  * filled from the anchors first, independently of the full-relay target.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_target_block_relay(connmgr_config *cfg, size_t n);
 
@@ -1271,9 +1257,7 @@ connmgr_status connmgr_config_set_target_block_relay(connmgr_config *cfg, size_t
  * no feelers. A feeler starts only when every automatic target is met,
  * one at a time, and closes once connmgr_handshake_done is called for it.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_feeler_interval(connmgr_config *cfg, uint64_t ms);
 
@@ -1282,9 +1266,7 @@ connmgr_status connmgr_config_set_feeler_interval(connmgr_config *cfg, uint64_t 
  * instead of the general one, for example a Tor kept only for onion
  * services.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+ * Undefined behaviour unless `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_config_set_onion_proxy(connmgr_config *cfg, const char *addr);
@@ -1293,9 +1275,7 @@ connmgr_status connmgr_config_set_onion_proxy(connmgr_config *cfg, const char *a
  * Sends ".b32.i2p" addresses through the I2P router's SOCKS5 port at
  * `addr`; without it I2P addresses cannot be dialed.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+ * Undefined behaviour unless `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_config_set_i2p_proxy(connmgr_config *cfg, const char *addr);
@@ -1305,9 +1285,7 @@ connmgr_status connmgr_config_set_i2p_proxy(connmgr_config *cfg, const char *add
  * milliseconds, for every proxy of this config; 0 for either is
  * CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_socks5_timeouts(connmgr_config *cfg,
                                                   uint64_t connect_ms,
@@ -1318,18 +1296,14 @@ connmgr_status connmgr_config_set_socks5_timeouts(connmgr_config *cfg,
  * set in `mask` (bit `1 << CONNMGR_NET_*`), as Bitcoin Core's -onlynet.
  * Unknown bits are CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_only_networks(connmgr_config *cfg, uint32_t mask);
 
 /**
  * At most `n` automatic connections on network `net` (CONNMGR_NET_*).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_max_outbound_on(connmgr_config *cfg, uint32_t net, size_t n);
 
@@ -1338,9 +1312,7 @@ connmgr_status connmgr_config_set_max_outbound_on(connmgr_config *cfg, uint32_t 
  * reserved among the full-relay slots; minimums that do not fit the
  * target are CONNMGR_STATUS_CONFIG from connmgr_manager_new.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_min_outbound_on(connmgr_config *cfg, uint32_t net, size_t n);
 
@@ -1352,9 +1324,7 @@ connmgr_status connmgr_config_set_min_outbound_on(connmgr_config *cfg, uint32_t 
  * CONNMGR_STATUS_INVALID_ARGUMENT; more entries than the bound
  * CONNMGR_STATUS_CONFIG when the manager is created.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `subnet` is NULL or a NUL-terminated
+ * Undefined behaviour unless `cfg` is NULL or a live config; `subnet` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_config_add_permission(connmgr_config *cfg,
@@ -1365,9 +1335,7 @@ connmgr_status connmgr_config_add_permission(connmgr_config *cfg,
  * At most `n` live inbound connections from one IP address (default: no
  * limit), checked before a slot is taken.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_max_inbound_per_ip(connmgr_config *cfg, size_t n);
 
@@ -1375,18 +1343,14 @@ connmgr_status connmgr_config_set_max_inbound_per_ip(connmgr_config *cfg, size_t
  * At most `n` live inbound connections from one netgroup (an IPv4 /16,
  * an IPv6 /32; default: no limit), checked before a slot is taken.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_max_inbound_per_netgroup(connmgr_config *cfg, size_t n);
 
 /**
  * How many inbound connections may be live at once (default 125).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_max_inbound(connmgr_config *cfg, size_t n);
 
@@ -1394,9 +1358,7 @@ connmgr_status connmgr_config_set_max_inbound(connmgr_config *cfg, size_t n);
  * The base wait between retries, in milliseconds (default 5000). Zero is
  * rejected by connmgr_manager_new with CONNMGR_STATUS_CONFIG.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_retry_duration(connmgr_config *cfg, uint64_t ms);
 
@@ -1404,9 +1366,7 @@ connmgr_status connmgr_config_set_retry_duration(connmgr_config *cfg, uint64_t m
  * The longest wait between retries, in milliseconds (default 300000); it
  * must not be below the retry duration.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_max_retry_duration(connmgr_config *cfg, uint64_t ms);
 
@@ -1416,18 +1376,14 @@ connmgr_status connmgr_config_set_max_retry_duration(connmgr_config *cfg, uint64
  * `jitter` from 0.0 to 1.0 (checked by connmgr_manager_new). Another kind
  * is CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_backoff(connmgr_config *cfg, uint32_t kind, double jitter);
 
 /**
  * How many dialer threads the manager runs (default 8; at least 1).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_dialer_pool_size(connmgr_config *cfg, size_t n);
 
@@ -1435,9 +1391,7 @@ connmgr_status connmgr_config_set_dialer_pool_size(connmgr_config *cfg, size_t n
  * The deadline of each dial (direct, or through the SOCKS5 proxy), in
  * milliseconds (default 10000; not 0).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_dial_timeout(connmgr_config *cfg, uint64_t ms);
 
@@ -1447,9 +1401,7 @@ connmgr_status connmgr_config_set_dial_timeout(connmgr_config *cfg, uint64_t ms)
  * are dropped, closing their connections). The queue holds 65536 events;
  * past that, new ones are dropped and logged.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_event_queue(connmgr_config *cfg, bool on);
 
@@ -1458,9 +1410,7 @@ connmgr_status connmgr_config_set_event_queue(connmgr_config *cfg, bool on);
  * inbound connection chosen by Bitcoin Core's rules (true) or is refused
  * (false, the default).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_evict_inbound(connmgr_config *cfg, bool on);
 
@@ -1468,9 +1418,7 @@ connmgr_status connmgr_config_set_evict_inbound(connmgr_config *cfg, bool on);
  * How long a feeler may stay open waiting for connmgr_handshake_done, in
  * milliseconds (default 60000); 0 is rejected by connmgr_manager_new.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_feeler_timeout(connmgr_config *cfg, uint64_t ms);
 
@@ -1478,9 +1426,7 @@ connmgr_status connmgr_config_set_feeler_timeout(connmgr_config *cfg, uint64_t m
  * How long a one-shot connection may stay open, in milliseconds (default
  * 300000); 0 is rejected by connmgr_manager_new.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_one_shot_timeout(connmgr_config *cfg, uint64_t ms);
 
@@ -1488,9 +1434,7 @@ connmgr_status connmgr_config_set_one_shot_timeout(connmgr_config *cfg, uint64_t
  * How far past the inbound limit peers with CONNMGR_PERM_FORCE_INBOUND
  * may go when nothing can be evicted for them (default 4).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_force_inbound_margin(connmgr_config *cfg, size_t n);
 
@@ -1500,9 +1444,7 @@ connmgr_status connmgr_config_set_force_inbound_margin(connmgr_config *cfg, size
  * one-off request fails and a permanent one retries until the other
  * connection is gone.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_manual_duplicates(connmgr_config *cfg, bool allow);
 
@@ -1512,9 +1454,7 @@ connmgr_status connmgr_config_set_manual_duplicates(connmgr_config *cfg, bool al
  * below what the config's connections need (default true); false only
  * logs the shortfall.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_check_descriptors(connmgr_config *cfg, bool check);
 
@@ -1523,9 +1463,7 @@ connmgr_status connmgr_config_set_check_descriptors(connmgr_config *cfg, bool ch
  * a dialer that ignores its cancel, in milliseconds (default 5000); past
  * it, stop returns and leaves them to finish on their own.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_stop_grace(connmgr_config *cfg, uint64_t ms);
 
@@ -1536,9 +1474,7 @@ connmgr_status connmgr_config_set_stop_grace(connmgr_config *cfg, uint64_t ms);
  * fresh random credentials, so Tor puts each on its own circuit. An
  * address that does not parse is CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+ * Undefined behaviour unless `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_config_set_socks5_proxy(connmgr_config *cfg, const char *addr, bool isolate);
@@ -1549,9 +1485,7 @@ connmgr_status connmgr_config_set_socks5_proxy(connmgr_config *cfg, const char *
  * connmgr_config_set_socks5_proxy first (else
  * CONNMGR_STATUS_INVALID_ARGUMENT); isolation replaces these credentials.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `username` and `password` are NULL or
+ * Undefined behaviour unless `cfg` is NULL or a live config; `username` and `password` are NULL or
  * NUL-terminated strings.
  */
 connmgr_status connmgr_config_set_socks5_auth(connmgr_config *cfg,
@@ -1563,9 +1497,7 @@ connmgr_status connmgr_config_set_socks5_auth(connmgr_config *cfg,
  * without a proxy every non-onion dial fails rather than go direct
  * (default off).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_proxy_all(connmgr_config *cfg, bool on);
 
@@ -1576,9 +1508,7 @@ connmgr_status connmgr_config_set_proxy_all(connmgr_config *cfg, bool on);
  * cannot bind. An address that does not parse is
  * CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+ * Undefined behaviour unless `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_config_add_listen_addr(connmgr_config *cfg, const char *addr);
@@ -1590,9 +1520,7 @@ connmgr_status connmgr_config_add_listen_addr(connmgr_config *cfg, const char *a
  * manager is stopped or freed. Without a source the manager only dials
  * what connmgr_connect asks for.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `source` is NULL or a function with
+ * Undefined behaviour unless `cfg` is NULL or a live config; `source` is NULL or a function with
  * the documented signature.
  */
 connmgr_status connmgr_config_set_address_source(connmgr_config *cfg,
@@ -1603,9 +1531,7 @@ connmgr_status connmgr_config_set_address_source(connmgr_config *cfg,
  * Sets the event callbacks (see connmgr_callbacks), copying `*callbacks`;
  * a later call replaces all of them.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `callbacks` is NULL or points to a
+ * Undefined behaviour unless `cfg` is NULL or a live config; `callbacks` is NULL or points to a
  * connmgr_callbacks whose function pointers are NULL or functions with the
  * documented signatures.
  */
@@ -1621,9 +1547,7 @@ connmgr_status connmgr_config_set_callbacks(connmgr_config *cfg,
  * non-blocking mode, when no byte is waiting; CONNMGR_STATUS_IO if the
  * read fails.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle; `buf` is NULL or has `len` writable
+ * Undefined behaviour unless `conn` is NULL or a live handle; `buf` is NULL or has `len` writable
  * bytes (it may be NULL only when `len` is 0); `n` is NULL or writable.
  */
 connmgr_status connmgr_conn_read(const connmgr_conn *conn, uint8_t *buf, size_t len, size_t *n);
@@ -1633,9 +1557,7 @@ connmgr_status connmgr_conn_read(const connmgr_conn *conn, uint8_t *buf, size_t 
  * operating system. Returns CONNMGR_STATUS_IO if the connection is closed
  * or the write fails (some bytes may have been sent).
  *
- * # Safety
- *
- * `conn` is NULL or a live handle; `buf` is NULL or has `len` readable
+ * Undefined behaviour unless `conn` is NULL or a live handle; `buf` is NULL or has `len` readable
  * bytes (it may be NULL only when `len` is 0).
  */
 connmgr_status connmgr_conn_write(const connmgr_conn *conn, const uint8_t *buf, size_t len);
@@ -1646,9 +1568,7 @@ connmgr_status connmgr_conn_write(const connmgr_conn *conn, const uint8_t *buf, 
  * CONNMGR_STATUS_TIMED_OUT and the connection stays usable. In-memory
  * connections honour it too.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle.
+ * Undefined behaviour unless `conn` is NULL or a live handle.
  */
 connmgr_status connmgr_conn_set_timeouts(const connmgr_conn *conn,
                                          uint64_t read_ms,
@@ -1658,9 +1578,7 @@ connmgr_status connmgr_conn_set_timeouts(const connmgr_conn *conn,
  * Turns Nagle's algorithm off (`nodelay` true) or on for a TCP
  * connection; other streams return CONNMGR_STATUS_IO.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle.
+ * Undefined behaviour unless `conn` is NULL or a live handle.
  */
 connmgr_status connmgr_conn_set_nodelay(const connmgr_conn *conn, bool nodelay);
 
@@ -1670,9 +1588,7 @@ connmgr_status connmgr_conn_set_nodelay(const connmgr_conn *conn, bool nodelay);
  * loops that poll connmgr_conn_fd. Other streams return
  * CONNMGR_STATUS_IO.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle.
+ * Undefined behaviour unless `conn` is NULL or a live handle.
  */
 connmgr_status connmgr_conn_set_nonblocking(const connmgr_conn *conn, bool nonblocking);
 
@@ -1683,9 +1599,7 @@ connmgr_status connmgr_conn_set_nonblocking(const connmgr_conn *conn, bool nonbl
  * A connection without one (in memory, or a custom stream) is
  * CONNMGR_STATUS_IO; so is every connection on Windows.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle; `fd` is NULL or writable.
+ * Undefined behaviour unless `conn` is NULL or a live handle; `fd` is NULL or writable.
  */
 connmgr_status connmgr_conn_fd(const connmgr_conn *conn, int *fd);
 
@@ -1695,9 +1609,7 @@ connmgr_status connmgr_conn_fd(const connmgr_conn *conn, int *fd);
  * Wakes a read blocked on another thread. Closing again does nothing. The
  * handle stays allocated: free it with connmgr_conn_free.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle.
+ * Undefined behaviour unless `conn` is NULL or a live handle.
  */
 connmgr_status connmgr_conn_close(const connmgr_conn *conn);
 
@@ -1706,9 +1618,7 @@ connmgr_status connmgr_conn_close(const connmgr_conn *conn);
  * open. NULL is accepted and does nothing. Freeing a handle twice, or
  * while another thread still uses it, is undefined behaviour.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle that no other thread is using, and is
+ * Undefined behaviour unless `conn` is NULL or a live handle that no other thread is using, and is
  * not used again.
  */
 connmgr_status connmgr_conn_free(connmgr_conn *conn);
@@ -1717,18 +1627,14 @@ connmgr_status connmgr_conn_free(connmgr_conn *conn);
  * Stores the connection's id in `*id`: the id connmgr_connect returned for
  * an outbound request, or a fresh one for an inbound connection.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle; `id` is NULL or writable.
+ * Undefined behaviour unless `conn` is NULL or a live handle; `id` is NULL or writable.
  */
 connmgr_status connmgr_conn_id(const connmgr_conn *conn, uint64_t *id);
 
 /**
  * Stores which side opened the connection in `*direction`.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle; `direction` is NULL or writable.
+ * Undefined behaviour unless `conn` is NULL or a live handle; `direction` is NULL or writable.
  */
 connmgr_status connmgr_conn_direction(const connmgr_conn *conn, connmgr_direction *direction);
 
@@ -1740,9 +1646,7 @@ connmgr_status connmgr_conn_direction(const connmgr_conn *conn, connmgr_directio
  * nothing; the message says how many bytes are needed) if it does not
  * fit; `buf` may be NULL only then, with `cap` 0.
  *
- * # Safety
- *
- * `conn` is NULL or a live handle; `buf` is NULL or has `cap` writable
+ * Undefined behaviour unless `conn` is NULL or a live handle; `buf` is NULL or has `cap` writable
  * bytes.
  */
 connmgr_status connmgr_conn_remote(const connmgr_conn *conn, char *buf, size_t cap);
@@ -1756,9 +1660,7 @@ connmgr_status connmgr_conn_remote(const connmgr_conn *conn, char *buf, size_t c
  * a zero interval or too many tags is CONNMGR_STATUS_INVALID_ARGUMENT.
  * Not from a callback the manager runs on its handler thread.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_register_decaying(const connmgr_manager *mgr,
@@ -1773,9 +1675,7 @@ connmgr_status connmgr_register_decaying(const connmgr_manager *mgr,
 /**
  * Bumps `peer`'s value of decaying tag `name` by `delta`.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `name` are NULL or
  * NUL-terminated strings.
  */
 connmgr_status connmgr_bump_decaying(const connmgr_manager *mgr,
@@ -1787,9 +1687,7 @@ connmgr_status connmgr_bump_decaying(const connmgr_manager *mgr,
  * Closes decaying tag `name`: it and every peer's value of it go, and the
  * name may be registered again. Returns once applied.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_close_decaying(const connmgr_manager *mgr, const char *name);
@@ -1797,9 +1695,7 @@ connmgr_status connmgr_close_decaying(const connmgr_manager *mgr, const char *na
 /**
  * Fills `*info` with the trim settings and the state of the last trim.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `info` is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `info` is NULL or writable.
  */
 connmgr_status connmgr_get_trim_info(const connmgr_manager *mgr, connmgr_trim_info *info);
 
@@ -1831,9 +1727,7 @@ const char *connmgr_status_name(int status);
  * fails the dial as rejected, with the gate's reason. It may run on
  * several dialer threads at once.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `gate` follows its contract, with
+ * Undefined behaviour unless `cfg` is NULL or a live config; `gate` follows its contract, with
  * `user_data` valid until the manager is freed.
  */
 connmgr_status connmgr_config_set_dial_gate(connmgr_config *cfg,
@@ -1844,9 +1738,7 @@ connmgr_status connmgr_config_set_dial_gate(connmgr_config *cfg,
  * A rule run on the accept threads for each inbound connection before
  * the manager counts it; a refused connection is closed at once.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `gate` follows its contract, with
+ * Undefined behaviour unless `cfg` is NULL or a live config; `gate` follows its contract, with
  * `user_data` valid until the manager is freed.
  */
 connmgr_status connmgr_config_set_accept_gate(connmgr_config *cfg,
@@ -1860,9 +1752,7 @@ connmgr_status connmgr_config_set_accept_gate(connmgr_config *cfg,
  * the manager from it fail. Not from a decay or bump function or another
  * upsert function (CONNMGR_STATUS_INVALID_ARGUMENT).
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `name` are NULL or
  * NUL-terminated strings; `f` follows its contract.
  */
 connmgr_status connmgr_upsert_tag(const connmgr_manager *mgr,
@@ -1879,9 +1769,7 @@ connmgr_status connmgr_upsert_tag(const connmgr_manager *mgr,
  * manager (such calls fail); `user_data` must stay valid until the tag
  * is closed or the manager freed. Errors as connmgr_register_decaying.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
  * string; the functions follow their contracts.
  */
 connmgr_status connmgr_register_decaying_fn(const connmgr_manager *mgr,
@@ -1898,9 +1786,7 @@ connmgr_status connmgr_register_decaying_fn(const connmgr_manager *mgr,
  * zero interval or a repeated name CONNMGR_STATUS_CONFIG from
  * connmgr_manager_new.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
+ * Undefined behaviour unless `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_config_add_decaying(connmgr_config *cfg,
@@ -1916,9 +1802,7 @@ connmgr_status connmgr_config_add_decaying(connmgr_config *cfg,
  * Registers decaying tag `name` in the config with C functions, as
  * connmgr_register_decaying_fn does on a running manager.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
+ * Undefined behaviour unless `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
  * string; the functions follow their contracts.
  */
 connmgr_status connmgr_config_add_decaying_fn(connmgr_config *cfg,
@@ -1945,9 +1829,7 @@ const char *connmgr_version(void);
  * CONNMGR_STATUS_INVALID_ARGUMENT. May be called again to change the
  * callback or the level, from any thread but never from the callback.
  *
- * # Safety
- *
- * `callback` is NULL or a function that stays valid, and `user_data`
+ * Undefined behaviour unless `callback` is NULL or a function that stays valid, and `user_data`
  * usable from any thread, until the callback is replaced or stopped.
  */
 connmgr_status connmgr_set_log_callback(connmgr_log_fn callback,
@@ -1961,9 +1843,7 @@ connmgr_status connmgr_set_log_callback(connmgr_log_fn callback,
  * cannot be bound, is CONNMGR_STATUS_CONFIG, with the message naming it.
  * Nothing runs until connmgr_manager_start.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `out` is NULL or writable.
+ * Undefined behaviour unless `cfg` is NULL or a live config; `out` is NULL or writable.
  */
 connmgr_status connmgr_manager_new(const connmgr_config *cfg, connmgr_manager **out);
 
@@ -1972,9 +1852,7 @@ connmgr_status connmgr_manager_new(const connmgr_config *cfg, connmgr_manager **
  * running manager does nothing; starting a stopped one is
  * CONNMGR_STATUS_STOPPED.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager.
+ * Undefined behaviour unless `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_manager_start(const connmgr_manager *mgr);
 
@@ -1988,9 +1866,7 @@ connmgr_status connmgr_manager_start(const connmgr_manager *mgr);
  * manager except snapshot, is-running, listen-address, stop and free is
  * CONNMGR_STATUS_STOPPED.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager.
+ * Undefined behaviour unless `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_manager_stop(const connmgr_manager *mgr);
 
@@ -2001,9 +1877,7 @@ connmgr_status connmgr_manager_stop(const connmgr_manager *mgr);
  * freeing from a callback are undefined behaviour. Connection handles
  * already handed out stay valid and must still be freed.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager that no other call is using, and is not
+ * Undefined behaviour unless `mgr` is NULL or a live manager that no other call is using, and is not
  * used again.
  */
 connmgr_status connmgr_manager_free(connmgr_manager *mgr);
@@ -2011,9 +1885,7 @@ connmgr_status connmgr_manager_free(connmgr_manager *mgr);
 /**
  * Stores in `*running` whether the manager is between start and stop.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `running` is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `running` is NULL or writable.
  */
 connmgr_status connmgr_manager_is_running(const connmgr_manager *mgr, bool *running);
 
@@ -2024,9 +1896,7 @@ connmgr_status connmgr_manager_is_running(const connmgr_manager *mgr, bool *runn
  * CONNMGR_STATUS_INVALID_ARGUMENT; a buffer too small is
  * CONNMGR_STATUS_BUFFER_TOO_SMALL (CONNMGR_ADDR_MAX is always enough).
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
  * bytes.
  */
 connmgr_status connmgr_listen_addr(const connmgr_manager *mgr, size_t index, char *buf, size_t cap);
@@ -2039,9 +1909,7 @@ connmgr_status connmgr_listen_addr(const connmgr_manager *mgr, size_t index, cha
  * arrives through the connected or dial-failed callback. An address that
  * does not parse is CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
  * string; `id` is NULL or writable.
  */
 connmgr_status connmgr_connect(const connmgr_manager *mgr,
@@ -2056,9 +1924,7 @@ connmgr_status connmgr_connect(const connmgr_manager *mgr,
  * none). Unknown flags or permissions, or a permanent one-shot request,
  * are CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
  * string; `id` is NULL or writable.
  */
 connmgr_status connmgr_connect_ex(const connmgr_manager *mgr,
@@ -2073,9 +1939,7 @@ connmgr_status connmgr_connect_ex(const connmgr_manager *mgr,
  * connections are not affected. An id that is not live is
  * CONNMGR_STATUS_UNKNOWN_ID.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager.
+ * Undefined behaviour unless `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_handshake_done(const connmgr_manager *mgr, uint64_t id);
 
@@ -2087,9 +1951,7 @@ connmgr_status connmgr_handshake_done(const connmgr_manager *mgr, uint64_t id);
  * is not live is CONNMGR_STATUS_UNKNOWN_ID. Reports about outbound
  * connections are accepted and ignored.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager.
+ * Undefined behaviour unless `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_report(const connmgr_manager *mgr,
                               uint64_t id,
@@ -2101,9 +1963,7 @@ connmgr_status connmgr_report(const connmgr_manager *mgr,
  * source, on top of the target, and stores its id in `*id`. Without an
  * address source it is CONNMGR_STATUS_CONFIG.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `id` is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `id` is NULL or writable.
  */
 connmgr_status connmgr_new_conn_req(const connmgr_manager *mgr, uint64_t *id);
 
@@ -2113,9 +1973,7 @@ connmgr_status connmgr_new_conn_req(const connmgr_manager *mgr, uint64_t *id);
  * connecting is canceled; an inbound connection is closed. An id that is
  * not live is CONNMGR_STATUS_UNKNOWN_ID.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager.
+ * Undefined behaviour unless `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_disconnect(const connmgr_manager *mgr, uint64_t id);
 
@@ -2124,9 +1982,7 @@ connmgr_status connmgr_disconnect(const connmgr_manager *mgr, uint64_t id);
  * once. An inbound id is CONNMGR_STATUS_INVALID_ARGUMENT; an id that is
  * not live is CONNMGR_STATUS_UNKNOWN_ID.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager.
+ * Undefined behaviour unless `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_reconnect(const connmgr_manager *mgr, uint64_t id);
 
@@ -2135,9 +1991,7 @@ connmgr_status connmgr_reconnect(const connmgr_manager *mgr, uint64_t id);
  * without retry if established; an inbound connection is closed. An id
  * that is not live is CONNMGR_STATUS_UNKNOWN_ID.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager.
+ * Undefined behaviour unless `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_remove(const connmgr_manager *mgr, uint64_t id);
 
@@ -2148,9 +2002,7 @@ connmgr_status connmgr_remove(const connmgr_manager *mgr, uint64_t id);
  * `reason` is logged. A subnet that does not parse is
  * CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or
  * NUL-terminated strings.
  */
 connmgr_status connmgr_ban(const connmgr_manager *mgr,
@@ -2161,9 +2013,7 @@ connmgr_status connmgr_ban(const connmgr_manager *mgr,
 /**
  * Lifts the ban on exactly `subnet` (as given to connmgr_ban).
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `subnet` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `subnet` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_unban(const connmgr_manager *mgr, const char *subnet);
@@ -2174,9 +2024,7 @@ connmgr_status connmgr_unban(const connmgr_manager *mgr, const char *subnet);
  * threshold (100) the peer is disconnected and banned. `reason` is
  * logged. An id that is not live is CONNMGR_STATUS_UNKNOWN_ID.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `reason` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `reason` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_misbehaving(const connmgr_manager *mgr,
@@ -2187,12 +2035,10 @@ connmgr_status connmgr_misbehaving(const connmgr_manager *mgr,
 
 /**
  * Sets tag `name` of `peer` to `value`. A peer is named by its address
- * text ("127.0.0.1:8333") unless the Rust side renamed it; its total tag
+ * text ("127.0.0.1:8333") unless connmgr_set_peer_id gave it another id; its total tag
  * value decides which connections a trim closes first.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `name` are NULL or
  * NUL-terminated strings.
  */
 connmgr_status connmgr_tag(const connmgr_manager *mgr,
@@ -2203,9 +2049,7 @@ connmgr_status connmgr_tag(const connmgr_manager *mgr,
 /**
  * Removes tag `name` from `peer`.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `name` are NULL or
  * NUL-terminated strings.
  */
 connmgr_status connmgr_untag(const connmgr_manager *mgr, const char *peer, const char *name);
@@ -2214,9 +2058,7 @@ connmgr_status connmgr_untag(const connmgr_manager *mgr, const char *peer, const
  * Protects `peer` under `tag`: its connections are never trimmed or
  * evicted while any tag protects it.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
  * NUL-terminated strings.
  */
 connmgr_status connmgr_protect(const connmgr_manager *mgr, const char *peer, const char *tag);
@@ -2225,9 +2067,7 @@ connmgr_status connmgr_protect(const connmgr_manager *mgr, const char *peer, con
  * Removes `tag`'s protection from `peer` and stores in
  * `*still_protected` whether another tag still protects it.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
  * NUL-terminated strings; `still_protected` is NULL or writable.
  */
 connmgr_status connmgr_unprotect(const connmgr_manager *mgr,
@@ -2238,12 +2078,10 @@ connmgr_status connmgr_unprotect(const connmgr_manager *mgr,
 /**
  * Asks for a trim and returns at once (callable from any thread, callbacks
  * included); see connmgr_trim_wait for a trim that reports what it
- * closed. Watermarks are a Rust-side setting; without them a trim does
+ * closed. Without watermarks (connmgr_config_set_watermarks) a trim does
  * nothing.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager.
+ * Undefined behaviour unless `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_trim(const connmgr_manager *mgr);
 
@@ -2256,9 +2094,7 @@ connmgr_status connmgr_trim(const connmgr_manager *mgr);
  * returns CONNMGR_STATUS_TIMED_OUT and the trim still runs. Callers that
  * ask at the same time share one trim.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `closed` is NULL or writable; `ids` is
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `closed` is NULL or writable; `ids` is
  * NULL or has room for `capacity` ids.
  */
 connmgr_status connmgr_trim_wait(const connmgr_manager *mgr,
@@ -2274,9 +2110,7 @@ connmgr_status connmgr_trim_wait(const connmgr_manager *mgr,
  * callback the entry is already published, so the callback can read the
  * connection's type here.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `info` is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `info` is NULL or writable.
  */
 connmgr_status connmgr_get_conn_info(const connmgr_manager *mgr,
                                      uint64_t id,
@@ -2295,9 +2129,7 @@ connmgr_status connmgr_get_conn_info(const connmgr_manager *mgr,
  * leave some room). `infos` may be NULL when `capacity` is 0, to ask for
  * the size. Works after stop too.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `counts` and `written` are NULL or
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `counts` and `written` are NULL or
  * writable; `infos` is NULL or has room for `capacity` entries.
  */
 connmgr_status connmgr_snapshot(const connmgr_manager *mgr,
@@ -2310,18 +2142,14 @@ connmgr_status connmgr_snapshot(const connmgr_manager *mgr,
  * Stores in `*n` how many calls wait in the manager's request queue (a
  * load gauge: near its bound, calls start to wait or fail).
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `n` is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `n` is NULL or writable.
  */
 connmgr_status connmgr_queued_calls(const connmgr_manager *mgr, size_t *n);
 
 /**
  * Creates an empty in-memory network and stores it in `*out`.
  *
- * # Safety
- *
- * `out` is NULL or writable.
+ * Undefined behaviour unless `out` is NULL or writable.
  */
 connmgr_status connmgr_memory_network_new(connmgr_memory_network **out);
 
@@ -2329,18 +2157,14 @@ connmgr_status connmgr_memory_network_new(connmgr_memory_network **out);
  * Frees a network handle (NULL does nothing). Listeners, connections and
  * managers using the network go on working.
  *
- * # Safety
- *
- * `net` is NULL or a live network handle, not used again.
+ * Undefined behaviour unless `net` is NULL or a live network handle, not used again.
  */
 connmgr_status connmgr_memory_network_free(connmgr_memory_network *net);
 
 /**
  * Makes managers from this config dial through `net` instead of TCP.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `net` is NULL or a live network.
+ * Undefined behaviour unless `cfg` is NULL or a live config; `net` is NULL or a live network.
  */
 connmgr_status connmgr_config_set_memory_dialer(connmgr_config *cfg,
                                                 const connmgr_memory_network *net);
@@ -2350,9 +2174,7 @@ connmgr_status connmgr_config_set_memory_dialer(connmgr_config *cfg,
  * someone already listens on is CONNMGR_STATUS_CONFIG from
  * connmgr_manager_new.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `net` is NULL or a live network;
+ * Undefined behaviour unless `cfg` is NULL or a live config; `net` is NULL or a live network;
  * `addr` is NULL or a NUL-terminated string.
  */
 connmgr_status connmgr_config_add_memory_listen(connmgr_config *cfg,
@@ -2364,9 +2186,7 @@ connmgr_status connmgr_config_add_memory_listen(connmgr_config *cfg,
  * `*out`; free it with connmgr_memory_listener_free. An address already
  * in use is CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
+ * Undefined behaviour unless `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
  * string; `out` is NULL or writable.
  */
 connmgr_status connmgr_memory_listen(const connmgr_memory_network *net,
@@ -2379,9 +2199,7 @@ connmgr_status connmgr_memory_listen(const connmgr_memory_network *net,
  * CONNMGR_STATUS_TIMED_OUT when none came. The handle's id is 0 and its
  * direction inbound; no manager tracks it.
  *
- * # Safety
- *
- * `listener` is NULL or a live listener; `conn` is NULL or writable.
+ * Undefined behaviour unless `listener` is NULL or a live listener; `conn` is NULL or writable.
  */
 connmgr_status connmgr_memory_accept(const connmgr_memory_listener *listener,
                                      uint64_t timeout_ms,
@@ -2391,9 +2209,7 @@ connmgr_status connmgr_memory_accept(const connmgr_memory_listener *listener,
  * Closes and frees a C peer's listener (NULL does nothing): the address
  * is free again and connections never accepted are closed.
  *
- * # Safety
- *
- * `listener` is NULL or a live listener, not used again (no accept may
+ * Undefined behaviour unless `listener` is NULL or a live listener, not used again (no accept may
  * be in progress on another thread).
  */
 connmgr_status connmgr_memory_listener_free(connmgr_memory_listener *listener);
@@ -2403,9 +2219,7 @@ connmgr_status connmgr_memory_listener_free(connmgr_memory_listener *listener);
  * another C peer's) and stores the handle in `*conn` (connmgr_conn_free;
  * id 0, direction outbound). Nothing listening there is CONNMGR_STATUS_IO.
  *
- * # Safety
- *
- * `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
+ * Undefined behaviour unless `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
  * string; `conn` is NULL or writable.
  */
 connmgr_status connmgr_memory_connect(const connmgr_memory_network *net,
@@ -2417,9 +2231,7 @@ connmgr_status connmgr_memory_connect(const connmgr_memory_network *net,
  * any thread) and published the result, so the queries (snapshots, tag
  * info, bans) show their effect. CONNMGR_STATUS_STOPPED once stopped.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager.
+ * Undefined behaviour unless `mgr` is NULL or a live manager.
  */
 connmgr_status connmgr_barrier(const connmgr_manager *mgr);
 
@@ -2428,9 +2240,7 @@ connmgr_status connmgr_barrier(const connmgr_manager *mgr);
  * tags and protection follow the peer across addresses and connections.
  * An id that is not live is CONNMGR_STATUS_UNKNOWN_ID.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_set_peer_id(const connmgr_manager *mgr, uint64_t id, const char *peer);
@@ -2439,9 +2249,7 @@ connmgr_status connmgr_set_peer_id(const connmgr_manager *mgr, uint64_t id, cons
  * Stores in `*protected` whether `peer` is protected under tag `tag`, or
  * under any tag when `tag` is NULL.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
  * string; `tag` is NULL or one; `protected` is NULL or writable.
  */
 connmgr_status connmgr_is_protected(const connmgr_manager *mgr,
@@ -2454,9 +2262,7 @@ connmgr_status connmgr_is_protected(const connmgr_manager *mgr,
  * `*tags` (either may be NULL). A peer the tag store does not hold is
  * CONNMGR_STATUS_UNKNOWN_ID.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
  * string; `value` and `tags` are NULL or writable.
  */
 connmgr_status connmgr_tag_info(const connmgr_manager *mgr,
@@ -2468,9 +2274,7 @@ connmgr_status connmgr_tag_info(const connmgr_manager *mgr,
  * Stores how many bans are in force in `*count`; read them with
  * connmgr_get_ban.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `count` is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `count` is NULL or writable.
  */
 connmgr_status connmgr_ban_count(const connmgr_manager *mgr, size_t *count);
 
@@ -2481,9 +2285,7 @@ connmgr_status connmgr_ban_count(const connmgr_manager *mgr, size_t *count);
  * into `*ms_left`. Bans may end between calls: an index past the end is
  * CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or have
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or have
  * their capacities of writable bytes; `ms_left` is NULL or writable.
  */
 connmgr_status connmgr_get_ban(const connmgr_manager *mgr,
@@ -2500,9 +2302,7 @@ connmgr_status connmgr_get_ban(const connmgr_manager *mgr,
  * in `*ms_to_next_attempt` (-1 when none is scheduled); either may be
  * NULL. An id the manager no longer tracks is CONNMGR_STATUS_UNKNOWN_ID.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; each out pointer is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; each out pointer is NULL or writable.
  */
 connmgr_status connmgr_conn_times(const connmgr_manager *mgr,
                                   uint64_t id,
@@ -2514,9 +2314,7 @@ connmgr_status connmgr_conn_times(const connmgr_manager *mgr,
  * bytes: the one set with connmgr_set_peer_id, else its address text
  * ("" while an automatic request waits for an address).
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
  * bytes.
  */
 connmgr_status connmgr_conn_peer(const connmgr_manager *mgr, uint64_t id, char *buf, size_t cap);
@@ -2528,9 +2326,7 @@ connmgr_status connmgr_conn_peer(const connmgr_manager *mgr, uint64_t id, char *
  * Needs connmgr_config_set_event_queue; events come in the order they
  * happened. Any thread may call it, one at a time per manager.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `event` is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `event` is NULL or writable.
  */
 connmgr_status connmgr_next_event(const connmgr_manager *mgr,
                                   uint64_t timeout_ms,
@@ -2543,9 +2339,7 @@ connmgr_status connmgr_next_event(const connmgr_manager *mgr,
  * manager and closes with connmgr_manager_free. Where the platform has
  * no pipes (Windows) it is CONNMGR_STATUS_IO.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `fd` is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `fd` is NULL or writable.
  */
 connmgr_status connmgr_event_fd(const connmgr_manager *mgr, int *fd);
 
@@ -2554,9 +2348,7 @@ connmgr_status connmgr_event_fd(const connmgr_manager *mgr, int *fd);
  * dial failures, the milliseconds until a permanent request retries (-1
  * if it will not, and for other kinds). Any out pointer may be NULL.
  *
- * # Safety
- *
- * `event` is NULL or a live event; each out pointer is NULL or writable.
+ * Undefined behaviour unless `event` is NULL or a live event; each out pointer is NULL or writable.
  */
 connmgr_status connmgr_event_info(connmgr_event *event,
                                   uint32_t *kind,
@@ -2568,9 +2360,7 @@ connmgr_status connmgr_event_info(connmgr_event *event,
  * Copies an event's peer address ("" if none) into `buf` of `cap` bytes,
  * NUL-terminated; too small a buffer is CONNMGR_STATUS_BUFFER_TOO_SMALL.
  *
- * # Safety
- *
- * `event` is NULL or a live event; `buf` is NULL or has `cap` writable
+ * Undefined behaviour unless `event` is NULL or a live event; `buf` is NULL or has `cap` writable
  * bytes.
  */
 connmgr_status connmgr_event_remote(connmgr_event *event, char *buf, size_t cap);
@@ -2580,9 +2370,7 @@ connmgr_status connmgr_event_remote(connmgr_event *event, char *buf, size_t cap)
  * close reason of a close, the error of a dial failure, a description of
  * other events ("" for connects and accepts).
  *
- * # Safety
- *
- * `event` is NULL or a live event; `buf` is NULL or has `cap` writable
+ * Undefined behaviour unless `event` is NULL or a live event; `buf` is NULL or has `cap` writable
  * bytes.
  */
 connmgr_status connmgr_event_text(connmgr_event *event, char *buf, size_t cap);
@@ -2592,9 +2380,7 @@ connmgr_status connmgr_event_text(connmgr_event *event, char *buf, size_t cap);
  * (free it with connmgr_conn_free); NULL for other events or if already
  * taken. A connection left in the event closes when the event is freed.
  *
- * # Safety
- *
- * `event` is NULL or a live event; `conn` is NULL or writable.
+ * Undefined behaviour unless `event` is NULL or a live event; `conn` is NULL or writable.
  */
 connmgr_status connmgr_event_take_conn(connmgr_event *event, connmgr_conn **conn);
 
@@ -2602,9 +2388,7 @@ connmgr_status connmgr_event_take_conn(connmgr_event *event, connmgr_conn **conn
  * Frees an event from connmgr_next_event (NULL is ignored); a connection
  * still in it closes.
  *
- * # Safety
- *
- * `event` is NULL or an event not yet freed and not in use elsewhere.
+ * Undefined behaviour unless `event` is NULL or an event not yet freed and not in use elsewhere.
  */
 connmgr_status connmgr_event_free(connmgr_event *event);
 
@@ -2612,9 +2396,7 @@ connmgr_status connmgr_event_free(connmgr_event *event);
  * Stores the parameters of built-in network `network`
  * (CONNMGR_SEEDNET_*) in `*out`.
  *
- * # Safety
- *
- * `out` is NULL or writable.
+ * Undefined behaviour unless `out` is NULL or writable.
  */
 connmgr_status connmgr_netparams_builtin(uint32_t network, connmgr_netparams **out);
 
@@ -2622,9 +2404,7 @@ connmgr_status connmgr_netparams_builtin(uint32_t network, connmgr_netparams **o
  * Stores a network named `name` with `default_port` and no seeds in
  * `*out`; add seeds with connmgr_netparams_add_seed.
  *
- * # Safety
- *
- * `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
+ * Undefined behaviour unless `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
  */
 connmgr_status connmgr_netparams_new(const char *name,
                                      uint16_t default_port,
@@ -2634,9 +2414,7 @@ connmgr_status connmgr_netparams_new(const char *name,
  * Adds DNS seed `host`; `has_filtering` says it serves `x<services>.`
  * subdomains. At most 64 seeds per network.
  *
- * # Safety
- *
- * `params` is NULL or live; `host` is NULL or a NUL-terminated string.
+ * Undefined behaviour unless `params` is NULL or live; `host` is NULL or a NUL-terminated string.
  */
 connmgr_status connmgr_netparams_add_seed(connmgr_netparams *params,
                                           const char *host,
@@ -2645,9 +2423,7 @@ connmgr_status connmgr_netparams_add_seed(connmgr_netparams *params,
 /**
  * Frees network parameters (NULL does nothing).
  *
- * # Safety
- *
- * `params` is NULL or live, not used again.
+ * Undefined behaviour unless `params` is NULL or live, not used again.
  */
 connmgr_status connmgr_netparams_free(connmgr_netparams *params);
 
@@ -2656,18 +2432,14 @@ connmgr_status connmgr_netparams_free(connmgr_netparams *params);
  * (services 1), at most 32 addresses per seed, 15 s per seed, local
  * addresses dropped, fresh randomness, the system resolver.
  *
- * # Safety
- *
- * `out` is NULL or writable.
+ * Undefined behaviour unless `out` is NULL or writable.
  */
 connmgr_status connmgr_seed_options_new(connmgr_seed_options **out);
 
 /**
  * Frees seeding options (NULL does nothing).
  *
- * # Safety
- *
- * `opts` is NULL or live, not used again.
+ * Undefined behaviour unless `opts` is NULL or live, not used again.
  */
 connmgr_status connmgr_seed_options_free(connmgr_seed_options *opts);
 
@@ -2676,9 +2448,7 @@ connmgr_status connmgr_seed_options_free(connmgr_seed_options *opts);
  * seed (1 to 4096), and the time each seed may take in milliseconds
  * (at least 1).
  *
- * # Safety
- *
- * `opts` is NULL or live.
+ * Undefined behaviour unless `opts` is NULL or live.
  */
 connmgr_status connmgr_seed_options_set_limits(connmgr_seed_options *opts,
                                                uint64_t services,
@@ -2690,9 +2460,7 @@ connmgr_status connmgr_seed_options_set_limits(connmgr_seed_options *opts,
  * on a private network, or tests), and fixes the random choices with
  * `rng_seed` when `fixed_rng` is true.
  *
- * # Safety
- *
- * `opts` is NULL or live.
+ * Undefined behaviour unless `opts` is NULL or live.
  */
 connmgr_status connmgr_seed_options_set_local(connmgr_seed_options *opts,
                                               bool allow_local,
@@ -2703,9 +2471,7 @@ connmgr_status connmgr_seed_options_set_local(connmgr_seed_options *opts,
  * Sets the time last-seen ages count back from, in Unix seconds (default:
  * now).
  *
- * # Safety
- *
- * `opts` is NULL or live.
+ * Undefined behaviour unless `opts` is NULL or live.
  */
 connmgr_status connmgr_seed_options_set_now(connmgr_seed_options *opts, uint64_t unix_secs);
 
@@ -2714,9 +2480,7 @@ connmgr_status connmgr_seed_options_set_now(connmgr_seed_options *opts, uint64_t
  * ("127.0.0.1:9050") instead of the system resolver, when no lookup
  * function is given; names never reach local DNS.
  *
- * # Safety
- *
- * `opts` is NULL or live; `proxy` is NULL or a NUL-terminated string.
+ * Undefined behaviour unless `opts` is NULL or live; `proxy` is NULL or a NUL-terminated string.
  */
 connmgr_status connmgr_seed_options_set_tor_proxy(connmgr_seed_options *opts, const char *proxy);
 
@@ -2725,9 +2489,7 @@ connmgr_status connmgr_seed_options_set_tor_proxy(connmgr_seed_options *opts, co
  * answer. More than CONNMGR_LOOKUP_MAX_ADDRS is
  * CONNMGR_STATUS_INVALID_ARGUMENT (the address is not added).
  *
- * # Safety
- *
- * `answer` is NULL or the answer the lookup received; `ip` is NULL or a
+ * Undefined behaviour unless `answer` is NULL or the answer the lookup received; `ip` is NULL or a
  * NUL-terminated string.
  */
 connmgr_status connmgr_lookup_answer_add(connmgr_lookup_answer *answer, const char *ip);
@@ -2736,9 +2498,7 @@ connmgr_status connmgr_lookup_answer_add(connmgr_lookup_answer *answer, const ch
  * Fails the lookup with `kind` (CONNMGR_LOOKUP_*) and `message` (NULL
  * for none); addresses added before are dropped.
  *
- * # Safety
- *
- * `answer` is NULL or the answer the lookup received; `message` is NULL
+ * Undefined behaviour unless `answer` is NULL or the answer the lookup received; `message` is NULL
  * or a NUL-terminated string.
  */
 connmgr_status connmgr_lookup_answer_fail(connmgr_lookup_answer *answer,
@@ -2754,9 +2514,7 @@ connmgr_status connmgr_lookup_answer_fail(connmgr_lookup_answer *answer,
  * system resolver. Feed the addresses to your address source; nothing
  * here touches a manager. A network without seeds returns at once.
  *
- * # Safety
- *
- * `params` is NULL or live; `opts` is NULL or live; the functions follow
+ * Undefined behaviour unless `params` is NULL or live; `opts` is NULL or live; the functions follow
  * their contracts with their user data.
  */
 connmgr_status connmgr_seed_from_dns(const connmgr_netparams *params,
@@ -2771,9 +2529,7 @@ connmgr_status connmgr_seed_from_dns(const connmgr_netparams *params,
  * more than `high`, as go-libp2p's connection manager (default: never
  * trims). `low` must be below `high`; checked by connmgr_manager_new.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_watermarks(connmgr_config *cfg, size_t low, size_t high);
 
@@ -2781,9 +2537,7 @@ connmgr_status connmgr_config_set_watermarks(connmgr_config *cfg, size_t low, si
  * How long a new connection is safe from trims, in milliseconds (default
  * 60000).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_trim_grace(connmgr_config *cfg, uint64_t ms);
 
@@ -2791,9 +2545,7 @@ connmgr_status connmgr_config_set_trim_grace(connmgr_config *cfg, uint64_t ms);
  * The least time between two automatic trims, in milliseconds (default
  * 10000).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_trim_silence(connmgr_config *cfg, uint64_t ms);
 
@@ -2801,9 +2553,7 @@ connmgr_status connmgr_config_set_trim_silence(connmgr_config *cfg, uint64_t ms)
  * The ban score at which a misbehaving peer is banned and disconnected
  * (default 100); 0 is rejected by connmgr_manager_new.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_ban_threshold(connmgr_config *cfg, uint32_t n);
 
@@ -2811,9 +2561,7 @@ connmgr_status connmgr_config_set_ban_threshold(connmgr_config *cfg, uint32_t n)
  * The ban score from which misbehaviour is logged as a warning (default
  * 50).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_warn_threshold(connmgr_config *cfg, uint32_t n);
 
@@ -2821,9 +2569,7 @@ connmgr_status connmgr_config_set_warn_threshold(connmgr_config *cfg, uint32_t n
  * How long a peer that reached the ban threshold stays banned, in
  * milliseconds (default 86400000, a day).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_ban_duration(connmgr_config *cfg, uint64_t ms);
 
@@ -2831,9 +2577,7 @@ connmgr_status connmgr_config_set_ban_duration(connmgr_config *cfg, uint64_t ms)
  * How long a connection must stay up before its request's retry count
  * resets, in milliseconds (default 30000).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_min_stable_duration(connmgr_config *cfg, uint64_t ms);
 
@@ -2841,18 +2585,14 @@ connmgr_status connmgr_config_set_min_stable_duration(connmgr_config *cfg, uint6
  * Automatic failures in a row after which each replacement waits the
  * retry duration (default 25); 0 is rejected by connmgr_manager_new.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_max_failed_attempts(connmgr_config *cfg, uint32_t n);
 
 /**
  * How many dials may wait for a free dialer thread (default 1024).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_dial_queue_size(connmgr_config *cfg, size_t n);
 
@@ -2860,9 +2600,7 @@ connmgr_status connmgr_config_set_dial_queue_size(connmgr_config *cfg, size_t n)
  * Whether connmgr_manager_stop closes established connections (default
  * true); with false they stay open with their owners.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_close_on_stop(connmgr_config *cfg, bool on);
 
@@ -2870,9 +2608,7 @@ connmgr_status connmgr_config_set_close_on_stop(connmgr_config *cfg, bool on);
  * Whether automatic connections are limited to one per routable
  * netgroup (default true).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_outbound_diversity(connmgr_config *cfg, bool on);
 
@@ -2880,9 +2616,7 @@ connmgr_status connmgr_config_set_outbound_diversity(connmgr_config *cfg, bool o
  * How many anchors (block-relay-only addresses) a clean stop saves
  * (default 2).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_anchor_count(connmgr_config *cfg, size_t n);
 
@@ -2890,18 +2624,14 @@ connmgr_status connmgr_config_set_anchor_count(connmgr_config *cfg, size_t n);
  * Most peers the peer book holds beyond those with a live connection
  * (default 16384).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_max_peers(connmgr_config *cfg, size_t n);
 
 /**
  * Most bans kept (default 100000).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_max_bans(connmgr_config *cfg, size_t n);
 
@@ -2909,9 +2639,7 @@ connmgr_status connmgr_config_set_max_bans(connmgr_config *cfg, size_t n);
  * How long a tagged peer without a connection is kept, in milliseconds
  * (default 600000).
  *
- * # Safety
- *
- * `cfg` is NULL or a live config.
+ * Undefined behaviour unless `cfg` is NULL or a live config.
  */
 connmgr_status connmgr_config_set_idle_peer_ttl(connmgr_config *cfg, uint64_t ms);
 
@@ -2919,9 +2647,7 @@ connmgr_status connmgr_config_set_idle_peer_ttl(connmgr_config *cfg, uint64_t ms
  * A file for anchors: written at a clean stop, read (and removed) at
  * start. `path` must be UTF-8.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
+ * Undefined behaviour unless `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_config_set_anchors_file(connmgr_config *cfg, const char *path);
@@ -2931,9 +2657,7 @@ connmgr_status connmgr_config_set_anchors_file(connmgr_config *cfg, const char *
  * connmgr_manager_new (a corrupt file is CONNMGR_STATUS_CONFIG), rewritten
  * whenever the list changes. `path` must be UTF-8.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
+ * Undefined behaviour unless `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
  * string.
  */
 connmgr_status connmgr_config_set_ban_file(connmgr_config *cfg, const char *path);
@@ -2943,9 +2667,7 @@ connmgr_status connmgr_config_set_ban_file(connmgr_config *cfg, const char *path
  * `*value`, as last published. An unknown key is
  * CONNMGR_STATUS_INVALID_ARGUMENT. Works after stop too.
  *
- * # Safety
- *
- * `mgr` is NULL or a live manager; `value` is NULL or writable.
+ * Undefined behaviour unless `mgr` is NULL or a live manager; `value` is NULL or writable.
  */
 connmgr_status connmgr_get_stat(const connmgr_manager *mgr, uint32_t key, uint64_t *value);
 
@@ -2955,9 +2677,7 @@ connmgr_status connmgr_get_stat(const connmgr_manager *mgr, uint32_t key, uint64
  * it as text ("192.0.2.7" or "2001:db8::7") into `buf` of `cap` bytes.
  * Blocks the calling thread; the manager is not involved.
  *
- * # Safety
- *
- * `proxy` and `host` are NULL or NUL-terminated strings; `buf` is NULL
+ * Undefined behaviour unless `proxy` and `host` are NULL or NUL-terminated strings; `buf` is NULL
  * or has `cap` writable bytes.
  */
 connmgr_status connmgr_tor_resolve(const char *proxy,
@@ -2971,9 +2691,7 @@ connmgr_status connmgr_tor_resolve(const char *proxy,
  * RESOLVE_PTR), within `timeout_ms` milliseconds, and writes it into
  * `buf` of `cap` bytes. Blocks the calling thread.
  *
- * # Safety
- *
- * `proxy` and `ip` are NULL or NUL-terminated strings; `buf` is NULL or
+ * Undefined behaviour unless `proxy` and `ip` are NULL or NUL-terminated strings; `buf` is NULL or
  * has `cap` writable bytes.
  */
 connmgr_status connmgr_tor_resolve_ptr(const char *proxy,
@@ -2989,9 +2707,7 @@ connmgr_status connmgr_tor_resolve_ptr(const char *proxy,
  * socket fails the dial (and is closed). Not on Windows, where it fails
  * the dial with CONNMGR_STATUS_INVALID_ARGUMENT.
  *
- * # Safety
- *
- * `result` is NULL or the result the callback received; `fd` is a
+ * Undefined behaviour unless `result` is NULL or the result the callback received; `fd` is a
  * descriptor the caller owns and gives up.
  */
 connmgr_status connmgr_dial_result_set_fd(connmgr_dial_result *result, int fd);
@@ -3005,9 +2721,7 @@ connmgr_status connmgr_dial_result_set_fd(connmgr_dial_result *result, int fd);
  * closes may come from different threads at the same time, like a
  * socket's.
  *
- * # Safety
- *
- * `result` is NULL or the result the callback received; the functions
+ * Undefined behaviour unless `result` is NULL or the result the callback received; the functions
  * follow their documented contracts with `user_data`.
  */
 connmgr_status connmgr_dial_result_set_stream(connmgr_dial_result *result,
@@ -3021,9 +2735,7 @@ connmgr_status connmgr_dial_result_set_stream(connmgr_dial_result *result,
  * Fails the dial with `kind` (CONNMGR_DIAL_*) and `message` (NULL for
  * none), which the dial-failed event carries.
  *
- * # Safety
- *
- * `result` is NULL or the result the callback received; `message` is
+ * Undefined behaviour unless `result` is NULL or the result the callback received; `message` is
  * NULL or a NUL-terminated string.
  */
 connmgr_status connmgr_dial_result_set_error(connmgr_dial_result *result,
@@ -3034,9 +2746,7 @@ connmgr_status connmgr_dial_result_set_error(connmgr_dial_result *result,
  * Whether the manager has given up on this dial (the request was
  * removed, or the manager is stopping): a slow dialer should then stop.
  *
- * # Safety
- *
- * `result` is NULL or the result the callback received; `canceled` is
+ * Undefined behaviour unless `result` is NULL or the result the callback received; `canceled` is
  * NULL or writable.
  */
 connmgr_status connmgr_dial_result_is_canceled(const connmgr_dial_result *result, bool *canceled);
@@ -3046,9 +2756,7 @@ connmgr_status connmgr_dial_result_is_canceled(const connmgr_dial_result *result
  * or any address text connmgr parses); a listener must call it before
  * returning a connection.
  *
- * # Safety
- *
- * `result` is NULL or the result the callback received; `remote` is
+ * Undefined behaviour unless `result` is NULL or the result the callback received; `remote` is
  * NULL or a NUL-terminated string.
  */
 connmgr_status connmgr_dial_result_set_remote(connmgr_dial_result *result, const char *remote);
@@ -3059,9 +2767,7 @@ connmgr_status connmgr_dial_result_set_remote(connmgr_dial_result *result, const
  * calls `dial` for each attempt on its dialer threads; `user_data` must
  * stay valid until the manager is freed.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `dial` follows its documented contract.
+ * Undefined behaviour unless `cfg` is NULL or a live config; `dial` follows its documented contract.
  */
 connmgr_status connmgr_config_set_dialer(connmgr_config *cfg,
                                          connmgr_dial_fn dial,
@@ -3076,9 +2782,7 @@ connmgr_status connmgr_config_set_dialer(connmgr_config *cfg,
  * is done with the listener. Each manager made from this config gets the
  * listener, so use the config for one manager only.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `local_addr` is NULL or a
+ * Undefined behaviour unless `cfg` is NULL or a live config; `local_addr` is NULL or a
  * NUL-terminated string; the functions follow their contracts.
  */
 connmgr_status connmgr_config_add_listener(connmgr_config *cfg,
@@ -3094,9 +2798,7 @@ connmgr_status connmgr_config_add_listener(connmgr_config *cfg,
  * call returns; each manager made from this config accepts on a
  * duplicate of it, and it is closed when the config is freed.
  *
- * # Safety
- *
- * `cfg` is NULL or a live config; `fd` is a descriptor the caller owns
+ * Undefined behaviour unless `cfg` is NULL or a live config; `fd` is a descriptor the caller owns
  * and gives up.
  */
 connmgr_status connmgr_config_add_listen_fd(connmgr_config *cfg, int fd);

@@ -34,9 +34,7 @@ pub const CONNMGR_EVICT_DISADVANTAGED_SHARE: u32 = 6;
 /// a share from 0.0 to 1.0 for the last two. Rules not set keep Bitcoin
 /// Core's values. Used with connmgr_config_set_evict_inbound.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_eviction_rule(
     cfg: *mut ConnmgrConfig,
@@ -108,9 +106,7 @@ pub unsafe extern "C" fn connmgr_config_set_eviction_rule(
 /// set in `mask` (1 << CONNMGR_NET_*), Bitcoin Core's rule for the
 /// networks a node can reach.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_keep_one_outbound_per_network(
     cfg: *mut ConnmgrConfig,
@@ -137,9 +133,7 @@ pub unsafe extern "C" fn connmgr_config_set_keep_one_outbound_per_network(
 /// new events are dropped with a warning and a connection in a dropped
 /// event is closed.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_max_queued_events(
     cfg: *mut ConnmgrConfig,
@@ -159,9 +153,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_queued_events(
 /// that return at once and never block: a blocking one stalls the whole
 /// manager.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_inline_dial(
     cfg: *mut ConnmgrConfig,
@@ -180,9 +172,7 @@ pub unsafe extern "C" fn connmgr_config_set_inline_dial(
 /// random per config; a known seed lets an attacker predict which
 /// netgroups eviction protects, so leave it unset in production.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_rng_seed(
     cfg: *mut ConnmgrConfig,
@@ -203,9 +193,7 @@ pub struct ConnmgrManualClock(ManualClock);
 
 /// Creates a manual clock and stores it in `*out`.
 ///
-/// # Safety
-///
-/// `out` is NULL or writable.
+/// Undefined behaviour unless `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_manual_clock_new(
     out: *mut *mut ConnmgrManualClock,
@@ -222,9 +210,7 @@ pub unsafe extern "C" fn connmgr_manual_clock_new(
 /// Moves the clock forward by `ms` milliseconds (at most the duration
 /// bound), waking whatever waits for that time.
 ///
-/// # Safety
-///
-/// `clock` is NULL or a live clock.
+/// Undefined behaviour unless `clock` is NULL or a live clock.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_manual_clock_advance(
     clock: *const ConnmgrManualClock,
@@ -241,9 +227,7 @@ pub unsafe extern "C" fn connmgr_manual_clock_advance(
 /// Frees a clock handle (NULL does nothing); managers using the clock go
 /// on using it.
 ///
-/// # Safety
-///
-/// `clock` is NULL or a live clock, not used again.
+/// Undefined behaviour unless `clock` is NULL or a live clock, not used again.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_manual_clock_free(
     clock: *mut ConnmgrManualClock,
@@ -261,9 +245,7 @@ pub unsafe extern "C" fn connmgr_manual_clock_free(
 /// Makes managers from this config read time from `clock` instead of the
 /// system clock.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `clock` is NULL or a live clock.
+/// Undefined behaviour unless `cfg` is NULL or a live config; `clock` is NULL or a live clock.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_clock(
     cfg: *mut ConnmgrConfig,
@@ -275,6 +257,30 @@ pub unsafe extern "C" fn connmgr_config_set_clock(
         // SAFETY: the caller promises `clock` is NULL or live.
         let clock = unsafe { obj_arg(clock, "clock") }?.0.clone();
         c.push(move |b| b.clock(clock.clone()));
+        Ok(())
+    })
+}
+
+/// Stores in `*n` how many file descriptors a manager made from this
+/// config may hold at once (connections, listeners, dialer threads and a
+/// reserve), to compare with the process limit before starting. Settings
+/// that cannot be turned into a manager (a listen address in use, say)
+/// are reported as connmgr_manager_new would.
+///
+/// Undefined behaviour unless `cfg` is NULL or a live config and `n` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn connmgr_config_descriptors_needed(
+    cfg: *const ConnmgrConfig,
+    n: *mut u64,
+) -> ConnmgrStatus {
+    guard("connmgr_config_descriptors_needed", || {
+        // SAFETY: the caller promises `cfg` is NULL or live.
+        let c = unsafe { obj_arg(cfg, "cfg") }?;
+        let out = out_arg(n, "n")?;
+        let needed = c.to_config(None)?.descriptors_needed();
+        // SAFETY: not NULL and writable (caller's promise).
+        unsafe { out.as_ptr().write(needed) };
         Ok(())
     })
 }

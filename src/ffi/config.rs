@@ -243,9 +243,7 @@ impl ConnmgrConfig {
 
 /// Borrows the config behind `cfg` for changing it.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config that nothing else uses during `'a`.
+/// Undefined behaviour unless `cfg` is NULL or a live config that nothing else uses during `'a`.
 pub(crate) unsafe fn config_arg<'a>(cfg: *mut ConnmgrConfig) -> FfiResult<&'a mut ConnmgrConfig> {
     // SAFETY: the caller's promise.
     unsafe { cfg.as_mut() }.ok_or_else(|| Failure::null("cfg"))
@@ -262,9 +260,7 @@ fn socket_addr(text: &str, what: &str) -> FfiResult<SocketAddr> {
 /// Creates a config with every setting at its default and stores it in
 /// `*out`; free it with connmgr_config_free.
 ///
-/// # Safety
-///
-/// `out` is NULL or writable.
+/// Undefined behaviour unless `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_new(out: *mut *mut ConnmgrConfig) -> ConnmgrStatus {
     guard("connmgr_config_new", || {
@@ -279,9 +275,7 @@ pub unsafe extern "C" fn connmgr_config_new(out: *mut *mut ConnmgrConfig) -> Con
 /// Frees a config. NULL is accepted and does nothing; freeing twice is
 /// undefined behaviour. Managers created from it are not affected.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config, not used again.
+/// Undefined behaviour unless `cfg` is NULL or a live config, not used again.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_free(cfg: *mut ConnmgrConfig) -> ConnmgrStatus {
     guard("connmgr_config_free", || {
@@ -298,9 +292,7 @@ pub unsafe extern "C" fn connmgr_config_free(cfg: *mut ConnmgrConfig) -> Connmgr
 /// address source (default 8). Block-relay-only connections, feelers and
 /// connmgr_connect requests come on top.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_target_outbound(
     cfg: *mut ConnmgrConfig,
@@ -318,9 +310,7 @@ pub unsafe extern "C" fn connmgr_config_set_target_outbound(
 /// How many block-relay-only automatic connections to keep (default 2),
 /// filled from the anchors first, independently of the full-relay target.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_target_block_relay(
     cfg: *mut ConnmgrConfig,
@@ -339,9 +329,7 @@ pub unsafe extern "C" fn connmgr_config_set_target_block_relay(
 /// no feelers. A feeler starts only when every automatic target is met,
 /// one at a time, and closes once connmgr_handshake_done is called for it.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_feeler_interval(
     cfg: *mut ConnmgrConfig,
@@ -361,9 +349,7 @@ pub unsafe extern "C" fn connmgr_config_set_feeler_interval(
 /// instead of the general one, for example a Tor kept only for onion
 /// services.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+/// Undefined behaviour unless `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_onion_proxy(
@@ -383,9 +369,7 @@ pub unsafe extern "C" fn connmgr_config_set_onion_proxy(
 /// Sends ".b32.i2p" addresses through the I2P router's SOCKS5 port at
 /// `addr`; without it I2P addresses cannot be dialed.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+/// Undefined behaviour unless `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_i2p_proxy(
@@ -406,9 +390,7 @@ pub unsafe extern "C" fn connmgr_config_set_i2p_proxy(
 /// milliseconds, for every proxy of this config; 0 for either is
 /// CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_socks5_timeouts(
     cfg: *mut ConnmgrConfig,
@@ -458,9 +440,7 @@ pub(crate) fn network_arg(n: u32) -> FfiResult<Network> {
 /// set in `mask` (bit `1 << CONNMGR_NET_*`), as Bitcoin Core's -onlynet.
 /// Unknown bits are CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_only_networks(
     cfg: *mut ConnmgrConfig,
@@ -487,9 +467,7 @@ pub unsafe extern "C" fn connmgr_config_set_only_networks(
 
 /// At most `n` automatic connections on network `net` (CONNMGR_NET_*).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_max_outbound_on(
     cfg: *mut ConnmgrConfig,
@@ -508,9 +486,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_outbound_on(
 /// reserved among the full-relay slots; minimums that do not fit the
 /// target are CONNMGR_STATUS_CONFIG from connmgr_manager_new.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_min_outbound_on(
     cfg: *mut ConnmgrConfig,
@@ -533,9 +509,7 @@ pub unsafe extern "C" fn connmgr_config_set_min_outbound_on(
 /// CONNMGR_STATUS_INVALID_ARGUMENT; more entries than the bound
 /// CONNMGR_STATUS_CONFIG when the manager is created.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `subnet` is NULL or a NUL-terminated
+/// Undefined behaviour unless `cfg` is NULL or a live config; `subnet` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_add_permission(
@@ -559,9 +533,7 @@ pub unsafe extern "C" fn connmgr_config_add_permission(
 /// At most `n` live inbound connections from one IP address (default: no
 /// limit), checked before a slot is taken.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_max_inbound_per_ip(
     cfg: *mut ConnmgrConfig,
@@ -579,9 +551,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_inbound_per_ip(
 /// At most `n` live inbound connections from one netgroup (an IPv4 /16,
 /// an IPv6 /32; default: no limit), checked before a slot is taken.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_max_inbound_per_netgroup(
     cfg: *mut ConnmgrConfig,
@@ -598,9 +568,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_inbound_per_netgroup(
 
 /// How many inbound connections may be live at once (default 125).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_max_inbound(
     cfg: *mut ConnmgrConfig,
@@ -618,9 +586,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_inbound(
 /// The base wait between retries, in milliseconds (default 5000). Zero is
 /// rejected by connmgr_manager_new with CONNMGR_STATUS_CONFIG.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_retry_duration(
     cfg: *mut ConnmgrConfig,
@@ -639,9 +605,7 @@ pub unsafe extern "C" fn connmgr_config_set_retry_duration(
 /// The longest wait between retries, in milliseconds (default 300000); it
 /// must not be below the retry duration.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_max_retry_duration(
     cfg: *mut ConnmgrConfig,
@@ -662,9 +626,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_retry_duration(
 /// `jitter` from 0.0 to 1.0 (checked by connmgr_manager_new). Another kind
 /// is CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_backoff(
     cfg: *mut ConnmgrConfig,
@@ -690,9 +652,7 @@ pub unsafe extern "C" fn connmgr_config_set_backoff(
 
 /// How many dialer threads the manager runs (default 8; at least 1).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_dialer_pool_size(
     cfg: *mut ConnmgrConfig,
@@ -710,9 +670,7 @@ pub unsafe extern "C" fn connmgr_config_set_dialer_pool_size(
 /// The deadline of each dial (direct, or through the SOCKS5 proxy), in
 /// milliseconds (default 10000; not 0).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_dial_timeout(
     cfg: *mut ConnmgrConfig,
@@ -733,9 +691,7 @@ pub unsafe extern "C" fn connmgr_config_set_dial_timeout(
 /// are dropped, closing their connections). The queue holds 65536 events;
 /// past that, new ones are dropped and logged.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_event_queue(
     cfg: *mut ConnmgrConfig,
@@ -753,9 +709,7 @@ pub unsafe extern "C" fn connmgr_config_set_event_queue(
 /// inbound connection chosen by Bitcoin Core's rules (true) or is refused
 /// (false, the default).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_evict_inbound(
     cfg: *mut ConnmgrConfig,
@@ -772,9 +726,7 @@ pub unsafe extern "C" fn connmgr_config_set_evict_inbound(
 /// How long a feeler may stay open waiting for connmgr_handshake_done, in
 /// milliseconds (default 60000); 0 is rejected by connmgr_manager_new.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_feeler_timeout(
     cfg: *mut ConnmgrConfig,
@@ -793,9 +745,7 @@ pub unsafe extern "C" fn connmgr_config_set_feeler_timeout(
 /// How long a one-shot connection may stay open, in milliseconds (default
 /// 300000); 0 is rejected by connmgr_manager_new.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_one_shot_timeout(
     cfg: *mut ConnmgrConfig,
@@ -814,9 +764,7 @@ pub unsafe extern "C" fn connmgr_config_set_one_shot_timeout(
 /// How far past the inbound limit peers with CONNMGR_PERM_FORCE_INBOUND
 /// may go when nothing can be evicted for them (default 4).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_force_inbound_margin(
     cfg: *mut ConnmgrConfig,
@@ -836,9 +784,7 @@ pub unsafe extern "C" fn connmgr_config_set_force_inbound_margin(
 /// one-off request fails and a permanent one retries until the other
 /// connection is gone.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_manual_duplicates(
     cfg: *mut ConnmgrConfig,
@@ -857,9 +803,7 @@ pub unsafe extern "C" fn connmgr_config_set_manual_duplicates(
 /// below what the config's connections need (default true); false only
 /// logs the shortfall.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_check_descriptors(
     cfg: *mut ConnmgrConfig,
@@ -877,9 +821,7 @@ pub unsafe extern "C" fn connmgr_config_set_check_descriptors(
 /// a dialer that ignores its cancel, in milliseconds (default 5000); past
 /// it, stop returns and leaves them to finish on their own.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_stop_grace(
     cfg: *mut ConnmgrConfig,
@@ -901,9 +843,7 @@ pub unsafe extern "C" fn connmgr_config_set_stop_grace(
 /// fresh random credentials, so Tor puts each on its own circuit. An
 /// address that does not parse is CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+/// Undefined behaviour unless `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_socks5_proxy(
@@ -932,9 +872,7 @@ pub unsafe extern "C" fn connmgr_config_set_socks5_proxy(
 /// connmgr_config_set_socks5_proxy first (else
 /// CONNMGR_STATUS_INVALID_ARGUMENT); isolation replaces these credentials.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `username` and `password` are NULL or
+/// Undefined behaviour unless `cfg` is NULL or a live config; `username` and `password` are NULL or
 /// NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_socks5_auth(
@@ -961,9 +899,7 @@ pub unsafe extern "C" fn connmgr_config_set_socks5_auth(
 /// without a proxy every non-onion dial fails rather than go direct
 /// (default off).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_proxy_all(
     cfg: *mut ConnmgrConfig,
@@ -983,9 +919,7 @@ pub unsafe extern "C" fn connmgr_config_set_proxy_all(
 /// cannot bind. An address that does not parse is
 /// CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
+/// Undefined behaviour unless `cfg` is NULL or a live config; `addr` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_add_listen_addr(
@@ -1008,9 +942,7 @@ pub unsafe extern "C" fn connmgr_config_add_listen_addr(
 /// manager is stopped or freed. Without a source the manager only dials
 /// what connmgr_connect asks for.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `source` is NULL or a function with
+/// Undefined behaviour unless `cfg` is NULL or a live config; `source` is NULL or a function with
 /// the documented signature.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_address_source(
@@ -1030,9 +962,7 @@ pub unsafe extern "C" fn connmgr_config_set_address_source(
 /// Sets the event callbacks (see connmgr_callbacks), copying `*callbacks`;
 /// a later call replaces all of them.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `callbacks` is NULL or points to a
+/// Undefined behaviour unless `cfg` is NULL or a live config; `callbacks` is NULL or points to a
 /// connmgr_callbacks whose function pointers are NULL or functions with the
 /// documented signatures.
 #[no_mangle]

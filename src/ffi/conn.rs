@@ -104,9 +104,7 @@ impl ConnmgrConn {
 /// non-blocking mode, when no byte is waiting; CONNMGR_STATUS_IO if the
 /// read fails.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle; `buf` is NULL or has `len` writable
+/// Undefined behaviour unless `conn` is NULL or a live handle; `buf` is NULL or has `len` writable
 /// bytes (it may be NULL only when `len` is 0); `n` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_read(
@@ -145,9 +143,7 @@ pub unsafe extern "C" fn connmgr_conn_read(
 /// operating system. Returns CONNMGR_STATUS_IO if the connection is closed
 /// or the write fails (some bytes may have been sent).
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle; `buf` is NULL or has `len` readable
+/// Undefined behaviour unless `conn` is NULL or a live handle; `buf` is NULL or has `len` readable
 /// bytes (it may be NULL only when `len` is 0).
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_write(
@@ -177,9 +173,7 @@ pub unsafe extern "C" fn connmgr_conn_write(
 /// CONNMGR_STATUS_TIMED_OUT and the connection stays usable. In-memory
 /// connections honour it too.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle.
+/// Undefined behaviour unless `conn` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_set_timeouts(
     conn: *const ConnmgrConn,
@@ -200,9 +194,7 @@ pub unsafe extern "C" fn connmgr_conn_set_timeouts(
 /// Turns Nagle's algorithm off (`nodelay` true) or on for a TCP
 /// connection; other streams return CONNMGR_STATUS_IO.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle.
+/// Undefined behaviour unless `conn` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_set_nodelay(
     conn: *const ConnmgrConn,
@@ -221,9 +213,7 @@ pub unsafe extern "C" fn connmgr_conn_set_nodelay(
 /// loops that poll connmgr_conn_fd. Other streams return
 /// CONNMGR_STATUS_IO.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle.
+/// Undefined behaviour unless `conn` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_set_nonblocking(
     conn: *const ConnmgrConn,
@@ -250,9 +240,7 @@ pub unsafe extern "C" fn connmgr_conn_set_nonblocking(
 /// A connection without one (in memory, or a custom stream) is
 /// CONNMGR_STATUS_IO; so is every connection on Windows.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle; `fd` is NULL or writable.
+/// Undefined behaviour unless `conn` is NULL or a live handle; `fd` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_fd(
     conn: *const ConnmgrConn,
@@ -286,9 +274,7 @@ pub unsafe extern "C" fn connmgr_conn_fd(
 /// Wakes a read blocked on another thread. Closing again does nothing. The
 /// handle stays allocated: free it with connmgr_conn_free.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle.
+/// Undefined behaviour unless `conn` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_close(conn: *const ConnmgrConn) -> ConnmgrStatus {
     guard("connmgr_conn_close", || {
@@ -303,9 +289,7 @@ pub unsafe extern "C" fn connmgr_conn_close(conn: *const ConnmgrConn) -> Connmgr
 /// open. NULL is accepted and does nothing. Freeing a handle twice, or
 /// while another thread still uses it, is undefined behaviour.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle that no other thread is using, and is
+/// Undefined behaviour unless `conn` is NULL or a live handle that no other thread is using, and is
 /// not used again.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_free(conn: *mut ConnmgrConn) -> ConnmgrStatus {
@@ -322,9 +306,7 @@ pub unsafe extern "C" fn connmgr_conn_free(conn: *mut ConnmgrConn) -> ConnmgrSta
 /// Stores the connection's id in `*id`: the id connmgr_connect returned for
 /// an outbound request, or a fresh one for an inbound connection.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle; `id` is NULL or writable.
+/// Undefined behaviour unless `conn` is NULL or a live handle; `id` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_id(conn: *const ConnmgrConn, id: *mut u64) -> ConnmgrStatus {
     guard("connmgr_conn_id", || {
@@ -339,9 +321,7 @@ pub unsafe extern "C" fn connmgr_conn_id(conn: *const ConnmgrConn, id: *mut u64)
 
 /// Stores which side opened the connection in `*direction`.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle; `direction` is NULL or writable.
+/// Undefined behaviour unless `conn` is NULL or a live handle; `direction` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_direction(
     conn: *const ConnmgrConn,
@@ -364,9 +344,7 @@ pub unsafe extern "C" fn connmgr_conn_direction(
 /// nothing; the message says how many bytes are needed) if it does not
 /// fit; `buf` may be NULL only then, with `cap` 0.
 ///
-/// # Safety
-///
-/// `conn` is NULL or a live handle; `buf` is NULL or has `cap` writable
+/// Undefined behaviour unless `conn` is NULL or a live handle; `buf` is NULL or has `cap` writable
 /// bytes.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_remote(

@@ -101,9 +101,7 @@ pub(crate) fn bump_fn(kind: u32, min: i64, max: i64) -> FfiResult<BumpFn> {
 /// a zero interval or too many tags is CONNMGR_STATUS_INVALID_ARGUMENT.
 /// Not from a callback the manager runs on its handler thread.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
@@ -132,9 +130,7 @@ pub unsafe extern "C" fn connmgr_register_decaying(
 
 /// Bumps `peer`'s value of decaying tag `name` by `delta`.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `name` are NULL or
 /// NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_bump_decaying(
@@ -158,9 +154,7 @@ pub unsafe extern "C" fn connmgr_bump_decaying(
 /// Closes decaying tag `name`: it and every peer's value of it go, and the
 /// name may be registered again. Returns once applied.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_close_decaying(
@@ -179,9 +173,7 @@ pub unsafe extern "C" fn connmgr_close_decaying(
 
 /// Fills `*info` with the trim settings and the state of the last trim.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `info` is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `info` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_get_trim_info(
     mgr: *const ConnmgrManager,

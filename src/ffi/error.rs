@@ -190,9 +190,7 @@ pub(crate) fn guard(name: &str, body: impl FnOnce() -> FfiResult) -> ConnmgrStat
 
 /// Borrows the C string `p` (argument `what`) as UTF-8.
 ///
-/// # Safety
-///
-/// `p` is NULL or points to a NUL-terminated string that stays valid and
+/// Undefined behaviour unless `p` is NULL or points to a NUL-terminated string that stays valid and
 /// unchanged for `'a`.
 pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> FfiResult<&'a str> {
     if p.is_null() {
@@ -214,9 +212,7 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> FfiResult<&'a 
 
 /// Borrows the object behind `p` (argument `what`).
 ///
-/// # Safety
-///
-/// `p` is NULL or points to a live `T` that stays valid for `'a` and that
+/// Undefined behaviour unless `p` is NULL or points to a live `T` that stays valid for `'a` and that
 /// nothing mutates meanwhile.
 pub(crate) unsafe fn obj_arg<'a, T>(p: *const T, what: &str) -> FfiResult<&'a T> {
     // SAFETY: the caller promises `p` is NULL or valid for 'a.
@@ -230,9 +226,7 @@ pub(crate) fn out_arg<T>(p: *mut T, what: &str) -> FfiResult<NonNull<T>> {
 
 /// Writes `text` and a NUL into `buf` (argument `what`) of `cap` bytes.
 ///
-/// # Safety
-///
-/// `buf` is NULL or points to `cap` writable bytes.
+/// Undefined behaviour unless `buf` is NULL or points to `cap` writable bytes.
 pub(crate) unsafe fn write_text(buf: *mut c_char, cap: usize, text: &str, what: &str) -> FfiResult {
     let needed = text.len() + 1;
     if cap < needed {

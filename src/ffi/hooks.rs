@@ -86,9 +86,7 @@ fn ask_gate(f: GatePtr, user_data: UserData, addr: &Addr) -> Result<(), String> 
 /// fails the dial as rejected, with the gate's reason. It may run on
 /// several dialer threads at once.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `gate` follows its contract, with
+/// Undefined behaviour unless `cfg` is NULL or a live config; `gate` follows its contract, with
 /// `user_data` valid until the manager is freed.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_dial_gate(
@@ -109,9 +107,7 @@ pub unsafe extern "C" fn connmgr_config_set_dial_gate(
 /// A rule run on the accept threads for each inbound connection before
 /// the manager counts it; a refused connection is closed at once.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `gate` follows its contract, with
+/// Undefined behaviour unless `cfg` is NULL or a live config; `gate` follows its contract, with
 /// `user_data` valid until the manager is freed.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_accept_gate(
@@ -135,9 +131,7 @@ pub unsafe extern "C" fn connmgr_config_set_accept_gate(
 /// the manager from it fail. Not from a decay or bump function or another
 /// upsert function (CONNMGR_STATUS_INVALID_ARGUMENT).
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `name` are NULL or
 /// NUL-terminated strings; `f` follows its contract.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_upsert_tag(
@@ -207,9 +201,7 @@ fn c_decay_fns(decay: ConnmgrDecayFn, bump: ConnmgrBumpFn, ud: UserData) -> (Dec
 /// manager (such calls fail); `user_data` must stay valid until the tag
 /// is closed or the manager freed. Errors as connmgr_register_decaying.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `name` is NULL or a NUL-terminated
 /// string; the functions follow their contracts.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_register_decaying_fn(
@@ -238,9 +230,7 @@ pub unsafe extern "C" fn connmgr_register_decaying_fn(
 /// zero interval or a repeated name CONNMGR_STATUS_CONFIG from
 /// connmgr_manager_new.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
+/// Undefined behaviour unless `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
@@ -275,9 +265,7 @@ pub unsafe extern "C" fn connmgr_config_add_decaying(
 /// Registers decaying tag `name` in the config with C functions, as
 /// connmgr_register_decaying_fn does on a running manager.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
+/// Undefined behaviour unless `cfg` is NULL or a live config; `name` is NULL or a NUL-terminated
 /// string; the functions follow their contracts.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_add_decaying_fn(

@@ -104,9 +104,7 @@ static LOGGER: CLogger = CLogger;
 /// CONNMGR_STATUS_INVALID_ARGUMENT. May be called again to change the
 /// callback or the level, from any thread but never from the callback.
 ///
-/// # Safety
-///
-/// `callback` is NULL or a function that stays valid, and `user_data`
+/// Undefined behaviour unless `callback` is NULL or a function that stays valid, and `user_data`
 /// usable from any thread, until the callback is replaced or stopped.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_set_log_callback(

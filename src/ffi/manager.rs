@@ -248,9 +248,7 @@ impl ConnmgrConnInfo {
 
 /// Borrows the C manager behind `mgr`.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager that stays valid for `'a`.
+/// Undefined behaviour unless `mgr` is NULL or a live manager that stays valid for `'a`.
 pub(super) unsafe fn cmanager_arg<'a>(mgr: *const ConnmgrManager) -> FfiResult<&'a ConnmgrManager> {
     // SAFETY: the caller's promise.
     unsafe { obj_arg(mgr, "mgr") }
@@ -258,9 +256,7 @@ pub(super) unsafe fn cmanager_arg<'a>(mgr: *const ConnmgrManager) -> FfiResult<&
 
 /// Borrows the manager behind `mgr`.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager that stays valid for `'a`.
+/// Undefined behaviour unless `mgr` is NULL or a live manager that stays valid for `'a`.
 pub(super) unsafe fn manager_arg<'a>(mgr: *const ConnmgrManager) -> FfiResult<&'a ConnManager> {
     // SAFETY: the caller's promise.
     unsafe { obj_arg(mgr, "mgr") }.map(|m| &m.manager)
@@ -280,9 +276,7 @@ fn subnet_arg(text: &str) -> FfiResult<Subnet> {
 /// cannot be bound, is CONNMGR_STATUS_CONFIG, with the message naming it.
 /// Nothing runs until connmgr_manager_start.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `out` is NULL or writable.
+/// Undefined behaviour unless `cfg` is NULL or a live config; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_manager_new(
     cfg: *const ConnmgrConfig,
@@ -307,9 +301,7 @@ pub unsafe extern "C" fn connmgr_manager_new(
 /// running manager does nothing; starting a stopped one is
 /// CONNMGR_STATUS_STOPPED.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager.
+/// Undefined behaviour unless `mgr` is NULL or a live manager.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_manager_start(mgr: *const ConnmgrManager) -> ConnmgrStatus {
     guard("connmgr_manager_start", || {
@@ -329,9 +321,7 @@ pub unsafe extern "C" fn connmgr_manager_start(mgr: *const ConnmgrManager) -> Co
 /// manager except snapshot, is-running, listen-address, stop and free is
 /// CONNMGR_STATUS_STOPPED.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager.
+/// Undefined behaviour unless `mgr` is NULL or a live manager.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_manager_stop(mgr: *const ConnmgrManager) -> ConnmgrStatus {
     guard("connmgr_manager_stop", || {
@@ -348,9 +338,7 @@ pub unsafe extern "C" fn connmgr_manager_stop(mgr: *const ConnmgrManager) -> Con
 /// freeing from a callback are undefined behaviour. Connection handles
 /// already handed out stay valid and must still be freed.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager that no other call is using, and is not
+/// Undefined behaviour unless `mgr` is NULL or a live manager that no other call is using, and is not
 /// used again.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_manager_free(mgr: *mut ConnmgrManager) -> ConnmgrStatus {
@@ -366,9 +354,7 @@ pub unsafe extern "C" fn connmgr_manager_free(mgr: *mut ConnmgrManager) -> Connm
 
 /// Stores in `*running` whether the manager is between start and stop.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `running` is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `running` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_manager_is_running(
     mgr: *const ConnmgrManager,
@@ -390,9 +376,7 @@ pub unsafe extern "C" fn connmgr_manager_is_running(
 /// CONNMGR_STATUS_INVALID_ARGUMENT; a buffer too small is
 /// CONNMGR_STATUS_BUFFER_TOO_SMALL (CONNMGR_ADDR_MAX is always enough).
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
 /// bytes.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_listen_addr(
@@ -423,9 +407,7 @@ pub unsafe extern "C" fn connmgr_listen_addr(
 /// arrives through the connected or dial-failed callback. An address that
 /// does not parse is CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
 /// string; `id` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_connect(
@@ -461,9 +443,7 @@ pub unsafe extern "C" fn connmgr_connect(
 /// none). Unknown flags or permissions, or a permanent one-shot request,
 /// are CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `addr` is NULL or a NUL-terminated
 /// string; `id` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_connect_ex(
@@ -523,9 +503,7 @@ fn request_for(addr: Addr, flags: u32) -> FfiResult<ConnReq> {
 /// connections are not affected. An id that is not live is
 /// CONNMGR_STATUS_UNKNOWN_ID.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager.
+/// Undefined behaviour unless `mgr` is NULL or a live manager.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_handshake_done(
     mgr: *const ConnmgrManager,
@@ -594,9 +572,7 @@ fn report_for(kind: u32, value: u64) -> FfiResult<PeerReport> {
 /// is not live is CONNMGR_STATUS_UNKNOWN_ID. Reports about outbound
 /// connections are accepted and ignored.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager.
+/// Undefined behaviour unless `mgr` is NULL or a live manager.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_report(
     mgr: *const ConnmgrManager,
@@ -617,9 +593,7 @@ pub unsafe extern "C" fn connmgr_report(
 /// source, on top of the target, and stores its id in `*id`. Without an
 /// address source it is CONNMGR_STATUS_CONFIG.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `id` is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `id` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_new_conn_req(
     mgr: *const ConnmgrManager,
@@ -641,9 +615,7 @@ pub unsafe extern "C" fn connmgr_new_conn_req(
 /// connecting is canceled; an inbound connection is closed. An id that is
 /// not live is CONNMGR_STATUS_UNKNOWN_ID.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager.
+/// Undefined behaviour unless `mgr` is NULL or a live manager.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_disconnect(mgr: *const ConnmgrManager, id: u64) -> ConnmgrStatus {
     guard("connmgr_disconnect", || {
@@ -658,9 +630,7 @@ pub unsafe extern "C" fn connmgr_disconnect(mgr: *const ConnmgrManager, id: u64)
 /// once. An inbound id is CONNMGR_STATUS_INVALID_ARGUMENT; an id that is
 /// not live is CONNMGR_STATUS_UNKNOWN_ID.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager.
+/// Undefined behaviour unless `mgr` is NULL or a live manager.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_reconnect(mgr: *const ConnmgrManager, id: u64) -> ConnmgrStatus {
     guard("connmgr_reconnect", || {
@@ -675,9 +645,7 @@ pub unsafe extern "C" fn connmgr_reconnect(mgr: *const ConnmgrManager, id: u64) 
 /// without retry if established; an inbound connection is closed. An id
 /// that is not live is CONNMGR_STATUS_UNKNOWN_ID.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager.
+/// Undefined behaviour unless `mgr` is NULL or a live manager.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_remove(mgr: *const ConnmgrManager, id: u64) -> ConnmgrStatus {
     guard("connmgr_remove", || {
@@ -694,9 +662,7 @@ pub unsafe extern "C" fn connmgr_remove(mgr: *const ConnmgrManager, id: u64) -> 
 /// `reason` is logged. A subnet that does not parse is
 /// CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or
 /// NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_ban(
@@ -720,9 +686,7 @@ pub unsafe extern "C" fn connmgr_ban(
 
 /// Lifts the ban on exactly `subnet` (as given to connmgr_ban).
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `subnet` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `subnet` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_unban(
@@ -744,9 +708,7 @@ pub unsafe extern "C" fn connmgr_unban(
 /// threshold (100) the peer is disconnected and banned. `reason` is
 /// logged. An id that is not live is CONNMGR_STATUS_UNKNOWN_ID.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `reason` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `reason` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_misbehaving(
@@ -768,12 +730,10 @@ pub unsafe extern "C" fn connmgr_misbehaving(
 }
 
 /// Sets tag `name` of `peer` to `value`. A peer is named by its address
-/// text ("127.0.0.1:8333") unless the Rust side renamed it; its total tag
+/// text ("127.0.0.1:8333") unless connmgr_set_peer_id gave it another id; its total tag
 /// value decides which connections a trim closes first.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `name` are NULL or
 /// NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_tag(
@@ -796,9 +756,7 @@ pub unsafe extern "C" fn connmgr_tag(
 
 /// Removes tag `name` from `peer`.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `peer` and `name` are NULL or
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `name` are NULL or
 /// NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_untag(
@@ -821,9 +779,7 @@ pub unsafe extern "C" fn connmgr_untag(
 /// Protects `peer` under `tag`: its connections are never trimmed or
 /// evicted while any tag protects it.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
 /// NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_protect(
@@ -846,9 +802,7 @@ pub unsafe extern "C" fn connmgr_protect(
 /// Removes `tag`'s protection from `peer` and stores in
 /// `*still_protected` whether another tag still protects it.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `peer` and `tag` are NULL or
 /// NUL-terminated strings; `still_protected` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_unprotect(
@@ -874,12 +828,10 @@ pub unsafe extern "C" fn connmgr_unprotect(
 
 /// Asks for a trim and returns at once (callable from any thread, callbacks
 /// included); see connmgr_trim_wait for a trim that reports what it
-/// closed. Watermarks are a Rust-side setting; without them a trim does
+/// closed. Without watermarks (connmgr_config_set_watermarks) a trim does
 /// nothing.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager.
+/// Undefined behaviour unless `mgr` is NULL or a live manager.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_trim(mgr: *const ConnmgrManager) -> ConnmgrStatus {
     guard("connmgr_trim", || {
@@ -898,9 +850,7 @@ pub unsafe extern "C" fn connmgr_trim(mgr: *const ConnmgrManager) -> ConnmgrStat
 /// returns CONNMGR_STATUS_TIMED_OUT and the trim still runs. Callers that
 /// ask at the same time share one trim.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `closed` is NULL or writable; `ids` is
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `closed` is NULL or writable; `ids` is
 /// NULL or has room for `capacity` ids.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_trim_wait(
@@ -942,9 +892,7 @@ pub unsafe extern "C" fn connmgr_trim_wait(
 /// callback the entry is already published, so the callback can read the
 /// connection's type here.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `info` is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `info` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_get_conn_info(
     mgr: *const ConnmgrManager,
@@ -979,9 +927,7 @@ pub unsafe extern "C" fn connmgr_get_conn_info(
 /// leave some room). `infos` may be NULL when `capacity` is 0, to ask for
 /// the size. Works after stop too.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `counts` and `written` are NULL or
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `counts` and `written` are NULL or
 /// writable; `infos` is NULL or has room for `capacity` entries.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_snapshot(
@@ -1030,9 +976,7 @@ pub unsafe extern "C" fn connmgr_snapshot(
 /// Stores in `*n` how many calls wait in the manager's request queue (a
 /// load gauge: near its bound, calls start to wait or fail).
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `n` is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `n` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_queued_calls(
     mgr: *const ConnmgrManager,

@@ -38,9 +38,7 @@ fn peer_handle(
 
 /// Creates an empty in-memory network and stores it in `*out`.
 ///
-/// # Safety
-///
-/// `out` is NULL or writable.
+/// Undefined behaviour unless `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_memory_network_new(
     out: *mut *mut ConnmgrMemoryNetwork,
@@ -57,9 +55,7 @@ pub unsafe extern "C" fn connmgr_memory_network_new(
 /// Frees a network handle (NULL does nothing). Listeners, connections and
 /// managers using the network go on working.
 ///
-/// # Safety
-///
-/// `net` is NULL or a live network handle, not used again.
+/// Undefined behaviour unless `net` is NULL or a live network handle, not used again.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_memory_network_free(
     net: *mut ConnmgrMemoryNetwork,
@@ -76,9 +72,7 @@ pub unsafe extern "C" fn connmgr_memory_network_free(
 
 /// Makes managers from this config dial through `net` instead of TCP.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `net` is NULL or a live network.
+/// Undefined behaviour unless `cfg` is NULL or a live config; `net` is NULL or a live network.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_memory_dialer(
     cfg: *mut ConnmgrConfig,
@@ -98,9 +92,7 @@ pub unsafe extern "C" fn connmgr_config_set_memory_dialer(
 /// someone already listens on is CONNMGR_STATUS_CONFIG from
 /// connmgr_manager_new.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `net` is NULL or a live network;
+/// Undefined behaviour unless `cfg` is NULL or a live config; `net` is NULL or a live network;
 /// `addr` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_add_memory_listen(
@@ -132,9 +124,7 @@ pub unsafe extern "C" fn connmgr_config_add_memory_listen(
 /// `*out`; free it with connmgr_memory_listener_free. An address already
 /// in use is CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
+/// Undefined behaviour unless `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
 /// string; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_memory_listen(
@@ -164,9 +154,7 @@ pub unsafe extern "C" fn connmgr_memory_listen(
 /// CONNMGR_STATUS_TIMED_OUT when none came. The handle's id is 0 and its
 /// direction inbound; no manager tracks it.
 ///
-/// # Safety
-///
-/// `listener` is NULL or a live listener; `conn` is NULL or writable.
+/// Undefined behaviour unless `listener` is NULL or a live listener; `conn` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_memory_accept(
     listener: *const ConnmgrMemoryListener,
@@ -194,9 +182,7 @@ pub unsafe extern "C" fn connmgr_memory_accept(
 /// Closes and frees a C peer's listener (NULL does nothing): the address
 /// is free again and connections never accepted are closed.
 ///
-/// # Safety
-///
-/// `listener` is NULL or a live listener, not used again (no accept may
+/// Undefined behaviour unless `listener` is NULL or a live listener, not used again (no accept may
 /// be in progress on another thread).
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_memory_listener_free(
@@ -216,9 +202,7 @@ pub unsafe extern "C" fn connmgr_memory_listener_free(
 /// another C peer's) and stores the handle in `*conn` (connmgr_conn_free;
 /// id 0, direction outbound). Nothing listening there is CONNMGR_STATUS_IO.
 ///
-/// # Safety
-///
-/// `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
+/// Undefined behaviour unless `net` is NULL or a live network; `addr` is NULL or a NUL-terminated
 /// string; `conn` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_memory_connect(

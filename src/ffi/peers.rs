@@ -12,9 +12,7 @@ use crate::{ConnId, PeerId};
 /// any thread) and published the result, so the queries (snapshots, tag
 /// info, bans) show their effect. CONNMGR_STATUS_STOPPED once stopped.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager.
+/// Undefined behaviour unless `mgr` is NULL or a live manager.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_barrier(mgr: *const ConnmgrManager) -> ConnmgrStatus {
     guard("connmgr_barrier", || {
@@ -29,9 +27,7 @@ pub unsafe extern "C" fn connmgr_barrier(mgr: *const ConnmgrManager) -> ConnmgrS
 /// tags and protection follow the peer across addresses and connections.
 /// An id that is not live is CONNMGR_STATUS_UNKNOWN_ID.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_set_peer_id(
@@ -52,9 +48,7 @@ pub unsafe extern "C" fn connmgr_set_peer_id(
 /// Stores in `*protected` whether `peer` is protected under tag `tag`, or
 /// under any tag when `tag` is NULL.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
 /// string; `tag` is NULL or one; `protected` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_is_protected(
@@ -85,9 +79,7 @@ pub unsafe extern "C" fn connmgr_is_protected(
 /// `*tags` (either may be NULL). A peer the tag store does not hold is
 /// CONNMGR_STATUS_UNKNOWN_ID.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `peer` is NULL or a NUL-terminated
 /// string; `value` and `tags` are NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_tag_info(
@@ -123,9 +115,7 @@ pub unsafe extern "C" fn connmgr_tag_info(
 /// Stores how many bans are in force in `*count`; read them with
 /// connmgr_get_ban.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `count` is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `count` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_ban_count(
     mgr: *const ConnmgrManager,
@@ -148,9 +138,7 @@ pub unsafe extern "C" fn connmgr_ban_count(
 /// into `*ms_left`. Bans may end between calls: an index past the end is
 /// CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or have
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `subnet` and `reason` are NULL or have
 /// their capacities of writable bytes; `ms_left` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_get_ban(
@@ -193,9 +181,7 @@ pub unsafe extern "C" fn connmgr_get_ban(
 /// in `*ms_to_next_attempt` (-1 when none is scheduled); either may be
 /// NULL. An id the manager no longer tracks is CONNMGR_STATUS_UNKNOWN_ID.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; each out pointer is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; each out pointer is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_times(
     mgr: *const ConnmgrManager,
@@ -230,9 +216,7 @@ pub unsafe extern "C" fn connmgr_conn_times(
 /// bytes: the one set with connmgr_set_peer_id, else its address text
 /// ("" while an automatic request waits for an address).
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `buf` is NULL or has `cap` writable
 /// bytes.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_conn_peer(

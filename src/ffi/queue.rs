@@ -205,9 +205,7 @@ fn queue_of(m: &ConnmgrManager) -> Result<&EventQueue, Failure> {
 /// Needs connmgr_config_set_event_queue; events come in the order they
 /// happened. Any thread may call it, one at a time per manager.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `event` is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `event` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_next_event(
     mgr: *const ConnmgrManager,
@@ -240,9 +238,7 @@ pub unsafe extern "C" fn connmgr_next_event(
 /// manager and closes with connmgr_manager_free. Where the platform has
 /// no pipes (Windows) it is CONNMGR_STATUS_IO.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `fd` is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `fd` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_event_fd(
     mgr: *const ConnmgrManager,
@@ -274,9 +270,7 @@ pub unsafe extern "C" fn connmgr_event_fd(
 
 /// Borrows the event behind `ev`.
 ///
-/// # Safety
-///
-/// `ev` is NULL or a live event that nothing else uses during `'a`.
+/// Undefined behaviour unless `ev` is NULL or a live event that nothing else uses during `'a`.
 unsafe fn event_arg<'a>(ev: *mut ConnmgrEvent) -> Result<&'a mut ConnmgrEvent, Failure> {
     // SAFETY: the caller's promise.
     unsafe { ev.as_mut() }.ok_or_else(|| Failure::null("event"))
@@ -286,9 +280,7 @@ unsafe fn event_arg<'a>(ev: *mut ConnmgrEvent) -> Result<&'a mut ConnmgrEvent, F
 /// dial failures, the milliseconds until a permanent request retries (-1
 /// if it will not, and for other kinds). Any out pointer may be NULL.
 ///
-/// # Safety
-///
-/// `event` is NULL or a live event; each out pointer is NULL or writable.
+/// Undefined behaviour unless `event` is NULL or a live event; each out pointer is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_event_info(
     event: *mut ConnmgrEvent,
@@ -323,9 +315,7 @@ pub unsafe extern "C" fn connmgr_event_info(
 /// Copies an event's peer address ("" if none) into `buf` of `cap` bytes,
 /// NUL-terminated; too small a buffer is CONNMGR_STATUS_BUFFER_TOO_SMALL.
 ///
-/// # Safety
-///
-/// `event` is NULL or a live event; `buf` is NULL or has `cap` writable
+/// Undefined behaviour unless `event` is NULL or a live event; `buf` is NULL or has `cap` writable
 /// bytes.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_event_remote(
@@ -345,9 +335,7 @@ pub unsafe extern "C" fn connmgr_event_remote(
 /// close reason of a close, the error of a dial failure, a description of
 /// other events ("" for connects and accepts).
 ///
-/// # Safety
-///
-/// `event` is NULL or a live event; `buf` is NULL or has `cap` writable
+/// Undefined behaviour unless `event` is NULL or a live event; `buf` is NULL or has `cap` writable
 /// bytes.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_event_text(
@@ -367,9 +355,7 @@ pub unsafe extern "C" fn connmgr_event_text(
 /// (free it with connmgr_conn_free); NULL for other events or if already
 /// taken. A connection left in the event closes when the event is freed.
 ///
-/// # Safety
-///
-/// `event` is NULL or a live event; `conn` is NULL or writable.
+/// Undefined behaviour unless `event` is NULL or a live event; `conn` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_event_take_conn(
     event: *mut ConnmgrEvent,
@@ -391,9 +377,7 @@ pub unsafe extern "C" fn connmgr_event_take_conn(
 /// Frees an event from connmgr_next_event (NULL is ignored); a connection
 /// still in it closes.
 ///
-/// # Safety
-///
-/// `event` is NULL or an event not yet freed and not in use elsewhere.
+/// Undefined behaviour unless `event` is NULL or an event not yet freed and not in use elsewhere.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_event_free(event: *mut ConnmgrEvent) -> ConnmgrStatus {
     guard("connmgr_event_free", || {

@@ -97,9 +97,7 @@ fn put<T>(out: *mut *mut T, value: T) -> FfiResult {
 /// Stores the parameters of built-in network `network`
 /// (CONNMGR_SEEDNET_*) in `*out`.
 ///
-/// # Safety
-///
-/// `out` is NULL or writable.
+/// Undefined behaviour unless `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_netparams_builtin(
     network: u32,
@@ -125,9 +123,7 @@ pub unsafe extern "C" fn connmgr_netparams_builtin(
 /// Stores a network named `name` with `default_port` and no seeds in
 /// `*out`; add seeds with connmgr_netparams_add_seed.
 ///
-/// # Safety
-///
-/// `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
+/// Undefined behaviour unless `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_netparams_new(
     name: *const c_char,
@@ -144,9 +140,7 @@ pub unsafe extern "C" fn connmgr_netparams_new(
 /// Adds DNS seed `host`; `has_filtering` says it serves `x<services>.`
 /// subdomains. At most 64 seeds per network.
 ///
-/// # Safety
-///
-/// `params` is NULL or live; `host` is NULL or a NUL-terminated string.
+/// Undefined behaviour unless `params` is NULL or live; `host` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_netparams_add_seed(
     params: *mut ConnmgrNetParams,
@@ -174,9 +168,7 @@ const MAX_SEEDS: usize = 64;
 
 /// Frees network parameters (NULL does nothing).
 ///
-/// # Safety
-///
-/// `params` is NULL or live, not used again.
+/// Undefined behaviour unless `params` is NULL or live, not used again.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_netparams_free(params: *mut ConnmgrNetParams) -> ConnmgrStatus {
     guard("connmgr_netparams_free", || {
@@ -192,9 +184,7 @@ pub unsafe extern "C" fn connmgr_netparams_free(params: *mut ConnmgrNetParams) -
 /// (services 1), at most 32 addresses per seed, 15 s per seed, local
 /// addresses dropped, fresh randomness, the system resolver.
 ///
-/// # Safety
-///
-/// `out` is NULL or writable.
+/// Undefined behaviour unless `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_seed_options_new(
     out: *mut *mut ConnmgrSeedOptions,
@@ -212,9 +202,7 @@ pub unsafe extern "C" fn connmgr_seed_options_new(
 
 /// Frees seeding options (NULL does nothing).
 ///
-/// # Safety
-///
-/// `opts` is NULL or live, not used again.
+/// Undefined behaviour unless `opts` is NULL or live, not used again.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_seed_options_free(opts: *mut ConnmgrSeedOptions) -> ConnmgrStatus {
     guard("connmgr_seed_options_free", || {
@@ -228,9 +216,7 @@ pub unsafe extern "C" fn connmgr_seed_options_free(opts: *mut ConnmgrSeedOptions
 
 /// Borrows options for changing them.
 ///
-/// # Safety
-///
-/// `opts` is NULL or live and unshared.
+/// Undefined behaviour unless `opts` is NULL or live and unshared.
 unsafe fn opts_arg<'a>(opts: *mut ConnmgrSeedOptions) -> FfiResult<&'a mut ConnmgrSeedOptions> {
     // SAFETY: the caller's promise.
     unsafe { opts.as_mut() }.ok_or_else(|| Failure::null("opts"))
@@ -240,9 +226,7 @@ unsafe fn opts_arg<'a>(opts: *mut ConnmgrSeedOptions) -> FfiResult<&'a mut Connm
 /// seed (1 to 4096), and the time each seed may take in milliseconds
 /// (at least 1).
 ///
-/// # Safety
-///
-/// `opts` is NULL or live.
+/// Undefined behaviour unless `opts` is NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_seed_options_set_limits(
     opts: *mut ConnmgrSeedOptions,
@@ -272,9 +256,7 @@ pub unsafe extern "C" fn connmgr_seed_options_set_limits(
 /// on a private network, or tests), and fixes the random choices with
 /// `rng_seed` when `fixed_rng` is true.
 ///
-/// # Safety
-///
-/// `opts` is NULL or live.
+/// Undefined behaviour unless `opts` is NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_seed_options_set_local(
     opts: *mut ConnmgrSeedOptions,
@@ -297,9 +279,7 @@ pub unsafe extern "C" fn connmgr_seed_options_set_local(
 /// Sets the time last-seen ages count back from, in Unix seconds (default:
 /// now).
 ///
-/// # Safety
-///
-/// `opts` is NULL or live.
+/// Undefined behaviour unless `opts` is NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_seed_options_set_now(
     opts: *mut ConnmgrSeedOptions,
@@ -320,9 +300,7 @@ pub unsafe extern "C" fn connmgr_seed_options_set_now(
 /// ("127.0.0.1:9050") instead of the system resolver, when no lookup
 /// function is given; names never reach local DNS.
 ///
-/// # Safety
-///
-/// `opts` is NULL or live; `proxy` is NULL or a NUL-terminated string.
+/// Undefined behaviour unless `opts` is NULL or live; `proxy` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_seed_options_set_tor_proxy(
     opts: *mut ConnmgrSeedOptions,
@@ -346,9 +324,7 @@ pub unsafe extern "C" fn connmgr_seed_options_set_tor_proxy(
 /// answer. More than CONNMGR_LOOKUP_MAX_ADDRS is
 /// CONNMGR_STATUS_INVALID_ARGUMENT (the address is not added).
 ///
-/// # Safety
-///
-/// `answer` is NULL or the answer the lookup received; `ip` is NULL or a
+/// Undefined behaviour unless `answer` is NULL or the answer the lookup received; `ip` is NULL or a
 /// NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_lookup_answer_add(
@@ -376,9 +352,7 @@ pub unsafe extern "C" fn connmgr_lookup_answer_add(
 /// Fails the lookup with `kind` (CONNMGR_LOOKUP_*) and `message` (NULL
 /// for none); addresses added before are dropped.
 ///
-/// # Safety
-///
-/// `answer` is NULL or the answer the lookup received; `message` is NULL
+/// Undefined behaviour unless `answer` is NULL or the answer the lookup received; `message` is NULL
 /// or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_lookup_answer_fail(
@@ -472,9 +446,7 @@ fn deliver(f: ConnmgrSeedFn, ud: UserData, result: SeedResult) {
 /// system resolver. Feed the addresses to your address source; nothing
 /// here touches a manager. A network without seeds returns at once.
 ///
-/// # Safety
-///
-/// `params` is NULL or live; `opts` is NULL or live; the functions follow
+/// Undefined behaviour unless `params` is NULL or live; `opts` is NULL or live; the functions follow
 /// their contracts with their user data.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_seed_from_dns(

@@ -14,9 +14,7 @@ use crate::runtime::config::{check_duration, check_size};
 /// more than `high`, as go-libp2p's connection manager (default: never
 /// trims). `low` must be below `high`; checked by connmgr_manager_new.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_watermarks(
     cfg: *mut ConnmgrConfig,
@@ -36,9 +34,7 @@ pub unsafe extern "C" fn connmgr_config_set_watermarks(
 /// How long a new connection is safe from trims, in milliseconds (default
 /// 60000).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_trim_grace(
     cfg: *mut ConnmgrConfig,
@@ -57,9 +53,7 @@ pub unsafe extern "C" fn connmgr_config_set_trim_grace(
 /// The least time between two automatic trims, in milliseconds (default
 /// 10000).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_trim_silence(
     cfg: *mut ConnmgrConfig,
@@ -78,9 +72,7 @@ pub unsafe extern "C" fn connmgr_config_set_trim_silence(
 /// The ban score at which a misbehaving peer is banned and disconnected
 /// (default 100); 0 is rejected by connmgr_manager_new.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_ban_threshold(
     cfg: *mut ConnmgrConfig,
@@ -97,9 +89,7 @@ pub unsafe extern "C" fn connmgr_config_set_ban_threshold(
 /// The ban score from which misbehaviour is logged as a warning (default
 /// 50).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_warn_threshold(
     cfg: *mut ConnmgrConfig,
@@ -116,9 +106,7 @@ pub unsafe extern "C" fn connmgr_config_set_warn_threshold(
 /// How long a peer that reached the ban threshold stays banned, in
 /// milliseconds (default 86400000, a day).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_ban_duration(
     cfg: *mut ConnmgrConfig,
@@ -137,9 +125,7 @@ pub unsafe extern "C" fn connmgr_config_set_ban_duration(
 /// How long a connection must stay up before its request's retry count
 /// resets, in milliseconds (default 30000).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_min_stable_duration(
     cfg: *mut ConnmgrConfig,
@@ -158,9 +144,7 @@ pub unsafe extern "C" fn connmgr_config_set_min_stable_duration(
 /// Automatic failures in a row after which each replacement waits the
 /// retry duration (default 25); 0 is rejected by connmgr_manager_new.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_max_failed_attempts(
     cfg: *mut ConnmgrConfig,
@@ -176,9 +160,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_failed_attempts(
 
 /// How many dials may wait for a free dialer thread (default 1024).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_dial_queue_size(
     cfg: *mut ConnmgrConfig,
@@ -196,9 +178,7 @@ pub unsafe extern "C" fn connmgr_config_set_dial_queue_size(
 /// Whether connmgr_manager_stop closes established connections (default
 /// true); with false they stay open with their owners.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_close_on_stop(
     cfg: *mut ConnmgrConfig,
@@ -215,9 +195,7 @@ pub unsafe extern "C" fn connmgr_config_set_close_on_stop(
 /// Whether automatic connections are limited to one per routable
 /// netgroup (default true).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_outbound_diversity(
     cfg: *mut ConnmgrConfig,
@@ -234,9 +212,7 @@ pub unsafe extern "C" fn connmgr_config_set_outbound_diversity(
 /// How many anchors (block-relay-only addresses) a clean stop saves
 /// (default 2).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_anchor_count(
     cfg: *mut ConnmgrConfig,
@@ -254,9 +230,7 @@ pub unsafe extern "C" fn connmgr_config_set_anchor_count(
 /// Most peers the peer book holds beyond those with a live connection
 /// (default 16384).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_max_peers(
     cfg: *mut ConnmgrConfig,
@@ -273,9 +247,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_peers(
 
 /// Most bans kept (default 100000).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_max_bans(
     cfg: *mut ConnmgrConfig,
@@ -293,9 +265,7 @@ pub unsafe extern "C" fn connmgr_config_set_max_bans(
 /// How long a tagged peer without a connection is kept, in milliseconds
 /// (default 600000).
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config.
+/// Undefined behaviour unless `cfg` is NULL or a live config.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_idle_peer_ttl(
     cfg: *mut ConnmgrConfig,
@@ -314,9 +284,7 @@ pub unsafe extern "C" fn connmgr_config_set_idle_peer_ttl(
 /// A file for anchors: written at a clean stop, read (and removed) at
 /// start. `path` must be UTF-8.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
+/// Undefined behaviour unless `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_anchors_file(
@@ -337,9 +305,7 @@ pub unsafe extern "C" fn connmgr_config_set_anchors_file(
 /// connmgr_manager_new (a corrupt file is CONNMGR_STATUS_CONFIG), rewritten
 /// whenever the list changes. `path` must be UTF-8.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
+/// Undefined behaviour unless `cfg` is NULL or a live config; `path` is NULL or a NUL-terminated
 /// string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_ban_file(

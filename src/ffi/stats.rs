@@ -102,9 +102,7 @@ fn stat(s: &Stats, key: u32) -> Option<u64> {
 /// `*value`, as last published. An unknown key is
 /// CONNMGR_STATUS_INVALID_ARGUMENT. Works after stop too.
 ///
-/// # Safety
-///
-/// `mgr` is NULL or a live manager; `value` is NULL or writable.
+/// Undefined behaviour unless `mgr` is NULL or a live manager; `value` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_get_stat(
     mgr: *const ConnmgrManager,

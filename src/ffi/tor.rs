@@ -34,9 +34,7 @@ fn proxy_arg(text: &str) -> Result<SocketAddr, Failure> {
 /// it as text ("192.0.2.7" or "2001:db8::7") into `buf` of `cap` bytes.
 /// Blocks the calling thread; the manager is not involved.
 ///
-/// # Safety
-///
-/// `proxy` and `host` are NULL or NUL-terminated strings; `buf` is NULL
+/// Undefined behaviour unless `proxy` and `host` are NULL or NUL-terminated strings; `buf` is NULL
 /// or has `cap` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_tor_resolve(
@@ -65,9 +63,7 @@ pub unsafe extern "C" fn connmgr_tor_resolve(
 /// RESOLVE_PTR), within `timeout_ms` milliseconds, and writes it into
 /// `buf` of `cap` bytes. Blocks the calling thread.
 ///
-/// # Safety
-///
-/// `proxy` and `ip` are NULL or NUL-terminated strings; `buf` is NULL or
+/// Undefined behaviour unless `proxy` and `ip` are NULL or NUL-terminated strings; `buf` is NULL or
 /// has `cap` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_tor_resolve_ptr(

@@ -193,9 +193,7 @@ fn stream_from_fd(fd: c_int) -> Result<Box<dyn Stream>, String> {
 /// socket fails the dial (and is closed). Not on Windows, where it fails
 /// the dial with CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
-/// # Safety
-///
-/// `result` is NULL or the result the callback received; `fd` is a
+/// Undefined behaviour unless `result` is NULL or the result the callback received; `fd` is a
 /// descriptor the caller owns and gives up.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_dial_result_set_fd(
@@ -223,9 +221,7 @@ pub unsafe extern "C" fn connmgr_dial_result_set_fd(
 /// closes may come from different threads at the same time, like a
 /// socket's.
 ///
-/// # Safety
-///
-/// `result` is NULL or the result the callback received; the functions
+/// Undefined behaviour unless `result` is NULL or the result the callback received; the functions
 /// follow their documented contracts with `user_data`.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_dial_result_set_stream(
@@ -263,9 +259,7 @@ pub unsafe extern "C" fn connmgr_dial_result_set_stream(
 /// Fails the dial with `kind` (CONNMGR_DIAL_*) and `message` (NULL for
 /// none), which the dial-failed event carries.
 ///
-/// # Safety
-///
-/// `result` is NULL or the result the callback received; `message` is
+/// Undefined behaviour unless `result` is NULL or the result the callback received; `message` is
 /// NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_dial_result_set_error(
@@ -302,9 +296,7 @@ pub unsafe extern "C" fn connmgr_dial_result_set_error(
 /// Whether the manager has given up on this dial (the request was
 /// removed, or the manager is stopping): a slow dialer should then stop.
 ///
-/// # Safety
-///
-/// `result` is NULL or the result the callback received; `canceled` is
+/// Undefined behaviour unless `result` is NULL or the result the callback received; `canceled` is
 /// NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_dial_result_is_canceled(
@@ -326,9 +318,7 @@ pub unsafe extern "C" fn connmgr_dial_result_is_canceled(
 /// or any address text connmgr parses); a listener must call it before
 /// returning a connection.
 ///
-/// # Safety
-///
-/// `result` is NULL or the result the callback received; `remote` is
+/// Undefined behaviour unless `result` is NULL or the result the callback received; `remote` is
 /// NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_dial_result_set_remote(
@@ -452,9 +442,7 @@ impl Listener for CListener {
 /// calls `dial` for each attempt on its dialer threads; `user_data` must
 /// stay valid until the manager is freed.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `dial` follows its documented contract.
+/// Undefined behaviour unless `cfg` is NULL or a live config; `dial` follows its documented contract.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_set_dialer(
     cfg: *mut ConnmgrConfig,
@@ -479,9 +467,7 @@ pub unsafe extern "C" fn connmgr_config_set_dialer(
 /// is done with the listener. Each manager made from this config gets the
 /// listener, so use the config for one manager only.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `local_addr` is NULL or a
+/// Undefined behaviour unless `cfg` is NULL or a live config; `local_addr` is NULL or a
 /// NUL-terminated string; the functions follow their contracts.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_add_listener(
@@ -562,9 +548,7 @@ fn listener_from_fd(fd: c_int) -> Result<std::net::TcpListener, String> {
 /// call returns; each manager made from this config accepts on a
 /// duplicate of it, and it is closed when the config is freed.
 ///
-/// # Safety
-///
-/// `cfg` is NULL or a live config; `fd` is a descriptor the caller owns
+/// Undefined behaviour unless `cfg` is NULL or a live config; `fd` is a descriptor the caller owns
 /// and gives up.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_add_listen_fd(

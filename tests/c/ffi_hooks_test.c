@@ -628,6 +628,12 @@ static void test_memory_network(void) {
 
 static void test_settings(void) {
     connmgr_config *cfg = new_config();
+    /* Each admitted inbound connection needs a descriptor. */
+    uint64_t with_125 = 0, with_10 = 0;
+    OK(connmgr_config_descriptors_needed(cfg, &with_125));
+    OK(connmgr_config_set_max_inbound(cfg, 10));
+    OK(connmgr_config_descriptors_needed(cfg, &with_10));
+    CHECK(with_125 - with_10 == 115 && with_10 > 10 + 8 + 2);
     CHECK(connmgr_config_set_eviction_rule(cfg, 99, 1) == CONNMGR_STATUS_INVALID_ARGUMENT);
     CHECK(connmgr_config_set_eviction_rule(cfg, CONNMGR_EVICT_NETGROUP, 1.5) ==
           CONNMGR_STATUS_INVALID_ARGUMENT);
