@@ -1144,6 +1144,45 @@ fn w10(runs: usize) {
     }
     report("w10_tag_us", median(tag), "us");
     report("w10_tag_info_us", median(info), "us");
+    let core: Vec<f64> = (0..runs).map(|run| w10_core(N, run as u64)).collect();
+    report("w10_tag_core_us", median(core), "us");
+}
+
+/// The w10 tags on a bare Core (`u32` payloads, no threads): 10,000
+/// established connections, then each peer's first tag, taking the
+/// changes after each as the handler does. The design limit for w10.
+fn w10_core(n: u64, seed: u64) -> f64 {
+    let mut core = Core::new(CoreConfig::default());
+    let t0 = Instant::now();
+    let mut out: Vec<Effect<u32>> = Vec::new();
+    core.handle_into(t0, Input::Start, &mut out);
+    for k in 0..n {
+        out.clear();
+        let req = core.request(addr(k), false);
+        core.handle_into(t0, Input::Connect(req), &mut out);
+        let Some(&Effect::Dial { id, attempt, .. }) = out.first() else {
+            panic!("expected a dial");
+        };
+        let input = Input::DialSucceeded {
+            id,
+            attempt,
+            conn: k as u32,
+            remote: None,
+        };
+        core.handle_into(t0, input, &mut out);
+    }
+    let mut changes = connmgr::core::Changes::default();
+    core.take_changes(&mut changes);
+    let peers: Vec<PeerId> = (0..n).map(|k| PeerId::from(addr(k).to_string())).collect();
+    let mut rng = Lcg(seed + 11);
+    let start = Instant::now();
+    for peer in peers {
+        out.clear();
+        let change = TagChange::Set("w10".into(), rng.next(1_000) as i64 + 1);
+        core.handle_into(t0, Input::Tag { peer, change }, &mut out);
+        core.take_changes(&mut changes);
+    }
+    start.elapsed().as_secs_f64() * 1e6 / n as f64
 }
 
 /// w11: tags for 1,000,000 distinct peers that never connect, with the
