@@ -1118,9 +1118,11 @@ typedef void (*connmgr_dial_fn)(void *user_data,
  * A listener written in C: blocks until a peer connects, then fills
  * `result` with the connection and the peer's address
  * (connmgr_dial_result_set_remote) and returns true; returns false once
- * the listener is closed, which ends its accept thread. A result with an
- * error is an accept failure: the manager pauses, then calls again.
- * Runs on an accept thread of its own.
+ * the listener is closed (after its close function ran). While the
+ * manager runs, false or a result with an error counts as an accept
+ * failure: the manager reports it, pauses (5 ms, doubling up to 1 s) and
+ * calls again; at stop it ends the accept thread. Runs on an accept
+ * thread of its own.
  */
 typedef bool (*connmgr_accept_fn)(void *user_data, connmgr_dial_result *result);
 

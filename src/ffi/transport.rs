@@ -353,9 +353,11 @@ pub type ConnmgrDialFn = Option<
 /// A listener written in C: blocks until a peer connects, then fills
 /// `result` with the connection and the peer's address
 /// (connmgr_dial_result_set_remote) and returns true; returns false once
-/// the listener is closed, which ends its accept thread. A result with an
-/// error is an accept failure: the manager pauses, then calls again.
-/// Runs on an accept thread of its own.
+/// the listener is closed (after its close function ran). While the
+/// manager runs, false or a result with an error counts as an accept
+/// failure: the manager reports it, pauses (5 ms, doubling up to 1 s) and
+/// calls again; at stop it ends the accept thread. Runs on an accept
+/// thread of its own.
 pub type ConnmgrAcceptFn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, result: *mut ConnmgrDialResult) -> bool>;
 
