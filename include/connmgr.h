@@ -1171,7 +1171,7 @@ connmgr_status connmgr_config_set_inline_dial(connmgr_config *cfg, bool on);
 /**
  * Fixes the seed of the manager's random choices (backoff jitter, feeler
  * timing, the eviction netgroup key), for reproducible runs. Default:
- * random per config; a known seed lets an attacker predict which
+ * random for each manager; a known seed lets an attacker predict which
  * netgroups eviction protects, so leave it unset in production.
  *
  * Undefined behaviour unless `cfg` is NULL or a live config.
@@ -1212,9 +1212,10 @@ connmgr_status connmgr_config_set_clock(connmgr_config *cfg, const connmgr_manua
 /**
  * Stores in `*n` how many file descriptors a manager made from this
  * config may hold at once (connections, listeners, dialer threads and a
- * reserve), to compare with the process limit before starting. Settings
- * that cannot be turned into a manager (a listen address in use, say)
- * are reported as connmgr_manager_new would.
+ * reserve), to compare with the process limit before starting. Nothing
+ * is bound or taken; settings that cannot work are reported as
+ * CONNMGR_STATUS_CONFIG, as connmgr_manager_new would (a listen address
+ * in use shows only there).
  *
  * Undefined behaviour unless `cfg` is NULL or a live config and `n` is
  * NULL or writable.
@@ -1727,7 +1728,8 @@ const char *connmgr_status_name(int status);
 /**
  * A rule run on a dialer thread before each dial; a refused address
  * fails the dial as rejected, with the gate's reason. It may run on
- * several dialer threads at once.
+ * several dialer threads at once; `user_data` must stay valid as long as
+ * a dialer thread may still call it (see connmgr_config_set_dialer).
  *
  * Undefined behaviour unless `cfg` is NULL or a live config; `gate` follows its contract, with
  * `user_data` valid until the manager is freed.
@@ -1861,7 +1863,9 @@ connmgr_status connmgr_manager_start(const connmgr_manager *mgr);
 /**
  * Stops the manager: closes listeners, cancels dials, closes established
  * connections, delivers the events still queued (callbacks may run during
- * this call, on the notifier thread) and joins every thread. Stopping
+ * this call, on the notifier thread) and joins the manager's threads (a
+ * dial still running after the stop grace is left to finish on its own
+ * thread; see connmgr_config_set_dialer). Stopping
  * again does nothing. May be called from a callback: it then returns
  * once the other threads are done, and events queued behind that callback
  * are dropped (their connections closed). Every later call on the
@@ -2498,7 +2502,9 @@ connmgr_status connmgr_lookup_answer_add(connmgr_lookup_answer *answer, const ch
 
 /**
  * Fails the lookup with `kind` (CONNMGR_LOOKUP_*) and `message` (NULL
- * for none); addresses added before are dropped.
+ * for none); addresses added before are dropped. An unknown kind fails
+ * it as CONNMGR_LOOKUP_RESOLVER and returns
+ * CONNMGR_STATUS_INVALID_ARGUMENT.
  *
  * Undefined behaviour unless `answer` is NULL or the answer the lookup received; `message` is NULL
  * or a NUL-terminated string.
@@ -2510,7 +2516,8 @@ connmgr_status connmgr_lookup_answer_fail(connmgr_lookup_answer *answer,
 /**
  * Looks up every DNS seed of `params` in parallel and calls `on_seed`
  * once per seed as results come in, on the calling thread; returns once
- * every lookup has ended (about the timeout at most). `opts` may be NULL
+ * every lookup has ended (about the timeout at most, when a C lookup
+ * honours its `timeout_ms`). `opts` may be NULL
  * for the defaults. The lookup is `lookup` when given (with
  * `lookup_data`), else Tor when the options name a proxy, else the
  * system resolver. Feed the addresses to your address source; nothing
@@ -2706,8 +2713,9 @@ connmgr_status connmgr_tor_resolve_ptr(const char *proxy,
  * Takes the connected socket `fd` as the result: the library owns it
  * from this call on, whatever the call returns, and closes it when the
  * connection is freed. A descriptor that is not a connected stream
- * socket fails the dial (and is closed). Not on Windows, where it fails
- * the dial with CONNMGR_STATUS_INVALID_ARGUMENT.
+ * socket fails the dial (and is closed). The socket is switched to
+ * blocking mode. Not on Windows, where it fails the dial with
+ * CONNMGR_STATUS_INVALID_ARGUMENT and the descriptor stays the caller's.
  *
  * Undefined behaviour unless `result` is NULL or the result the callback received; `fd` is a
  * descriptor the caller owns and gives up.
@@ -2766,8 +2774,13 @@ connmgr_status connmgr_dial_result_set_remote(connmgr_dial_result *result, const
 /**
  * Makes outbound connections with a C dialer instead of the built-in
  * TCP and SOCKS5 one (its proxy settings then go unused). The manager
- * calls `dial` for each attempt on its dialer threads; `user_data` must
- * stay valid until the manager is freed.
+ * calls `dial` for each attempt on its dialer threads. At stop every dial
+ * is canceled (connmgr_dial_result_is_canceled turns true) and the
+ * manager waits up to the stop grace (connmgr_config_set_stop_grace,
+ * default 5000 ms) for its dialer threads; a dial still running after
+ * that finishes on its own thread. So `user_data` must stay valid until
+ * the manager is freed and every `dial` call has returned: return soon
+ * after a cancel, or keep the dial timeout within the stop grace.
  *
  * Undefined behaviour unless `cfg` is NULL or a live config; `dial` follows its documented contract.
  */
@@ -2782,7 +2795,8 @@ connmgr_status connmgr_config_set_dialer(connmgr_config *cfg,
  * which must make a blocked `accept` return false; `free` (may be NULL)
  * runs once, after the config is freed and every manager made from it
  * is done with the listener. Each manager made from this config gets the
- * listener, so use the config for one manager only.
+ * listener, so use the config for one manager only. If this call fails,
+ * nothing is kept and `free` is not called: `user_data` stays yours.
  *
  * Undefined behaviour unless `cfg` is NULL or a live config; `local_addr` is NULL or a
  * NUL-terminated string; the functions follow their contracts.
@@ -2796,12 +2810,15 @@ connmgr_status connmgr_config_add_listener(connmgr_config *cfg,
 
 /**
  * Accepts inbound connections on `fd`, a bound and listening TCP socket
- * the caller made. The library owns `fd` from this call on, whatever the
- * call returns; each manager made from this config accepts on a
- * duplicate of it, and it is closed when the config is freed.
+ * (IPv4 or IPv6) the caller made. The library owns `fd` from this call
+ * on, whatever the call returns (on Unix; on Windows the call fails and
+ * the descriptor stays the caller's), and switches it to blocking mode.
+ * The socket goes to the first manager made from this config (stopping
+ * it shuts the socket down); making a second one from the same config is
+ * CONNMGR_STATUS_CONFIG.
  *
- * Undefined behaviour unless `cfg` is NULL or a live config; `fd` is a descriptor the caller owns
- * and gives up.
+ * Undefined behaviour unless `cfg` is NULL or a live config; `fd` is a
+ * descriptor the caller owns and gives up.
  */
 connmgr_status connmgr_config_add_listen_fd(connmgr_config *cfg, int fd);
 

@@ -169,7 +169,7 @@ pub unsafe extern "C" fn connmgr_config_set_inline_dial(
 
 /// Fixes the seed of the manager's random choices (backoff jitter, feeler
 /// timing, the eviction netgroup key), for reproducible runs. Default:
-/// random per config; a known seed lets an attacker predict which
+/// random for each manager; a known seed lets an attacker predict which
 /// netgroups eviction protects, so leave it unset in production.
 ///
 /// Undefined behaviour unless `cfg` is NULL or a live config.
@@ -263,9 +263,10 @@ pub unsafe extern "C" fn connmgr_config_set_clock(
 
 /// Stores in `*n` how many file descriptors a manager made from this
 /// config may hold at once (connections, listeners, dialer threads and a
-/// reserve), to compare with the process limit before starting. Settings
-/// that cannot be turned into a manager (a listen address in use, say)
-/// are reported as connmgr_manager_new would.
+/// reserve), to compare with the process limit before starting. Nothing
+/// is bound or taken; settings that cannot work are reported as
+/// CONNMGR_STATUS_CONFIG, as connmgr_manager_new would (a listen address
+/// in use shows only there).
 ///
 /// Undefined behaviour unless `cfg` is NULL or a live config and `n` is
 /// NULL or writable.
@@ -278,7 +279,9 @@ pub unsafe extern "C" fn connmgr_config_descriptors_needed(
         // SAFETY: the caller promises `cfg` is NULL or live.
         let c = unsafe { obj_arg(cfg, "cfg") }?;
         let out = out_arg(n, "n")?;
-        let needed = c.to_config(None)?.descriptors_needed();
+        let config = c.to_config(None, true)?;
+        config.validate()?;
+        let needed = config.descriptors_needed();
         // SAFETY: not NULL and writable (caller's promise).
         unsafe { out.as_ptr().write(needed) };
         Ok(())

@@ -88,7 +88,14 @@ impl ConnmgrConfig {
         self.event_queue
     }
 
-    pub(crate) fn to_config(&self, queue: Option<&super::queue::EventQueue>) -> FfiResult<Config> {
+    /// With `dry`, the config is built only to be looked at
+    /// (connmgr_config_descriptors_needed): resources given for one manager
+    /// are borrowed, not taken, and nothing is claimed on shared networks.
+    pub(crate) fn to_config(
+        &self,
+        queue: Option<&super::queue::EventQueue>,
+        dry: bool,
+    ) -> FfiResult<Config> {
         let mut b = Config::builder();
         if let Some(n) = self.target_outbound {
             b = b.target_outbound(n);
@@ -196,7 +203,7 @@ impl ConnmgrConfig {
             b = b.eviction_policy(policy);
         }
         for op in &self.ops {
-            b = op(b)?;
+            b = op(b, dry)?;
         }
         let feeder = queue.map(|q| Box::new(q.feeder()) as events::Feeder);
         Ok(events::install(b, &self.callbacks, feeder).build())
@@ -207,19 +214,21 @@ impl ConnmgrConfig {
 pub(crate) type EvictionRule = Box<dyn Fn(&mut crate::policy::EvictionPolicy)>;
 
 /// A recorded change to the Rust builder.
-type BuilderOp = Box<dyn Fn(ConfigBuilder) -> FfiResult<ConfigBuilder>>;
+/// The flag is `dry` of [`ConnmgrConfig::to_config`].
+type BuilderOp = Box<dyn Fn(ConfigBuilder, bool) -> FfiResult<ConfigBuilder>>;
 
 impl ConnmgrConfig {
     /// Records a change to apply to the builder.
     pub(crate) fn push(&mut self, op: impl Fn(ConfigBuilder) -> ConfigBuilder + 'static) {
-        self.ops.push(Box::new(move |b| Ok(op(b))));
+        self.ops.push(Box::new(move |b, _| Ok(op(b))));
     }
 
     /// Records a change that can fail when the manager is made (one that
-    /// needs a resource, such as a second handle to a socket).
+    /// needs a resource, such as a socket); it is told whether the build
+    /// is a dry one.
     pub(crate) fn try_push(
         &mut self,
-        op: impl Fn(ConfigBuilder) -> FfiResult<ConfigBuilder> + 'static,
+        op: impl Fn(ConfigBuilder, bool) -> FfiResult<ConfigBuilder> + 'static,
     ) {
         self.ops.push(Box::new(op));
     }

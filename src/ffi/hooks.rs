@@ -84,7 +84,8 @@ fn ask_gate(f: GatePtr, user_data: UserData, addr: &Addr) -> Result<(), String> 
 
 /// A rule run on a dialer thread before each dial; a refused address
 /// fails the dial as rejected, with the gate's reason. It may run on
-/// several dialer threads at once.
+/// several dialer threads at once; `user_data` must stay valid as long as
+/// a dialer thread may still call it (see connmgr_config_set_dialer).
 ///
 /// Undefined behaviour unless `cfg` is NULL or a live config; `gate` follows its contract, with
 /// `user_data` valid until the manager is freed.
@@ -253,7 +254,7 @@ pub unsafe extern "C" fn connmgr_config_add_decaying(
         decay_fn(decay_kind, decay_param)?;
         bump_fn(bump_kind, bump_min, bump_max)?;
         let interval = Duration::from_millis(interval_ms).min(MAX_DURATION);
-        c.try_push(move |b| {
+        c.try_push(move |b, _| {
             let decay = decay_fn(decay_kind, decay_param)?;
             let bump = bump_fn(bump_kind, bump_min, bump_max)?;
             Ok(b.decaying_tag(&name, interval, decay, bump))

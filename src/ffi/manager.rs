@@ -289,7 +289,7 @@ pub unsafe extern "C" fn connmgr_manager_new(
         let queue = cfg
             .wants_queue()
             .then(|| super::queue::EventQueue::new(65_536));
-        let manager = ConnManager::new(cfg.to_config(queue.as_ref())?)?;
+        let manager = ConnManager::new(cfg.to_config(queue.as_ref(), false)?)?;
         let mgr = Box::into_raw(Box::new(ConnmgrManager { manager, queue }));
         // SAFETY: `out` is not NULL and writable (caller's promise).
         unsafe { out.as_ptr().write(mgr) };
@@ -314,7 +314,9 @@ pub unsafe extern "C" fn connmgr_manager_start(mgr: *const ConnmgrManager) -> Co
 
 /// Stops the manager: closes listeners, cancels dials, closes established
 /// connections, delivers the events still queued (callbacks may run during
-/// this call, on the notifier thread) and joins every thread. Stopping
+/// this call, on the notifier thread) and joins the manager's threads (a
+/// dial still running after the stop grace is left to finish on its own
+/// thread; see connmgr_config_set_dialer). Stopping
 /// again does nothing. May be called from a callback: it then returns
 /// once the other threads are done, and events queued behind that callback
 /// are dropped (their connections closed). Every later call on the

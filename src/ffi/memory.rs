@@ -107,7 +107,13 @@ pub unsafe extern "C" fn connmgr_config_add_memory_listen(
         let net = unsafe { obj_arg(net, "net") }?.0.clone();
         // SAFETY: the caller promises a C string or NULL.
         let addr = addr_arg(unsafe { str_arg(addr, "addr") }?, "addr")?;
-        c.try_push(move |b| {
+        c.try_push(move |b, dry| {
+            // A dry build must not take the address from the real network.
+            let net = if dry {
+                MemoryNetwork::new()
+            } else {
+                net.clone()
+            };
             let listener = net.listen(addr.clone()).map_err(|e| {
                 Failure::new(
                     ConnmgrStatus::Config,

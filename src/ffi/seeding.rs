@@ -47,7 +47,19 @@ pub struct ConnmgrNetParams(NetParams);
 /// its setters, freed with connmgr_seed_options_free. Not thread-safe.
 pub struct ConnmgrSeedOptions {
     options: SeedOptions,
+    /// The service bits asked for, as in `options`, for the seed callback.
+    services: u64,
     tor_proxy: Option<std::net::SocketAddr>,
+}
+
+impl Default for ConnmgrSeedOptions {
+    fn default() -> Self {
+        ConnmgrSeedOptions {
+            options: SeedOptions::new(),
+            services: crate::seed::SF_NODE_NETWORK,
+            tor_proxy: None,
+        }
+    }
 }
 
 /// What a C lookup found (opaque), filled during the lookup call with
@@ -190,13 +202,7 @@ pub unsafe extern "C" fn connmgr_seed_options_new(
     out: *mut *mut ConnmgrSeedOptions,
 ) -> ConnmgrStatus {
     guard("connmgr_seed_options_new", || {
-        put(
-            out,
-            ConnmgrSeedOptions {
-                options: SeedOptions::new(),
-                tor_proxy: None,
-            },
-        )
+        put(out, ConnmgrSeedOptions::default())
     })
 }
 
@@ -244,6 +250,7 @@ pub unsafe extern "C" fn connmgr_seed_options_set_limits(
         }
         let timeout = Duration::from_millis(timeout_ms).min(MAX_DURATION);
         let taken = std::mem::take(&mut o.options);
+        o.services = services;
         o.options = taken
             .services(services)
             .max_per_seed(max_per_seed)
@@ -350,7 +357,9 @@ pub unsafe extern "C" fn connmgr_lookup_answer_add(
 }
 
 /// Fails the lookup with `kind` (CONNMGR_LOOKUP_*) and `message` (NULL
-/// for none); addresses added before are dropped.
+/// for none); addresses added before are dropped. An unknown kind fails
+/// it as CONNMGR_LOOKUP_RESOLVER and returns
+/// CONNMGR_STATUS_INVALID_ARGUMENT.
 ///
 /// Undefined behaviour unless `answer` is NULL or the answer the lookup received; `message` is NULL
 /// or a NUL-terminated string.
@@ -374,7 +383,14 @@ pub unsafe extern "C" fn connmgr_lookup_answer_fail(
             CONNMGR_LOOKUP_NOT_FOUND => LookupErrorKind::NotFound,
             CONNMGR_LOOKUP_INVALID_NAME => LookupErrorKind::InvalidName,
             CONNMGR_LOOKUP_PROXY => LookupErrorKind::Proxy,
-            _ => LookupErrorKind::Resolver,
+            CONNMGR_LOOKUP_RESOLVER => LookupErrorKind::Resolver,
+            _ => {
+                let e = LookupError::new(LookupErrorKind::Resolver, a.host.clone(), text);
+                a.error = Some(e);
+                return Err(Failure::invalid(format!(
+                    "lookup error kind {kind} is none of CONNMGR_LOOKUP_*; the lookup fails as RESOLVER"
+                )));
+            }
         };
         a.error = Some(LookupError::new(kind, a.host.clone(), text));
         Ok(())
@@ -407,7 +423,7 @@ impl Lookup for CLookup {
 }
 
 /// Hands one seed's result to the C callback.
-fn deliver(f: ConnmgrSeedFn, ud: UserData, result: SeedResult) {
+fn deliver(f: ConnmgrSeedFn, ud: UserData, services: u64, result: SeedResult) {
     let Some(f) = f else { return };
     let seed = c_text(&result.seed);
     let error: Option<CString> = result.error.as_ref().map(c_text);
@@ -422,7 +438,6 @@ fn deliver(f: ConnmgrSeedFn, ud: UserData, result: SeedResult) {
                 .map_or(0, |d| d.as_secs())
         })
         .collect();
-    let services = result.addrs.first().map_or(0, |a| a.services);
     // SAFETY: the caller's callback; every pointer refers to data alive
     // until it returns, and the arrays hold `ptrs.len()` entries.
     unsafe {
@@ -440,7 +455,8 @@ fn deliver(f: ConnmgrSeedFn, ud: UserData, result: SeedResult) {
 
 /// Looks up every DNS seed of `params` in parallel and calls `on_seed`
 /// once per seed as results come in, on the calling thread; returns once
-/// every lookup has ended (about the timeout at most). `opts` may be NULL
+/// every lookup has ended (about the timeout at most, when a C lookup
+/// honours its `timeout_ms`). `opts` may be NULL
 /// for the defaults. The lookup is `lookup` when given (with
 /// `lookup_data`), else Tor when the options name a proxy, else the
 /// system resolver. Feed the addresses to your address source; nothing
@@ -460,14 +476,12 @@ pub unsafe extern "C" fn connmgr_seed_from_dns(
     guard("connmgr_seed_from_dns", || {
         // SAFETY: the caller promises `params` is NULL or live.
         let p = unsafe { obj_arg(params, "params") }?;
-        let defaults = ConnmgrSeedOptions {
-            options: SeedOptions::new(),
-            tor_proxy: None,
-        };
+        let defaults = ConnmgrSeedOptions::default();
         // SAFETY: the caller promises `opts` is NULL or live.
         let o = unsafe { opts.as_ref() }.unwrap_or(&defaults);
         let ud = UserData::new(seed_data);
-        let sink = |r: SeedResult| deliver(on_seed, ud, r);
+        let services = o.services;
+        let sink = |r: SeedResult| deliver(on_seed, ud, services, r);
         match (lookup, o.tor_proxy) {
             (Some(f), _) => {
                 let l = CLookup {

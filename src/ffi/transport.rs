@@ -152,6 +152,17 @@ impl Stream for CStream {
     }
 }
 
+/// Puts a handed-over socket in the state the library's own are in:
+/// blocking (reads and writes time out through their timeouts instead),
+/// and on Apple platforms without SIGPIPE on a write to a closed peer.
+#[cfg(unix)]
+fn prepare_socket(sock: &socket2::SockRef<'_>) -> io::Result<()> {
+    sock.set_nonblocking(false)?;
+    #[cfg(target_vendor = "apple")]
+    sock.set_nosigpipe(true)?;
+    Ok(())
+}
+
 /// A stream for the socket `fd`, which from now on is ours: it must be
 /// a connected stream socket.
 fn stream_from_fd(fd: c_int) -> Result<Box<dyn Stream>, String> {
@@ -177,6 +188,7 @@ fn stream_from_fd(fd: c_int) -> Result<Box<dyn Stream>, String> {
         if let Err(e) = tcp.peer_addr() {
             return Err(format!("socket {fd} is not connected: {e}"));
         }
+        prepare_socket(&sock).map_err(|e| format!("socket {fd}: {e}"))?;
         Ok(Box::new(SharedTcp::new(tcp)))
     }
     #[cfg(not(unix))]
@@ -190,8 +202,9 @@ fn stream_from_fd(fd: c_int) -> Result<Box<dyn Stream>, String> {
 /// Takes the connected socket `fd` as the result: the library owns it
 /// from this call on, whatever the call returns, and closes it when the
 /// connection is freed. A descriptor that is not a connected stream
-/// socket fails the dial (and is closed). Not on Windows, where it fails
-/// the dial with CONNMGR_STATUS_INVALID_ARGUMENT.
+/// socket fails the dial (and is closed). The socket is switched to
+/// blocking mode. Not on Windows, where it fails the dial with
+/// CONNMGR_STATUS_INVALID_ARGUMENT and the descriptor stays the caller's.
 ///
 /// Undefined behaviour unless `result` is NULL or the result the callback received; `fd` is a
 /// descriptor the caller owns and gives up.
@@ -201,9 +214,11 @@ pub unsafe extern "C" fn connmgr_dial_result_set_fd(
     fd: c_int,
 ) -> ConnmgrStatus {
     guard("connmgr_dial_result_set_fd", || {
+        // Taken first, so the descriptor is ours (and closed) on every path.
+        let stream = stream_from_fd(fd);
         // SAFETY: the caller promises a live result or NULL.
         let r = unsafe { result.as_mut() }.ok_or_else(|| Failure::null("result"))?;
-        match stream_from_fd(fd) {
+        match stream {
             Ok(stream) => r.set(Ok(stream)),
             Err(why) => {
                 let _ = r.set(Err(DialError::Other(why.clone())));
@@ -441,8 +456,13 @@ impl Listener for CListener {
 
 /// Makes outbound connections with a C dialer instead of the built-in
 /// TCP and SOCKS5 one (its proxy settings then go unused). The manager
-/// calls `dial` for each attempt on its dialer threads; `user_data` must
-/// stay valid until the manager is freed.
+/// calls `dial` for each attempt on its dialer threads. At stop every dial
+/// is canceled (connmgr_dial_result_is_canceled turns true) and the
+/// manager waits up to the stop grace (connmgr_config_set_stop_grace,
+/// default 5000 ms) for its dialer threads; a dial still running after
+/// that finishes on its own thread. So `user_data` must stay valid until
+/// the manager is freed and every `dial` call has returned: return soon
+/// after a cancel, or keep the dial timeout within the stop grace.
 ///
 /// Undefined behaviour unless `cfg` is NULL or a live config; `dial` follows its documented contract.
 #[no_mangle]
@@ -467,7 +487,8 @@ pub unsafe extern "C" fn connmgr_config_set_dialer(
 /// which must make a blocked `accept` return false; `free` (may be NULL)
 /// runs once, after the config is freed and every manager made from it
 /// is done with the listener. Each manager made from this config gets the
-/// listener, so use the config for one manager only.
+/// listener, so use the config for one manager only. If this call fails,
+/// nothing is kept and `free` is not called: `user_data` stays yours.
 ///
 /// Undefined behaviour unless `cfg` is NULL or a live config; `local_addr` is NULL or a
 /// NUL-terminated string; the functions follow their contracts.
@@ -529,12 +550,21 @@ fn listener_from_fd(fd: c_int) -> Result<std::net::TcpListener, String> {
             Ok(_) => return Err(format!("descriptor {fd} is not a stream socket")),
             Err(e) => return Err(format!("descriptor {fd} is not a socket: {e}")),
         }
+        // Only TCP over IPv4 or IPv6: the manager closes a listener by its
+        // address, which other socket families do not give.
+        if let Err(e) = listener.local_addr() {
+            return Err(format!(
+                "socket {fd} is not a TCP socket bound to an IP address: {e}"
+            ));
+        }
+        // Elsewhere a socket that does not listen fails its first accept.
         #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
         if !sock.is_listener().unwrap_or(false) {
             return Err(format!(
                 "socket {fd} is not listening: call listen(2) on it first"
             ));
         }
+        prepare_socket(&sock).map_err(|e| format!("socket {fd}: {e}"))?;
         Ok(listener)
     }
     #[cfg(not(unix))]
@@ -546,12 +576,15 @@ fn listener_from_fd(fd: c_int) -> Result<std::net::TcpListener, String> {
 }
 
 /// Accepts inbound connections on `fd`, a bound and listening TCP socket
-/// the caller made. The library owns `fd` from this call on, whatever the
-/// call returns; each manager made from this config accepts on a
-/// duplicate of it, and it is closed when the config is freed.
+/// (IPv4 or IPv6) the caller made. The library owns `fd` from this call
+/// on, whatever the call returns (on Unix; on Windows the call fails and
+/// the descriptor stays the caller's), and switches it to blocking mode.
+/// The socket goes to the first manager made from this config (stopping
+/// it shuts the socket down); making a second one from the same config is
+/// CONNMGR_STATUS_CONFIG.
 ///
-/// Undefined behaviour unless `cfg` is NULL or a live config; `fd` is a descriptor the caller owns
-/// and gives up.
+/// Undefined behaviour unless `cfg` is NULL or a live config; `fd` is a
+/// descriptor the caller owns and gives up.
 #[no_mangle]
 pub unsafe extern "C" fn connmgr_config_add_listen_fd(
     cfg: *mut ConnmgrConfig,
@@ -561,13 +594,23 @@ pub unsafe extern "C" fn connmgr_config_add_listen_fd(
         let listener = listener_from_fd(fd).map_err(Failure::invalid)?;
         // SAFETY: the caller promises `cfg` is NULL or live.
         let c = unsafe { config_arg(cfg) }?;
-        c.try_push(move |b| {
-            let own = listener.try_clone().map_err(|e| {
-                Failure::new(
-                    ConnmgrStatus::Io,
-                    format!("could not duplicate the listening socket: {e}"),
-                )
-            })?;
+        let slot = std::cell::RefCell::new(Some(listener));
+        c.try_push(move |b, dry| {
+            let own = if dry {
+                // Counted, not taken: a duplicate that closes right after.
+                slot.borrow().as_ref().map(std::net::TcpListener::try_clone)
+            } else {
+                slot.borrow_mut().take().map(Ok)
+            };
+            let own = own
+                .ok_or_else(|| {
+                    Failure::new(
+                        ConnmgrStatus::Config,
+                        "the socket of connmgr_config_add_listen_fd went to an earlier manager: \
+                         add a listening socket again for a new one",
+                    )
+                })?
+                .map_err(|e| Failure::new(ConnmgrStatus::Io, format!("listening socket: {e}")))?;
             Ok(b.listener(crate::TcpListener::from_std(own)))
         });
         Ok(())

@@ -72,12 +72,17 @@ impl ManualClock {
         })))
     }
 
-    /// Moves time forward by `by` and wakes every deadline reached.
+    /// Moves time forward by `by` and wakes every deadline reached. An
+    /// advance past what the platform's clocks can hold stops at their
+    /// end instead of panicking.
     pub fn advance(&self, by: Duration) {
         let due = {
             let mut state = self.0.lock();
-            state.now += by;
-            state.wall += by;
+            if let (Some(now), Some(wall)) = (state.now.checked_add(by), state.wall.checked_add(by))
+            {
+                state.now = now;
+                state.wall = wall;
+            }
             let now = state.now;
             let (due, pending): (Vec<_>, Vec<_>) =
                 state.waiters.drain(..).partition(|(at, _)| *at <= now);

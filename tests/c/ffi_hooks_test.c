@@ -14,7 +14,10 @@
 
 #include "support.h"
 
+#include <fcntl.h>
+#include <stddef.h>
 #include <signal.h>
+#include <sys/un.h>
 
 /* Waits until `cond` holds, re-checking every millisecond, up to the
  * deadline: for state the manager changes on its own thread (a decay
@@ -190,6 +193,13 @@ static void bad_fd_dial(void *ud, const char *addr, uint64_t timeout_ms, connmgr
 }
 
 static void test_bad_descriptor(void) {
+    /* Ownership passes with the call, even when it fails. */
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK(connmgr_dial_result_set_fd(NULL, sv[0]) != CONNMGR_STATUS_OK);
+    CHECK(fcntl(sv[0], F_GETFD) == -1 && errno == EBADF);
+    close(sv[1]);
+
     struct recorder rec;
     recorder_init(&rec);
     connmgr_status st = CONNMGR_STATUS_OK;
@@ -296,10 +306,32 @@ static void test_listen_fd(void) {
           CONNMGR_STATUS_INVALID_ARGUMENT);
     ERROR_MENTIONS("not listening");
     CHECK(connmgr_config_add_listen_fd(cfg, -1) == CONNMGR_STATUS_INVALID_ARGUMENT);
+    /* Only TCP: a Unix-domain listener has no address to close it by. */
+    int ufd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un ua = {.sun_family = AF_UNIX};
+    /* An abstract name (leading NUL): nothing in the file system. */
+    int ulen = snprintf(ua.sun_path + 1, sizeof ua.sun_path - 1, "connmgr-test-%d", (int)getpid());
+    socklen_t usize = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)ulen);
+    CHECK(ufd >= 0 && bind(ufd, (struct sockaddr *)&ua, usize) == 0 && listen(ufd, 1) == 0);
+    CHECK(connmgr_config_add_listen_fd(cfg, ufd) == CONNMGR_STATUS_INVALID_ARGUMENT);
+    ERROR_MENTIONS("not a TCP socket");
+    /* A non-blocking socket is switched to blocking mode. */
+    CHECK(fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) == 0);
     OK(connmgr_config_add_listen_fd(cfg, lfd));
+    CHECK((fcntl(lfd, F_GETFL) & O_NONBLOCK) == 0);
     connmgr_callbacks cbs = callbacks_for(&rec);
     OK(connmgr_config_set_callbacks(cfg, &cbs));
-    connmgr_manager *m = start(cfg);
+    /* Counting descriptors borrows the socket; the manager then takes it,
+     * and a second manager from the same config cannot have it. */
+    uint64_t needed = 0;
+    OK(connmgr_config_descriptors_needed(cfg, &needed));
+    connmgr_manager *m = NULL;
+    OK(connmgr_manager_new(cfg, &m));
+    connmgr_manager *m2 = NULL;
+    CHECK(connmgr_manager_new(cfg, &m2) == CONNMGR_STATUS_CONFIG && m2 == NULL);
+    ERROR_MENTIONS("earlier manager");
+    OK(connmgr_config_free(cfg));
+    OK(connmgr_manager_start(m));
     int cfd = connect_to(where);
     char local[64];
     local_name(cfd, local, sizeof local);
@@ -473,6 +505,7 @@ static void lookup_fn(void *ud, const char *host, uint64_t timeout_ms,
         pthread_mutex_unlock(&s->mu);
         OK(connmgr_lookup_answer_add(answer, "127.0.0.1"));
     } else {
+        CHECK(connmgr_lookup_answer_fail(answer, 77, "x") == CONNMGR_STATUS_INVALID_ARGUMENT);
         OK(connmgr_lookup_answer_fail(answer, CONNMGR_LOOKUP_NOT_FOUND, "no such seed here"));
     }
 }
