@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{never, select, Receiver, Sender, TrySendError};
+use crossbeam_channel::{never, select, Receiver, Sender};
 use log::{debug, error, warn};
 use parking_lot::Mutex;
 
@@ -22,6 +22,7 @@ use crate::policy::tags::TagError;
 use crate::runtime::clock::Clock;
 use crate::runtime::conn::{Conn, ConnShared};
 use crate::runtime::event::Event;
+use crate::runtime::jobqueue::JobSender;
 use crate::runtime::msg::{Accepted, Msg, Stream0};
 use crate::runtime::notifier::Batch;
 use crate::runtime::persist::SaveJob;
@@ -53,7 +54,7 @@ pub(crate) struct HandlerParts {
     pub(crate) accepted: Receiver<Accepted>,
     /// Kept for the same reason when there are no listeners.
     pub(crate) _accepted_tx: Sender<Accepted>,
-    pub(crate) jobs: Sender<Job>,
+    pub(crate) jobs: JobSender<Job>,
     pub(crate) events: Sender<Batch>,
     /// Events sent to the notifier and not yet delivered; shared with it.
     pub(crate) undelivered: Arc<AtomicUsize>,
@@ -599,9 +600,7 @@ impl Handler {
         // Keep order: once anything waits in the backlog, queue behind it.
         if !self.backlog.is_empty() {
             self.backlog.push_back(job);
-        } else if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
-            self.parts.jobs.try_send(job)
-        {
+        } else if let Err(job) = self.parts.jobs.try_push(job) {
             self.backlog.push_back(job);
         }
     }
@@ -609,9 +608,7 @@ impl Handler {
     /// Moves backlogged jobs into the queue as workers free up.
     fn flush_jobs(&mut self) {
         while let Some(job) = self.backlog.pop_front() {
-            if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
-                self.parts.jobs.try_send(job)
-            {
+            if let Err(job) = self.parts.jobs.try_push(job) {
                 self.backlog.push_front(job);
                 return;
             }

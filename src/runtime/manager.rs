@@ -21,6 +21,7 @@ use crate::runtime::event::Event;
 use crate::runtime::fdlimit::ensure_descriptors;
 use crate::runtime::handle::{Error, Handle, JoinAll, Shared, CRASHED, NEW, RUNNING, STOPPED};
 use crate::runtime::handler::{Handler, HandlerParts, PersistTx};
+use crate::runtime::jobqueue::JobQueue;
 use crate::runtime::join::join_unless_self;
 use crate::runtime::msg::{Accepted, Msg};
 use crate::runtime::notifier::{self, Batch, Callbacks, EventSink};
@@ -115,7 +116,7 @@ impl ConnManager {
         let descriptors_needed = config.descriptors_needed();
         let (requests_tx, requests) = crossbeam_channel::unbounded();
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
-        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.queue_size);
+        let (jobs_tx, jobs_rx) = JobQueue::bounded(config.queue_size);
         let (results_tx, results_rx) = crossbeam_channel::unbounded::<DialMsg>();
         let (accepted_tx, accepted_rx) = crossbeam_channel::bounded::<Accepted>(1024);
         let (notify_tx, notify_rx) = crossbeam_channel::unbounded();

@@ -12,6 +12,7 @@ pub(crate) mod fdlimit;
 pub(crate) mod gate;
 pub(crate) mod handle;
 pub(crate) mod handler;
+pub(crate) mod jobqueue;
 pub(crate) mod join;
 pub(crate) mod manager;
 pub(crate) mod msg;

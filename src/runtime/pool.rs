@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use crate::addr::Addr;
 use crate::guard::panic_message;
 use crate::runtime::gate::{self, Gate};
+use crate::runtime::jobqueue::JobReceiver;
 use crate::runtime::source::AddressSource;
 use crate::transport::dial::{CancelToken, Dial, DialContext};
 use crate::transport::stream::Stream;
@@ -23,6 +24,10 @@ use crate::types::ConnId;
 use crate::types::DialError;
 
 const LOG: &str = "connmgr";
+
+/// A job this short suggests the next one comes soon and is short too:
+/// the worker then polls a little before it sleeps.
+const QUICK_JOB: Duration = Duration::from_micros(50);
 
 /// Work for a pool thread.
 pub(crate) enum Job {
@@ -83,7 +88,7 @@ impl WorkerCtx {
 /// ticket, and the next worker to finish a job takes it and exits, so the
 /// pool shrinks back once the stuck dial returns.
 pub(crate) struct Pool {
-    jobs: Receiver<Job>,
+    jobs: JobReceiver<Job>,
     ctx: Arc<WorkerCtx>,
     /// Most replacements alive at once (beyond the fixed size).
     max_spares: usize,
@@ -104,7 +109,7 @@ struct Worker {
 
 impl Pool {
     pub(crate) fn new(
-        jobs: Receiver<Job>,
+        jobs: JobReceiver<Job>,
         ctx: Arc<WorkerCtx>,
         max_spares: usize,
         ids: Arc<Mutex<Vec<ThreadId>>>,
@@ -120,8 +125,7 @@ impl Pool {
         })
     }
 
-    /// Starts `n` workers; they exit when every sender of the job queue
-    /// is gone (or when they take a retire ticket).
+    /// Starts `n` workers; they exit when the job queue's sender is gone (or when they take a retire ticket).
     pub(crate) fn spawn(&self, n: usize) -> std::io::Result<()> {
         for _ in 0..n {
             self.spawn_one()?;
@@ -207,8 +211,10 @@ impl Pool {
     }
 }
 
-fn worker(ctx: &WorkerCtx, jobs: &Receiver<Job>, retire: &AtomicUsize) {
-    for job in jobs.iter() {
+fn worker(ctx: &WorkerCtx, jobs: &JobReceiver<Job>, retire: &AtomicUsize) {
+    let mut quick = false;
+    while let Some(job) = jobs.take(quick) {
+        let began = Instant::now();
         let msg = match job {
             Job::Fetch { id } => DialMsg::Address {
                 id,
@@ -230,6 +236,7 @@ fn worker(ctx: &WorkerCtx, jobs: &Receiver<Job>, retire: &AtomicUsize) {
                 }
             }
         };
+        quick = began.elapsed() < QUICK_JOB;
         if ctx.results.send(msg).is_err() {
             return; // the handler is gone: the result (and any stream) is dropped
         }
@@ -277,6 +284,7 @@ pub(crate) fn dial(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::jobqueue::JobQueue;
     use crate::types::ConnId;
 
     fn live(pool: &Pool) -> usize {
@@ -297,7 +305,7 @@ mod tests {
         };
         let (results_tx, results) = crossbeam_channel::unbounded();
         let ctx = WorkerCtx::new(Arc::new(dialer), None, None, results_tx);
-        let (jobs_tx, jobs) = crossbeam_channel::unbounded();
+        let (jobs_tx, jobs) = JobQueue::bounded(16);
         let pool = Pool::new(jobs, ctx, 1, Arc::new(Mutex::new(Vec::new())));
         pool.spawn(1).unwrap();
         let job = |n| Job::Dial {
@@ -308,13 +316,13 @@ mod tests {
             token: CancelToken::new(),
             taken: Arc::new(AtomicBool::new(false)),
         };
-        jobs_tx.send(job(1)).unwrap();
+        jobs_tx.try_push(job(1)).ok().unwrap();
         for _ in 0..3 {
             pool.replace_stuck();
         }
         assert_eq!(live(&pool), 2, "one replacement at most");
         // The replacement takes the next job while the first is stuck.
-        jobs_tx.send(job(3)).unwrap();
+        jobs_tx.try_push(job(3)).ok().unwrap();
         release_tx.send(()).unwrap();
         release_tx.send(()).unwrap();
         for _ in 0..2 {
@@ -327,7 +335,7 @@ mod tests {
         }
         assert_eq!(live(&pool), 1);
         // A stuck dial holds join only for the grace.
-        jobs_tx.send(job(5)).unwrap();
+        jobs_tx.try_push(job(5)).ok().unwrap();
         drop(jobs_tx);
         let me = thread::current().id();
         assert_eq!(pool.join(Duration::from_millis(50), me), 1);

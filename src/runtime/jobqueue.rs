@@ -1,0 +1,259 @@
+//! The queue between the handler and the dialer threads.
+//!
+//! A channel wakes a parked receiver on every send, and its receivers spin
+//! before they park; with eight workers on a small machine that is a
+//! thread wake-up per job and workers burning the CPU the handler needs.
+//! This queue wakes a worker only when no awake worker is free to take the
+//! job: a worker that finishes a job takes the next one without sleeping,
+//! so an instant dialer's jobs run one after another on one hot thread,
+//! and a worker that takes a job while others still wait wakes the next
+//! worker (a chain), so blocking dials still spread over the whole pool.
+//! A worker whose last job was quick polls briefly before it sleeps (the
+//! next quick job usually comes within microseconds, and catching it
+//! awake saves a wake-up on each side); after a slow job it sleeps at
+//! once, since a blocking dialer gains nothing from a worker spinning.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+/// Polls a worker makes before sleeping after a quick job (half spins,
+/// half yields).
+const LINGER_ROUNDS: u32 = 32;
+
+/// A bounded multi-consumer queue with a single producer.
+pub(crate) struct JobQueue<T> {
+    state: Mutex<State<T>>,
+    wake: Condvar,
+    capacity: usize,
+}
+
+struct State<T> {
+    jobs: VecDeque<T>,
+    /// Workers waiting for a wake-up token.
+    idle: usize,
+    /// Workers awake and not in a job (those woken but not yet running
+    /// included): the ones that will look at the queue before sleeping.
+    searching: usize,
+    /// Wake-ups issued and not yet taken by a waiting worker (so a
+    /// spurious or stolen wake-up never loses one).
+    tokens: usize,
+    closed: bool,
+}
+
+impl<T> JobQueue<T> {
+    /// A queue holding at most `capacity` jobs (at least one).
+    pub(crate) fn bounded(capacity: usize) -> (JobSender<T>, JobReceiver<T>) {
+        let queue = Arc::new(JobQueue {
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                idle: 0,
+                searching: 0,
+                tokens: 0,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            capacity: capacity.max(1),
+        });
+        (JobSender(Arc::clone(&queue)), JobReceiver(queue))
+    }
+
+    fn wake_one(&self, s: &mut State<T>) {
+        if s.idle > s.tokens {
+            s.tokens += 1;
+            s.searching += 1;
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The handler's end; dropping it closes the queue (workers finish what
+/// is queued, then exit).
+pub(crate) struct JobSender<T>(Arc<JobQueue<T>>);
+
+impl<T> JobSender<T> {
+    /// Queues `job`, or gives it back when the queue is full or closed.
+    pub(crate) fn try_push(&self, job: T) -> Result<(), T> {
+        let q = &self.0;
+        let mut s = q.state.lock();
+        if s.closed || s.jobs.len() >= q.capacity {
+            return Err(job);
+        }
+        s.jobs.push_back(job);
+        if s.searching == 0 {
+            q.wake_one(&mut s);
+        }
+        Ok(())
+    }
+}
+
+impl<T> Drop for JobSender<T> {
+    fn drop(&mut self) {
+        self.0.state.lock().closed = true;
+        self.0.wake.notify_all();
+    }
+}
+
+/// A worker's end (cloned for each worker).
+pub(crate) struct JobReceiver<T>(Arc<JobQueue<T>>);
+
+impl<T> Clone for JobReceiver<T> {
+    fn clone(&self) -> Self {
+        JobReceiver(Arc::clone(&self.0))
+    }
+}
+
+impl<T> JobReceiver<T> {
+    /// Takes the next job, sleeping while there is none; `None` once the
+    /// queue is closed and empty. A worker calls it between jobs, so it
+    /// counts as searching until it gets one; with `linger` it polls
+    /// [`LINGER_ROUNDS`] times before sleeping.
+    pub(crate) fn take(&self, linger: bool) -> Option<T> {
+        let q = &self.0;
+        let mut s = q.state.lock();
+        s.searching += 1;
+        let mut rounds = if linger { LINGER_ROUNDS } else { 0 };
+        loop {
+            if let Some(job) = s.jobs.pop_front() {
+                s.searching -= 1;
+                if !s.jobs.is_empty() && s.searching == 0 {
+                    q.wake_one(&mut s);
+                }
+                return Some(job);
+            }
+            if s.closed {
+                s.searching -= 1;
+                return None;
+            }
+            if rounds > 0 {
+                // Still counted as searching, so a push meanwhile wakes
+                // nobody.
+                rounds -= 1;
+                MutexGuard::unlocked(&mut s, || {
+                    if rounds >= LINGER_ROUNDS / 2 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                });
+                continue;
+            }
+            s.searching -= 1;
+            s.idle += 1;
+            while s.tokens == 0 && !s.closed {
+                q.wake.wait(&mut s);
+            }
+            s.idle -= 1;
+            if s.tokens > 0 {
+                // The waker counted this worker as searching already.
+                s.tokens -= 1;
+            } else {
+                s.searching += 1;
+            }
+        }
+    }
+
+    /// Jobs waiting (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.state.lock().jobs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn full_and_closed_queues_give_the_job_back() {
+        let (tx, rx) = JobQueue::bounded(2);
+        assert!(tx.try_push(1).is_ok());
+        assert!(tx.try_push(2).is_ok());
+        assert_eq!(tx.try_push(3), Err(3));
+        assert_eq!(rx.len(), 2);
+        assert_eq!(rx.take(false), Some(1));
+        drop(tx);
+        // What was queued is still handed out, then the end.
+        assert_eq!(rx.take(false), Some(2));
+        assert_eq!(rx.take(false), None);
+    }
+
+    /// Blocking jobs spread over the workers: eight jobs that each wait
+    /// for all eight to have started can only finish if every one got
+    /// its own worker.
+    #[test]
+    fn blocking_jobs_get_a_worker_each() {
+        let (tx, rx) = JobQueue::<usize>::bounded(64);
+        let started = Arc::new(AtomicUsize::new(0));
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let (rx, started) = (rx.clone(), Arc::clone(&started));
+                thread::spawn(move || {
+                    let mut done = 0;
+                    while rx.take(false).is_some() {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        let end = Instant::now() + Duration::from_secs(30);
+                        while started.load(Ordering::SeqCst) < 8 && Instant::now() < end {
+                            thread::yield_now();
+                        }
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        for n in 0..8 {
+            tx.try_push(n).unwrap();
+        }
+        drop(tx);
+        let done: Vec<usize> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(started.load(Ordering::SeqCst), 8);
+        assert!(
+            done.iter().all(|&d| d == 1),
+            "each worker took one job: {done:?}"
+        );
+    }
+
+    /// Jobs pushed one at a time while every worker sleeps are all taken:
+    /// no wake-up is lost between a push and a worker going to sleep.
+    #[test]
+    fn no_job_is_left_behind() {
+        let (tx, rx) = JobQueue::<usize>::bounded(16);
+        let taken = Arc::new(AtomicUsize::new(0));
+        // Half the workers linger before sleeping, half sleep at once.
+        let workers: Vec<_> = (0..4)
+            .map(|n| {
+                let (rx, taken) = (rx.clone(), Arc::clone(&taken));
+                thread::spawn(move || {
+                    while rx.take(n % 2 == 0).is_some() {
+                        taken.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        let end = Instant::now() + Duration::from_secs(60);
+        for n in 0..20_000 {
+            while tx.try_push(n).is_err() {
+                assert!(Instant::now() < end, "workers stopped taking jobs");
+                thread::yield_now();
+            }
+            // Now and then wait for the queue to empty, so that workers
+            // go to sleep and must be woken for the next job.
+            if n % 100 == 0 {
+                while taken.load(Ordering::SeqCst) <= n {
+                    assert!(Instant::now() < end, "job {n} was never taken");
+                    thread::yield_now();
+                }
+            }
+        }
+        drop(tx);
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(taken.load(Ordering::SeqCst), 20_000);
+    }
+}
