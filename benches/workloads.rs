@@ -528,7 +528,6 @@ fn w4(runs: usize) {
             .dialer(TcpDialer::new())
             .target_outbound(64)
             .target_block_relay(0)
-            .dialer_pool_size(64)
             .address_source(move || Some(target.clone()))
             // Disconnect first, then close: a close alone reads as the
             // peer leaving before the connection was stable, which makes
