@@ -332,8 +332,9 @@ impl Core {
                 }
             }
         }
-        if !known && self.peers.tags.contains(&peer) {
-            self.attach_connections(&peer);
+        // A peer new to the book takes its live connections; only one
+        // with none can be idle.
+        if !known && self.peers.tags.contains(&peer) && !self.attach_connections(&peer) {
             self.peers.queue_idle(&peer);
         }
         self.peers.forget_idle_and_mark([peer]);
@@ -409,15 +410,21 @@ impl Core {
     }
 
     /// Tells the tag store about every live connection of `peer`, when the
-    /// store first hears of it.
-    fn attach_connections(&mut self, peer: &PeerId) {
-        let ids = self.live_index().of(peer).to_vec();
-        for id in ids {
-            if let Some(r) = self.records.get(&id) {
+    /// store first hears of it; whether there was any.
+    fn attach_connections(&mut self, peer: &PeerId) -> bool {
+        self.live_index();
+        let Some(index) = &self.peers.live else {
+            return false;
+        };
+        let mut attached = false;
+        for id in index.of(peer) {
+            if let Some(r) = self.records.get(id) {
                 let opened = r.opened.unwrap_or(r.since);
                 self.peers.tags.connected(peer, id.0, opened);
+                attached = true;
             }
         }
+        attached
     }
 
     /// The index of live connections by peer, built with one pass the

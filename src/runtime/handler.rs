@@ -623,7 +623,7 @@ impl Handler {
         let clock_ref = (now, self.parts.clock.wall());
         {
             let mut store = self.parts.store.lock();
-            store.apply(&self.changes);
+            store.apply(&mut self.changes);
             store.running = running;
             store.clock_ref = Some(clock_ref);
         }

@@ -93,30 +93,32 @@ impl Default for SnapshotStore {
 
 impl SnapshotStore {
     /// Writes one batch of the Core's changes.
-    pub(crate) fn apply(&mut self, changes: &Changes) {
+    pub(crate) fn apply(&mut self, changes: &mut Changes) {
         for info in &changes.conns {
             self.upsert(info.clone());
         }
         for f in &changes.finished {
             self.remove(f.id);
         }
-        for p in &changes.peers {
-            match &p.info {
-                Some(info) => self.peers.insert(p.peer.clone(), info.clone()),
+        // Peers, bans and names are read by nothing after the store, so
+        // they move in rather than being copied (a peer's tag map and
+        // connection list are allocations each).
+        for p in changes.peers.drain(..) {
+            match p.info {
+                Some(info) => self.peers.insert(p.peer.clone(), info),
                 None => self.peers.remove(&p.peer),
             };
             if p.protections.is_empty() {
                 self.protections.remove(&p.peer);
             } else {
-                self.protections
-                    .insert(p.peer.clone(), p.protections.clone());
+                self.protections.insert(p.peer, p.protections);
             }
         }
-        if let Some(bans) = &changes.bans {
-            self.bans.clone_from(bans);
+        if let Some(bans) = changes.bans.take() {
+            self.bans = bans;
         }
-        if let Some(names) = &changes.decaying {
-            self.decaying.clone_from(names);
+        if let Some(names) = changes.decaying.take() {
+            self.decaying = names;
         }
         self.stats = changes.stats;
     }
