@@ -412,10 +412,7 @@ impl Core {
     /// Tells the tag store about every live connection of `peer`, when the
     /// store first hears of it; whether there was any.
     fn attach_connections(&mut self, peer: &PeerId) -> bool {
-        self.live_index();
-        let Some(index) = &self.peers.live else {
-            return false;
-        };
+        let index = live_index(&mut self.records, &mut self.peers.live);
         let mut attached = false;
         for id in index.of(peer) {
             if let Some(r) = self.records.get(id) {
@@ -430,17 +427,7 @@ impl Core {
     /// The index of live connections by peer, built with one pass the
     /// first time it is needed (caching each record's peer id).
     fn live_index(&mut self) -> &LiveIndex {
-        let records = &mut self.records;
-        self.peers.live.get_or_insert_with(|| {
-            let mut index = LiveIndex::default();
-            for (id, r) in records.iter_mut().filter(|(_, r)| r.is_live()) {
-                if let Some(peer) = r.peer_id() {
-                    r.peer.get_or_insert_with(|| peer.clone());
-                    index.opened(peer, *id);
-                }
-            }
-            index
-        })
+        live_index(&mut self.records, &mut self.peers.live)
     }
 
     /// Runs decaying tags that are due.
@@ -540,4 +527,23 @@ impl Core {
             self.take_down(now, id, Teardown::Disconnect, reason, out);
         }
     }
+}
+
+/// The live index in `live`, built from `records` on first use; a free
+/// function so that callers can keep using the Core's other fields while
+/// they read it.
+fn live_index<'a>(
+    records: &mut IdMap<ConnId, Record>,
+    live: &'a mut Option<LiveIndex>,
+) -> &'a LiveIndex {
+    live.get_or_insert_with(|| {
+        let mut index = LiveIndex::default();
+        for (id, r) in records.iter_mut().filter(|(_, r)| r.is_live()) {
+            if let Some(peer) = r.peer_id() {
+                r.peer.get_or_insert_with(|| peer.clone());
+                index.opened(peer, *id);
+            }
+        }
+        index
+    })
 }

@@ -59,8 +59,10 @@ impl<T> JobQueue<T> {
         (JobSender(Arc::clone(&queue)), JobReceiver(queue))
     }
 
-    fn wake_one(&self, s: &mut State<T>) {
-        if s.idle > s.tokens {
+    /// Wakes a sleeping worker for waiting jobs, unless an awake one will
+    /// see them anyway.
+    fn wake_if_none_searching(&self, s: &mut State<T>) {
+        if s.searching == 0 && s.idle > s.tokens {
             s.tokens += 1;
             s.searching += 1;
             self.wake.notify_one();
@@ -81,9 +83,7 @@ impl<T> JobSender<T> {
             return Err(job);
         }
         s.jobs.push_back(job);
-        if s.searching == 0 {
-            q.wake_one(&mut s);
-        }
+        q.wake_if_none_searching(&mut s);
         Ok(())
     }
 }
@@ -117,8 +117,8 @@ impl<T> JobReceiver<T> {
         loop {
             if let Some(job) = s.jobs.pop_front() {
                 s.searching -= 1;
-                if !s.jobs.is_empty() && s.searching == 0 {
-                    q.wake_one(&mut s);
+                if !s.jobs.is_empty() {
+                    q.wake_if_none_searching(&mut s);
                 }
                 return Some(job);
             }
@@ -168,6 +168,21 @@ mod tests {
     use std::thread;
     use std::time::{Duration, Instant};
 
+    /// Starts `n` workers, each running `work(its number, the receiver)`.
+    fn workers<R: Send + 'static>(
+        rx: &JobReceiver<usize>,
+        n: usize,
+        work: impl Fn(usize, &JobReceiver<usize>) -> R + Send + Sync + 'static,
+    ) -> Vec<thread::JoinHandle<R>> {
+        let work = Arc::new(work);
+        (0..n)
+            .map(|k| {
+                let (rx, work) = (rx.clone(), Arc::clone(&work));
+                thread::spawn(move || work(k, &rx))
+            })
+            .collect()
+    }
+
     #[test]
     fn full_and_closed_queues_give_the_job_back() {
         let (tx, rx) = JobQueue::bounded(2);
@@ -189,23 +204,19 @@ mod tests {
     fn blocking_jobs_get_a_worker_each() {
         let (tx, rx) = JobQueue::<usize>::bounded(64);
         let started = Arc::new(AtomicUsize::new(0));
-        let workers: Vec<_> = (0..8)
-            .map(|_| {
-                let (rx, started) = (rx.clone(), Arc::clone(&started));
-                thread::spawn(move || {
-                    let mut done = 0;
-                    while rx.take(false).is_some() {
-                        started.fetch_add(1, Ordering::SeqCst);
-                        let end = Instant::now() + Duration::from_secs(30);
-                        while started.load(Ordering::SeqCst) < 8 && Instant::now() < end {
-                            thread::yield_now();
-                        }
-                        done += 1;
-                    }
-                    done
-                })
-            })
-            .collect();
+        let seen = Arc::clone(&started);
+        let workers = workers(&rx, 8, move |_, rx| {
+            let mut done = 0;
+            while rx.take(false).is_some() {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let end = Instant::now() + Duration::from_secs(30);
+                while seen.load(Ordering::SeqCst) < 8 && Instant::now() < end {
+                    thread::yield_now();
+                }
+                done += 1;
+            }
+            done
+        });
         for n in 0..8 {
             tx.try_push(n).unwrap();
         }
@@ -225,16 +236,12 @@ mod tests {
         let (tx, rx) = JobQueue::<usize>::bounded(16);
         let taken = Arc::new(AtomicUsize::new(0));
         // Half the workers linger before sleeping, half sleep at once.
-        let workers: Vec<_> = (0..4)
-            .map(|n| {
-                let (rx, taken) = (rx.clone(), Arc::clone(&taken));
-                thread::spawn(move || {
-                    while rx.take(n % 2 == 0).is_some() {
-                        taken.fetch_add(1, Ordering::SeqCst);
-                    }
-                })
-            })
-            .collect();
+        let counted = Arc::clone(&taken);
+        let workers = workers(&rx, 4, move |k, rx| {
+            while rx.take(k % 2 == 0).is_some() {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
         let end = Instant::now() + Duration::from_secs(60);
         for n in 0..20_000 {
             while tx.try_push(n).is_err() {

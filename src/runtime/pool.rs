@@ -125,7 +125,8 @@ impl Pool {
         })
     }
 
-    /// Starts `n` workers; they exit when the job queue's sender is gone (or when they take a retire ticket).
+    /// Starts `n` workers; they exit when the job queue's sender is gone
+    /// (or when they take a retire ticket).
     pub(crate) fn spawn(&self, n: usize) -> std::io::Result<()> {
         for _ in 0..n {
             self.spawn_one()?;
