@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connmgr::core::{Core, CoreConfig, Effect, Input, TagChange, Teardown};
+use connmgr::core::{default_peer_id, Core, CoreConfig, Effect, Input, TagChange, Teardown};
 use connmgr::policy::DynamicBanScore;
 use connmgr::policy::{CandidateNet, EvictionCandidate, EvictionKey, EvictionPolicy};
 use connmgr::policy::{TrimCandidate, TrimPolicy};
@@ -337,7 +337,7 @@ fn addr_parse(c: &mut Criterion) {
     let v4: Addr = "203.0.113.7:8333".parse().expect("address");
     g.bench_function("to_string_ipv4", |b| b.iter(|| black_box(&v4).to_string()));
     g.bench_function("peer_id_from_ipv4", |b| {
-        b.iter(|| PeerId::from(black_box(&v4).to_string()))
+        b.iter(|| default_peer_id(black_box(&v4)))
     });
     g.finish();
 }

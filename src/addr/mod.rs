@@ -15,6 +15,7 @@ mod onion;
 mod parse;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -477,6 +478,17 @@ impl From<(IpAddr, u16)> for Addr {
     }
 }
 
+impl Addr {
+    /// Calls `f` with the text `Display` writes, with no allocation for an
+    /// IPv4 socket address (the text of most peer ids).
+    pub(crate) fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Addr::Ip(SocketAddr::V4(sa)) => f(text::v4_text(sa, &mut [0; text::MAX_V4_TEXT])),
+            _ => f(&self.to_string()),
+        }
+    }
+}
+
 impl fmt::Display for Addr {
     /// Writes `192.0.2.1:8333`, `[2001:db8::1]:8333`, `host:port`,
     /// `<56 chars>.onion:port`, `<52 chars>.b32.i2p:port`,
@@ -484,6 +496,9 @@ impl fmt::Display for Addr {
     /// All but the custom form parse back into an equal `Addr`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Addr::Ip(SocketAddr::V4(sa)) => {
+                f.write_str(text::v4_text(sa, &mut [0; text::MAX_V4_TEXT]))
+            }
             Addr::Ip(sa) => write!(f, "{sa}"),
             Addr::Cjdns { ip, port } => write!(f, "{}[{ip}]:{port}", parse::CJDNS_PREFIX),
             Addr::Dns { host, port } | Addr::Onion { host, port } | Addr::I2p { host, port } => {

@@ -303,7 +303,7 @@ impl Core {
         }
         let tags = &mut self.peers.tags;
         match change {
-            TagChange::Set(name, value) => tags.tag(&peer, &name, value, now),
+            TagChange::Set(name, value) => tags.tag(&peer, name, value, now),
             TagChange::Remove(name) => {
                 tags.untag(&peer, &name);
                 if tags.has_decaying(&name) {
@@ -537,7 +537,7 @@ fn live_index<'a>(
     live: &'a mut Option<LiveIndex>,
 ) -> &'a LiveIndex {
     live.get_or_insert_with(|| {
-        let mut index = LiveIndex::default();
+        let mut index = LiveIndex::with_capacity(records.values().filter(|r| r.is_live()).count());
         for (id, r) in records.iter_mut().filter(|(_, r)| r.is_live()) {
             if let Some(peer) = r.peer_id() {
                 r.peer.get_or_insert_with(|| peer.clone());

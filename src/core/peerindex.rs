@@ -18,6 +18,14 @@ pub(super) struct LiveIndex {
 }
 
 impl LiveIndex {
+    /// An empty index with room for `peers` peers, so the first build
+    /// does not rehash as it grows.
+    pub(super) fn with_capacity(peers: usize) -> Self {
+        LiveIndex {
+            by_peer: HashMap::with_capacity(peers),
+        }
+    }
+
     pub(super) fn opened(&mut self, peer: PeerId, id: ConnId) {
         let ids = self.by_peer.entry(peer).or_default();
         if !ids.contains(&id) {

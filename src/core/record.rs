@@ -12,7 +12,7 @@ use crate::types::{ConnId, ConnState, ConnType, Direction};
 
 /// The default identity of the peer at `addr`: its address text.
 pub fn default_peer_id(addr: &Addr) -> PeerId {
-    PeerId::from(addr.to_string())
+    addr.with_text(|text| PeerId::from(text))
 }
 
 /// What the Core tracks for one id.

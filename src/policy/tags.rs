@@ -289,12 +289,13 @@ impl PeerInfo {
         }
     }
 
-    /// Sets a tag and returns its previous value (zero if absent).
-    fn set_tag(&mut self, name: &str, value: i64) -> i64 {
-        let old = match self.tags.get_mut(name) {
+    /// Sets a tag and returns its previous value (zero if absent); a new
+    /// tag takes an owned name as it is, without a copy.
+    fn set_tag(&mut self, name: impl AsRef<str> + Into<String>, value: i64) -> i64 {
+        let old = match self.tags.get_mut(name.as_ref()) {
             Some(slot) => std::mem::replace(slot, value),
             None => {
-                self.tags.insert(name.to_owned(), value);
+                self.tags.insert(name.into(), value);
                 0
             }
         };
@@ -470,7 +471,14 @@ impl PeerTags {
     }
 
     /// Sets tag `name` of `peer` to `value`, replacing any previous value.
-    pub fn tag(&mut self, peer: &PeerId, name: &str, value: i64, now: Instant) {
+    /// `name` may be a `&str` or an owned `String` (kept without a copy).
+    pub fn tag(
+        &mut self,
+        peer: &PeerId,
+        name: impl AsRef<str> + Into<String>,
+        value: i64,
+        now: Instant,
+    ) {
         Self::entry(&mut self.peers, peer, now).set_tag(name, value);
     }
 
