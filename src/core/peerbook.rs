@@ -302,6 +302,7 @@ impl Core {
             return;
         }
         let tags = &mut self.peers.tags;
+        let set = matches!(change, TagChange::Set(..));
         match change {
             TagChange::Set(name, value) => tags.tag(&peer, name, value, now),
             TagChange::Remove(name) => {
@@ -333,11 +334,16 @@ impl Core {
             }
         }
         // A peer new to the book takes its live connections; only one
-        // with none can be idle.
-        if !known && self.peers.tags.contains(&peer) && !self.attach_connections(&peer) {
+        // with none can be idle. A set tag always leaves an entry.
+        let kept = set || self.peers.tags.contains(&peer);
+        if !known && kept && !self.attach_connections(&peer) {
             self.peers.queue_idle(&peer);
         }
-        self.peers.forget_idle_and_mark([peer]);
+        if set {
+            self.peers.dirty.insert(peer);
+        } else {
+            self.peers.forget_idle_and_mark([peer]);
+        }
     }
 
     /// Whether a change that may add `peer` to the book fits: peers with a
