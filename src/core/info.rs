@@ -58,6 +58,28 @@ impl ConnInfo {
     pub fn is_automatic(&self) -> bool {
         self.conn_type.is_automatic()
     }
+
+    /// The fields [`Counts`] sorts this entry by.
+    pub(crate) fn count_key(&self) -> CountKey {
+        CountKey {
+            state: self.state,
+            direction: self.direction,
+            conn_type: self.conn_type,
+            permanent: self.permanent,
+            block_relay_only: self.block_relay_only,
+        }
+    }
+}
+
+/// The fields of an entry that [`Counts`] sorts it by, which the snapshot
+/// store also keeps as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CountKey {
+    pub(crate) state: ConnState,
+    pub(crate) direction: Direction,
+    pub(crate) conn_type: ConnType,
+    pub(crate) permanent: bool,
+    pub(crate) block_relay_only: bool,
 }
 
 /// How many requests and connections are in each state.
@@ -91,7 +113,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub(crate) fn apply(&mut self, info: &ConnInfo, sign: isize) {
+    pub(crate) fn apply(&mut self, info: CountKey, sign: isize) {
         let bump = |n: &mut usize| *n = n.wrapping_add_signed(sign);
         match (info.state, info.direction) {
             (ConnState::Pending, _) => bump(&mut self.pending),
@@ -100,7 +122,7 @@ impl Counts {
             (ConnState::Established, Direction::Inbound) => bump(&mut self.inbound),
             (ConnState::Established, Direction::Outbound) => {
                 bump(&mut self.outbound);
-                if info.is_automatic() {
+                if info.conn_type.is_automatic() {
                     bump(&mut self.automatic_outbound);
                 }
                 if info.block_relay_only {

@@ -20,6 +20,7 @@ pub(crate) mod notifier;
 mod peer_calls;
 pub(crate) mod persist;
 pub(crate) mod pool;
+pub(crate) mod published;
 pub(crate) mod request;
 pub(crate) mod snapshot;
 pub(crate) mod source;

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
 use crate::core::info::{ConnInfo, Counts, Stats};
-use crate::core::{default_peer_id, Changes};
+use crate::core::Changes;
 use crate::idmap::IdMap;
 use crate::policy::banlist::BanEntry;
 use crate::policy::tags::{PeerId, TagInfo};
+use crate::runtime::published::{Entry, TimeBase};
 use crate::types::{ConnId, ConnState};
 
 /// `at` on the wall clock, given a reading `(now, wall)` of both clocks.
@@ -17,15 +18,6 @@ fn on_wall(at: Instant, (now, wall): (Instant, SystemTime)) -> Option<SystemTime
     match at.checked_duration_since(now) {
         Some(ahead) => wall.checked_add(ahead),
         None => wall.checked_sub(now.saturating_duration_since(at)),
-    }
-}
-
-/// Whether `c` is a connection of `peer`, by the Core's peer id rule.
-fn is_peer(c: &ConnInfo, peer: &PeerId) -> bool {
-    match (&c.peer, &c.addr) {
-        (Some(p), _) => p == peer,
-        (None, Some(addr)) => default_peer_id(addr) == *peer,
-        (None, None) => false,
     }
 }
 
@@ -58,7 +50,10 @@ impl Snapshot {
 /// from the Core's change set; nothing here is decided anew.
 #[derive(Debug)]
 pub(crate) struct SnapshotStore {
-    conns: IdMap<ConnId, ConnInfo>,
+    /// Every live entry, compact: one per connection of the manager.
+    conns: IdMap<ConnId, Entry>,
+    /// The origin of the entries' times.
+    base: TimeBase,
     peers: HashMap<PeerId, TagInfo>,
     protections: HashMap<PeerId, Vec<String>>,
     bans: Vec<BanEntry>,
@@ -78,6 +73,9 @@ impl Default for SnapshotStore {
     fn default() -> Self {
         SnapshotStore {
             conns: IdMap::default(),
+            // Any instant serves as the origin; the process's start keeps
+            // every clock's readings well within range.
+            base: TimeBase::new(Instant::now()),
             peers: HashMap::new(),
             protections: HashMap::new(),
             bans: Vec::new(),
@@ -125,15 +123,16 @@ impl SnapshotStore {
 
     /// Shows a request before the Core has seen it.
     pub(crate) fn upsert(&mut self, info: ConnInfo) {
-        self.counts.apply(&info, 1);
-        if let Some(old) = self.conns.insert(info.id, info) {
-            self.counts.apply(&old, -1);
+        self.counts.apply(info.count_key(), 1);
+        let id = info.id;
+        if let Some(old) = self.conns.insert(id, Entry::new(info, self.base)) {
+            self.counts.apply(old.count_key(), -1);
         }
     }
 
     pub(crate) fn remove(&mut self, id: ConnId) {
         if let Some(old) = self.conns.remove(&id) {
-            self.counts.apply(&old, -1);
+            self.counts.apply(old.count_key(), -1);
         }
     }
 
@@ -145,9 +144,9 @@ impl SnapshotStore {
         }
         let mut conns: Vec<(u64, Instant)> = self
             .conns
-            .values()
-            .filter(|c| c.state == ConnState::Established && is_peer(c, peer))
-            .map(|c| (c.id.0, c.since))
+            .iter()
+            .filter(|(_, c)| c.state() == ConnState::Established && c.is_peer(peer))
+            .map(|(id, c)| (id.0, c.since(self.base)))
             .collect();
         conns.sort_unstable();
         let first_seen = conns.iter().map(|c| c.1).min()?;
@@ -215,7 +214,8 @@ impl SnapshotStore {
 
     /// The entry for `id`, with wall-clock times.
     pub(crate) fn conn_info(&self, id: ConnId) -> Option<ConnInfo> {
-        self.conns.get(&id).cloned().map(|c| self.with_wall(c))
+        let entry = self.conns.get(&id)?;
+        Some(self.with_wall(entry.info(id, self.base)))
     }
 
     /// Fills `info`'s wall-clock times from the last clock reading.
@@ -230,9 +230,8 @@ impl SnapshotStore {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let mut conns: Vec<ConnInfo> = self
             .conns
-            .values()
-            .cloned()
-            .map(|c| self.with_wall(c))
+            .iter()
+            .map(|(id, c)| self.with_wall(c.info(*id, self.base)))
             .collect();
         conns.sort_unstable_by_key(|c| c.id);
         Snapshot {
