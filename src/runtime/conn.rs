@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +16,17 @@ use crate::transport::stream::{Closer, Stream};
 use crate::types::{ConnId, Direction};
 
 /// What the manager keeps of a live connection: enough to close it and to
-/// learn, exactly once, that the user closed it.
+/// learn, exactly once, that the user closed it. The user's handles share
+/// the same allocation and count themselves in it.
 pub(crate) struct ConnShared {
     id: ConnId,
     serial: u64,
     remote: Addr,
     direction: Direction,
     closed: AtomicBool,
+    /// The user's handles ([`Conn`]s and [`ConnHold`]s) still alive; the
+    /// last one to go closes the connection.
+    users: AtomicUsize,
     closer: Closer,
     notify: Sender<Msg>,
 }
@@ -42,6 +46,7 @@ impl ConnShared {
             remote,
             direction,
             closed: AtomicBool::new(false),
+            users: AtomicUsize::new(0),
             closer,
             notify,
         })
@@ -67,12 +72,31 @@ impl ConnShared {
     }
 }
 
-/// Closes the connection when the last clone of a [`Conn`] is dropped.
-struct DropGuard(Arc<ConnShared>);
+/// One of the user's handles on a connection: the connection closes when
+/// the last one is dropped. A count in the shared state, rather than a
+/// second `Arc`, so a connection costs one allocation.
+struct UserRef(Arc<ConnShared>);
 
-impl Drop for DropGuard {
+impl UserRef {
+    fn new(shared: Arc<ConnShared>) -> Self {
+        shared.users.fetch_add(1, Ordering::Relaxed);
+        UserRef(shared)
+    }
+}
+
+impl Clone for UserRef {
+    fn clone(&self) -> Self {
+        UserRef::new(Arc::clone(&self.0))
+    }
+}
+
+impl Drop for UserRef {
     fn drop(&mut self) {
-        self.0.close_by_user();
+        // AcqRel: the last handle sees every other handle's writes before
+        // it closes.
+        if self.0.users.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.close_by_user();
+        }
     }
 }
 
@@ -85,14 +109,14 @@ impl Drop for DropGuard {
 /// a permanent request is retried, the outbound target is refilled.
 pub struct Conn {
     stream: Box<dyn Stream>,
-    guard: Arc<DropGuard>,
+    guard: UserRef,
 }
 
 impl Conn {
     pub(crate) fn new(stream: Box<dyn Stream>, shared: Arc<ConnShared>) -> Self {
         Conn {
             stream,
-            guard: Arc::new(DropGuard(shared)),
+            guard: UserRef::new(shared),
         }
     }
 
@@ -148,7 +172,7 @@ impl Conn {
     pub fn try_clone(&self) -> io::Result<Conn> {
         Ok(Conn {
             stream: self.stream.try_clone_stream()?,
-            guard: Arc::clone(&self.guard),
+            guard: self.guard.clone(),
         })
     }
 
@@ -232,7 +256,7 @@ impl Conn {
 /// open; dropping it (with every other handle) tells the manager it
 /// closed.
 pub struct ConnHold {
-    guard: Arc<DropGuard>,
+    guard: UserRef,
 }
 
 impl ConnHold {
@@ -277,5 +301,67 @@ impl fmt::Debug for Conn {
             .field("direction", &self.direction())
             .field("closed", &self.is_closed())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::pipe::pipe;
+
+    fn managed() -> (Conn, crossbeam_channel::Receiver<Msg>, Arc<ConnShared>) {
+        let (end, _peer) = pipe();
+        let stream: Box<dyn Stream> = Box::new(end);
+        let closer = stream.closer().expect("a pipe has a closer");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let addr: Addr = "10.0.0.1:8333".parse().unwrap();
+        let shared = ConnShared::new(ConnId(4), 9, addr, Direction::Outbound, closer, tx);
+        (Conn::new(stream, Arc::clone(&shared)), rx, shared)
+    }
+
+    fn closed_notices(rx: &crossbeam_channel::Receiver<Msg>) -> usize {
+        rx.try_iter()
+            .filter(|m| {
+                matches!(
+                    m,
+                    Msg::Input(Input::Closed {
+                        id: ConnId(4),
+                        serial: 9
+                    })
+                )
+            })
+            .count()
+    }
+
+    #[test]
+    fn only_the_last_handle_closes_and_tells_the_manager_once() {
+        let (conn, rx, shared) = managed();
+        let second = conn.try_clone().expect("pipes clone");
+        drop(conn);
+        assert!(!second.is_closed());
+        assert_eq!(closed_notices(&rx), 0);
+        drop(second);
+        assert!(shared.closed.load(Ordering::Acquire));
+        assert_eq!(closed_notices(&rx), 1);
+    }
+
+    #[test]
+    fn a_close_by_the_manager_is_not_reported_back() {
+        let (conn, rx, shared) = managed();
+        shared.close_by_manager();
+        assert!(conn.is_closed());
+        conn.close();
+        drop(conn);
+        assert_eq!(closed_notices(&rx), 0);
+    }
+
+    #[test]
+    fn close_on_any_handle_closes_all_once() {
+        let (conn, rx, _shared) = managed();
+        let second = conn.try_clone().expect("pipes clone");
+        second.close();
+        assert!(conn.is_closed());
+        drop((conn, second));
+        assert_eq!(closed_notices(&rx), 1);
     }
 }
