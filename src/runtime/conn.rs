@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ pub(crate) struct ConnShared {
     closed: AtomicBool,
     /// The user's handles ([`Conn`]s and [`ConnHold`]s) still alive; the
     /// last one to go closes the connection.
-    users: AtomicUsize,
+    users: AtomicU32,
     closer: Closer,
     notify: Sender<Msg>,
 }
@@ -46,7 +46,7 @@ impl ConnShared {
             remote,
             direction,
             closed: AtomicBool::new(false),
-            users: AtomicUsize::new(0),
+            users: AtomicU32::new(0),
             closer,
             notify,
         })
@@ -78,15 +78,20 @@ impl ConnShared {
 struct UserRef(Arc<ConnShared>);
 
 impl UserRef {
+    /// The first handle.
     fn new(shared: Arc<ConnShared>) -> Self {
         shared.users.fetch_add(1, Ordering::Relaxed);
         UserRef(shared)
     }
-}
 
-impl Clone for UserRef {
-    fn clone(&self) -> Self {
-        UserRef::new(Arc::clone(&self.0))
+    /// Another handle, unless four billion are alive already (the count
+    /// must never wrap to zero and close the connection under them).
+    fn try_clone(&self) -> io::Result<Self> {
+        let users = &self.0.users;
+        users
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+            .map_err(|_| io::Error::other("too many handles to one connection"))?;
+        Ok(UserRef(Arc::clone(&self.0)))
     }
 }
 
@@ -170,9 +175,10 @@ impl Conn {
     /// any handle closes it for all. Fails if the stream type cannot be
     /// cloned.
     pub fn try_clone(&self) -> io::Result<Conn> {
+        let guard = self.guard.try_clone()?;
         Ok(Conn {
             stream: self.stream.try_clone_stream()?,
-            guard: self.guard.clone(),
+            guard,
         })
     }
 

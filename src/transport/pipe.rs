@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::transport::stream::{Closer, Stream};
+use crate::transport::stream::{CloseEnd, Closer, Stream};
 
 /// Buffer capacity per direction used by [`pipe`].
 pub const DEFAULT_CAPACITY: usize = 64 * 1024;
@@ -114,6 +114,12 @@ impl Shared {
             }
             Some(deadline) => !cond.wait_until(guard, deadline).timed_out(),
         }
+    }
+}
+
+impl CloseEnd for Shared {
+    fn close_end(&self, end: bool) {
+        self.close(usize::from(end));
     }
 }
 
@@ -296,9 +302,10 @@ impl Stream for PipeStream {
     fn closer(&self) -> io::Result<Closer> {
         // The closer holds the shared state but not a handle, so it does not
         // keep the end open.
-        let shared = Arc::clone(&self.shared);
-        let end = self.end;
-        Ok(Closer::new(move || shared.close(end)))
+        Ok(Closer::for_end(
+            Arc::clone(&self.shared) as _,
+            self.end == 1,
+        ))
     }
 
     fn try_clone_stream(&self) -> io::Result<Box<dyn Stream>> {

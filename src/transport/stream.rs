@@ -100,12 +100,33 @@ fn no_socket() -> io::Error {
 /// A cloneable handle that closes one stream (or listener) from any
 /// thread. Closing twice is harmless.
 #[derive(Clone)]
-pub struct Closer(Arc<dyn Fn() + Send + Sync>);
+pub struct Closer(CloseBy);
+
+#[derive(Clone)]
+enum CloseBy {
+    /// A function of the stream's own.
+    Function(Arc<dyn Fn() + Send + Sync>),
+    /// End `.1` of a pair whose shared state is already an `Arc`: no
+    /// allocation of its own (the manager keeps one closer per
+    /// connection).
+    End(Arc<dyn CloseEnd>, bool),
+}
+
+/// Shared state of a stream pair that can close either end.
+pub(crate) trait CloseEnd: Send + Sync {
+    /// Closes end `end` (`false` for the first, `true` for the second).
+    fn close_end(&self, end: bool);
+}
 
 impl Closer {
     /// Wraps the function that performs the close.
     pub fn new(close: impl Fn() + Send + Sync + 'static) -> Self {
-        Closer(Arc::new(close))
+        Closer(CloseBy::Function(Arc::new(close)))
+    }
+
+    /// Closes end `end` of `pair`, reusing the pair's allocation.
+    pub(crate) fn for_end(pair: Arc<dyn CloseEnd>, end: bool) -> Self {
+        Closer(CloseBy::End(pair, end))
     }
 
     /// A closer that does nothing, for streams that need no help to close.
@@ -115,7 +136,10 @@ impl Closer {
 
     /// Runs the close.
     pub fn close(&self) {
-        (self.0)()
+        match &self.0 {
+            CloseBy::Function(close) => close(),
+            CloseBy::End(pair, end) => pair.close_end(*end),
+        }
     }
 }
 
