@@ -49,8 +49,8 @@ pub fn pipe_with_capacity(capacity: usize) -> (PipeStream, PipeStream) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             bufs: [VecDeque::new(), VecDeque::new()],
-            read_timeout: [None, None],
-            write_timeout: [None, None],
+            read_timeout: [Timeout::FOREVER; 2],
+            write_timeout: [Timeout::FOREVER; 2],
             capacity: capacity.max(1),
             handles: [1, 1],
             closed: [false, false],
@@ -78,13 +78,33 @@ struct State {
     /// `bufs[e]` holds bytes written by end `e`, not yet read by the peer.
     bufs: [VecDeque<u8>; 2],
     /// Per end, like a socket option: shared by every handle of that end.
-    read_timeout: [Option<Duration>; 2],
-    write_timeout: [Option<Duration>; 2],
+    read_timeout: [Timeout; 2],
+    write_timeout: [Timeout; 2],
     capacity: usize,
     /// Live `PipeStream` handles per end; the end closes when it reaches 0.
     handles: [u32; 2],
     /// End `e` was shut down or dropped.
     closed: [bool; 2],
+}
+
+/// A timeout in 8 bytes instead of an `Option<Duration>`'s 16 (every
+/// pipe holds four): nanoseconds, with `u64::MAX` for none. A timeout past
+/// 584 years is as good as none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Timeout(u64);
+
+impl Timeout {
+    const FOREVER: Timeout = Timeout(u64::MAX);
+
+    fn new(timeout: Option<Duration>) -> Self {
+        timeout
+            .and_then(|t| u64::try_from(t.as_nanos()).ok())
+            .map_or(Timeout::FOREVER, Timeout)
+    }
+
+    fn get(self) -> Option<Duration> {
+        (self != Timeout::FOREVER).then(|| Duration::from_nanos(self.0))
+    }
 }
 
 impl Shared {
@@ -150,7 +170,7 @@ impl PipeStream {
     /// never waits: a read with nothing buffered fails with
     /// [`io::ErrorKind::WouldBlock`]. Applies to every handle of this end.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) {
-        self.shared.state.lock().read_timeout[self.end] = timeout;
+        self.shared.state.lock().read_timeout[self.end] = Timeout::new(timeout);
     }
 
     /// Sets how long a write waits for buffer space before failing with
@@ -158,7 +178,7 @@ impl PipeStream {
     /// never waits: a write into a full buffer fails with
     /// [`io::ErrorKind::WouldBlock`]. Applies to every handle of this end.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) {
-        self.shared.state.lock().write_timeout[self.end] = timeout;
+        self.shared.state.lock().write_timeout[self.end] = Timeout::new(timeout);
     }
 
     /// Shuts this end down in both directions, from any thread: blocked
@@ -198,7 +218,7 @@ impl Read for PipeStream {
         let me = self.end;
         let peer = 1 - me;
         let mut state = self.shared.state.lock();
-        let timeout = state.read_timeout[me];
+        let timeout = state.read_timeout[me].get();
         let deadline = deadline_for(timeout);
         loop {
             if state.closed[me] {
@@ -247,7 +267,7 @@ impl Write for PipeStream {
         }
         let me = self.end;
         let mut state = self.shared.state.lock();
-        let timeout = state.write_timeout[me];
+        let timeout = state.write_timeout[me].get();
         let deadline = deadline_for(timeout);
         loop {
             if state.closed[me] || state.closed[1 - me] {
@@ -357,6 +377,16 @@ impl fmt::Debug for PipeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_keep_their_value_in_eight_bytes() {
+        for t in [Some(Duration::ZERO), Some(Duration::from_millis(10)), None] {
+            assert_eq!(Timeout::new(t).get(), t);
+        }
+        assert_eq!(Timeout::new(Some(Duration::MAX)).get(), None);
+        // One allocation per pair, kept small: both ends' state.
+        assert!(std::mem::size_of::<Shared>() <= 144);
+    }
     use crossbeam_channel::bounded;
     use std::thread;
 
