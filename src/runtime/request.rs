@@ -2,9 +2,8 @@
 //! the handle through which they read its published state.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-
-use parking_lot::Mutex;
 
 use crate::addr::Addr;
 use crate::core::ReqSpec;
@@ -22,11 +21,14 @@ pub struct ConnReq {
     inner: Arc<ReqInner>,
 }
 
+/// 72 bytes: the handler keeps one for every live request.
 struct ReqInner {
-    id: OnceLock<ConnId>,
+    /// The id once submitted; 0 before (ids start at 1).
+    id: AtomicU64,
     addr: OnceLock<Addr>,
     kind: Kind,
-    view: Mutex<ReqView>,
+    /// The last published [`ReqView`], packed so that readers take no lock.
+    view: AtomicU64,
 }
 
 /// What a request is, fixed once it is built.
@@ -56,6 +58,34 @@ impl Kind {
 pub(crate) struct ReqView {
     pub(crate) state: ConnState,
     pub(crate) retries: u32,
+}
+
+impl ReqView {
+    const STATES: [ConnState; 5] = [
+        ConnState::Pending,
+        ConnState::Failing,
+        ConnState::Canceled,
+        ConnState::Established,
+        ConnState::Disconnected,
+    ];
+
+    /// The retries in the high half, the state's index in the low byte.
+    fn pack(self) -> u64 {
+        let index = Self::STATES.iter().position(|s| *s == self.state);
+        (u64::from(self.retries) << 32) | index.unwrap_or(0) as u64
+    }
+
+    fn unpack(packed: u64) -> Self {
+        ReqView {
+            state: Self::STATES[(packed as u8 as usize).min(Self::STATES.len() - 1)],
+            retries: (packed >> 32) as u32,
+        }
+    }
+
+    fn load(cell: &AtomicU64) -> Self {
+        // Acquire: pairs with the handler's release in `publish`.
+        Self::unpack(cell.load(Ordering::Acquire))
+    }
 }
 
 impl ConnReq {
@@ -183,20 +213,26 @@ impl ConnReq {
         }
         ConnReq {
             inner: Arc::new(ReqInner {
-                id: OnceLock::new(),
+                id: AtomicU64::new(0),
                 addr: cell,
                 kind,
-                view: Mutex::new(ReqView {
-                    state: ConnState::Pending,
-                    retries: 0,
-                }),
+                view: AtomicU64::new(
+                    ReqView {
+                        state: ConnState::Pending,
+                        retries: 0,
+                    }
+                    .pack(),
+                ),
             }),
         }
     }
 
     /// The id, once the request has been submitted.
     pub fn id(&self) -> Option<ConnId> {
-        self.inner.id.get().copied()
+        match self.inner.id.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(ConnId(id)),
+        }
     }
 
     /// The address, once known (requests filled from the address source
@@ -230,18 +266,24 @@ impl ConnReq {
 
     /// The state the manager last published for this request.
     pub fn state(&self) -> ConnState {
-        self.inner.view.lock().state
+        ReqView::load(&self.inner.view).state
     }
 
     /// How many consecutive failed attempts the request has made since its
     /// last stable connection.
     pub fn retries(&self) -> u32 {
-        self.inner.view.lock().retries
+        ReqView::load(&self.inner.view).retries
     }
 
-    /// Assigns the id; false if the request already had one.
+    /// Assigns the id; false if the request already had one (or `id` is
+    /// 0, which no request is given).
     pub(crate) fn assign_id(&self, id: ConnId) -> bool {
-        self.inner.id.set(id).is_ok()
+        id.0 != 0
+            && self
+                .inner
+                .id
+                .compare_exchange(0, id.0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     /// Records the address the source gave; false if one was already set.
@@ -250,7 +292,7 @@ impl ConnReq {
     }
 
     pub(crate) fn publish(&self, view: ReqView) {
-        *self.inner.view.lock() = view;
+        self.inner.view.store(view.pack(), Ordering::Release);
     }
 
     /// A handle for a request the Core made or that the user never held.
@@ -302,5 +344,46 @@ impl fmt::Display for ConnReq {
             (None, Some(addr)) => write!(f, "unsubmitted ({addr})"),
             (None, None) => f.write_str("unsubmitted (address pending)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_survive_packing() {
+        for state in ReqView::STATES {
+            for retries in [0, 1, 77, u32::MAX] {
+                let view = ReqView { state, retries };
+                assert_eq!(ReqView::unpack(view.pack()), view);
+            }
+        }
+    }
+
+    #[test]
+    fn published_views_are_read_back() {
+        let req = ConnReq::permanent("10.0.0.1:8333".parse().unwrap());
+        assert_eq!((req.state(), req.retries()), (ConnState::Pending, 0));
+        req.publish(ReqView {
+            state: ConnState::Failing,
+            retries: 3,
+        });
+        assert_eq!((req.state(), req.retries()), (ConnState::Failing, 3));
+    }
+
+    #[test]
+    fn an_id_is_assigned_once() {
+        let req = ConnReq::new("10.0.0.1:8333".parse().unwrap());
+        assert!(!req.assign_id(ConnId(0)));
+        assert_eq!(req.id(), None);
+        assert!(req.assign_id(ConnId(5)));
+        assert!(!req.assign_id(ConnId(7)));
+        assert_eq!(req.id(), Some(ConnId(5)));
+    }
+
+    #[test]
+    fn the_shared_part_stays_small() {
+        assert!(std::mem::size_of::<ReqInner>() <= 72);
     }
 }
