@@ -546,17 +546,19 @@ impl PeerTags {
     ///
     /// If that was the peer's last connection and the peer is not
     /// protected, all its tags and decaying values are forgotten. An
-    /// unknown key changes nothing.
-    pub fn disconnected(&mut self, peer: &PeerId, conn_key: u64) {
+    /// unknown key changes nothing. Returns whether the store held `peer`
+    /// (one lookup for callers that would otherwise ask first).
+    pub fn disconnected(&mut self, peer: &PeerId, conn_key: u64) -> bool {
         let Some(info) = self.peers.get_mut(peer) else {
-            return;
+            return false;
         };
-        if info.conns.remove(&conn_key).is_none() {
-            return;
-        }
-        if info.conns.is_empty() && !self.is_protected(peer, None) {
+        if info.conns.remove(&conn_key).is_some()
+            && info.conns.is_empty()
+            && !self.is_protected(peer, None)
+        {
             self.forget(peer);
         }
+        true
     }
 
     /// Drops all tag data of `peer` (tags, decaying values, connections),
@@ -949,9 +951,9 @@ mod tests {
         let mut store = PeerTags::new();
         let a = p("a");
         store.tag(&a, "relay", 10, t0);
-        store.disconnected(&a, 99);
+        assert!(store.disconnected(&a, 99), "a is known");
         assert_eq!(store.value(&a), 10);
-        store.disconnected(&p("nobody"), 1);
+        assert!(!store.disconnected(&p("nobody"), 1));
         assert_eq!(store.len(), 1);
     }
 
