@@ -29,6 +29,7 @@ use crate::runtime::persist::SaveJob;
 use crate::runtime::pool::{self, DialMsg, Job, Pool, WorkerCtx};
 use crate::runtime::request::{ConnReq, ReqView};
 use crate::runtime::snapshot::SnapshotStore;
+use crate::runtime::spin;
 use crate::transport::dial::CancelToken;
 use crate::transport::stream::discard;
 use crate::types::{later, ConnId, ConnState};
@@ -231,20 +232,15 @@ impl Handler {
         any
     }
 
-    /// Polls for a little while before going to sleep: under churn the
-    /// next message usually comes within microseconds (a callback answering
-    /// on the notifier thread), and catching it awake saves a sleep and a
-    /// wake-up on each side, which cost far more on a small machine.
+    /// Polls for a little while before going to sleep (see
+    /// [`spin`](crate::runtime::spin)): under churn the next message is
+    /// usually a callback answering on the notifier thread.
     fn poll_briefly(&mut self) -> bool {
         for round in 0..SPIN_ROUNDS {
             if self.try_one_each() {
                 return true;
             }
-            if round < SPIN_ROUNDS / 2 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            spin::pause(round, SPIN_ROUNDS);
         }
         false
     }

@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::runtime::spin;
+
 /// Polls a worker makes before sleeping after a quick job (half spins,
 /// half yields).
 const LINGER_ROUNDS: u32 = 32;
@@ -130,13 +132,8 @@ impl<T> JobReceiver<T> {
                 // Still counted as searching, so a push meanwhile wakes
                 // nobody.
                 rounds -= 1;
-                MutexGuard::unlocked(&mut s, || {
-                    if rounds >= LINGER_ROUNDS / 2 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                });
+                let round = LINGER_ROUNDS - 1 - rounds;
+                MutexGuard::unlocked(&mut s, || spin::pause(round, LINGER_ROUNDS));
                 continue;
             }
             s.searching -= 1;

@@ -24,3 +24,4 @@ pub(crate) mod published;
 pub(crate) mod request;
 pub(crate) mod snapshot;
 pub(crate) mod source;
+pub(crate) mod spin;
