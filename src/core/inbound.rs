@@ -69,13 +69,17 @@ impl InboundSlots {
 
 impl Core {
     pub(super) fn on_report(&mut self, now: Instant, id: ConnId, report: PeerReport) {
-        let Some(Side::In(u)) = self.records.get_mut(&id).map(|r| &mut r.side) else {
+        let Some(r) = self.records.get_mut(&id) else {
+            return;
+        };
+        let opened = r.opened.unwrap_or(r.since);
+        let Side::In(u) = &mut r.side else {
             return; // only inbound eviction uses reports
         };
         match report {
-            PeerReport::Ping(rtt) => u.min_ping = Some(u.min_ping.map_or(rtt, |p| p.min(rtt))),
-            PeerReport::NovelBlock => u.last_block = Some(now),
-            PeerReport::NovelTx => u.last_tx = Some(now),
+            PeerReport::Ping(rtt) => u.note_ping(rtt),
+            PeerReport::NovelBlock => u.note_block(now, opened),
+            PeerReport::NovelTx => u.note_tx(now, opened),
             PeerReport::RelaysTxs(on) => u.relay_txes = on,
             PeerReport::BloomFilter(on) => u.bloom_filter = on,
             PeerReport::RelevantServices(on) => u.relevant_services = on,
@@ -195,9 +199,9 @@ impl Core {
                 let opened = r.opened.unwrap_or(r.since);
                 let mut c =
                     EvictionCandidate::new(id.0, opened, group, CandidateNet::from_addr(addr));
-                c.min_ping = u.min_ping;
-                c.last_block = u.last_block;
-                c.last_tx = u.last_tx;
+                c.min_ping = u.min_ping();
+                c.last_block = u.last_block(opened);
+                c.last_tx = u.last_tx(opened);
                 c.relevant_services = u.relevant_services;
                 c.relay_txes = u.relay_txes;
                 c.bloom_filter = u.bloom_filter;

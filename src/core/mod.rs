@@ -323,7 +323,8 @@ pub enum Input<C> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PeerReport {
-    /// A round-trip time measured with this peer (the lowest one counts).
+    /// A round-trip time measured with this peer (the lowest one counts,
+    /// to the microsecond).
     Ping(Duration),
     /// The peer delivered a block we did not have.
     NovelBlock,
