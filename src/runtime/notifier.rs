@@ -4,6 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{error, warn};
@@ -65,7 +66,8 @@ pub(crate) fn run(
     abandon: Arc<AtomicBool>,
 ) {
     let mut warned = false;
-    while let Some(batch) = next_batch(&events) {
+    let mut busy = false;
+    while let Some(batch) = next_batch(&events, &mut busy) {
         deliver_batch(batch, &callbacks, &sink, &handle, &abandon, &mut warned);
     }
 }
@@ -73,19 +75,29 @@ pub(crate) fn run(
 /// Polls before sleeping: half spin hints, half yields.
 const POLL_ROUNDS: u32 = 64;
 
-/// The next batch, polled for a little while before sleeping (see
-/// [`spin`]): under churn the handler's next batch follows within
-/// microseconds of the callbacks' answers. `None` once the handler is gone
-/// and every batch is delivered.
-fn next_batch(events: &Receiver<Batch>) -> Option<Batch> {
-    for round in 0..POLL_ROUNDS {
-        match events.try_recv() {
-            Ok(batch) => return Some(batch),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => spin::pause(round, POLL_ROUNDS),
+/// A sleep shorter than this means batches come fast enough that polling
+/// for the next one pays.
+const BUSY_GAP: Duration = Duration::from_micros(100);
+
+/// The next batch; `None` once the handler is gone and every batch is
+/// delivered. While batches come fast (`busy`) it polls a little while
+/// before sleeping (see [`spin`]): under churn the handler's next batch
+/// follows the callbacks' answers within microseconds. After a long sleep
+/// it sleeps again at once, so an idle manager spends nothing on polls.
+fn next_batch(events: &Receiver<Batch>, busy: &mut bool) -> Option<Batch> {
+    if *busy {
+        for round in 0..POLL_ROUNDS {
+            match events.try_recv() {
+                Ok(batch) => return Some(batch),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => spin::pause(round, POLL_ROUNDS),
+            }
         }
     }
-    events.recv().ok()
+    let slept = Instant::now();
+    let batch = events.recv().ok();
+    *busy = slept.elapsed() < BUSY_GAP;
+    batch
 }
 
 /// Events sent to the notifier together: the handler's batch (counted
