@@ -6,6 +6,7 @@ mod common;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -13,11 +14,20 @@ use common::DEADLINE;
 use connmgr::*;
 use crossbeam_channel::unbounded;
 
+/// Held by the test whose microsocks runs. The harness runs tests on
+/// parallel threads, and a port picked by binding port 0 is free only
+/// until another thread picks the same one: two proxies racing for it
+/// would leave one test talking to the other's proxy, which is then
+/// killed under it. One proxy at a time rules that out.
+static ONE_PROXY: Mutex<()> = Mutex::new(());
+
 /// A running microsocks; killed and reaped on drop so no process
 /// outlives the test.
 struct Microsocks {
     child: Child,
     addr: SocketAddr,
+    // Released after the kill (fields drop after `drop` runs).
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Drop for Microsocks {
@@ -53,10 +63,13 @@ fn missing_binary() -> Option<Microsocks> {
     None
 }
 
-/// Starts microsocks on a free loopback port and waits until it accepts
-/// connections. `Ok(None)`: it exited early (most likely the port was
-/// taken meanwhile).
+/// Starts microsocks on a free loopback port and waits until it answers
+/// a SOCKS greeting. `Ok(None)`: it exited early (most likely the port
+/// was taken meanwhile).
 fn start_on_free_port(extra: &[&str]) -> io::Result<Option<Microsocks>> {
+    // A test that failed while holding the turn poisons the lock; the
+    // proxy it guarded is gone all the same.
+    let turn = ONE_PROXY.lock().unwrap_or_else(PoisonError::into_inner);
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new("microsocks")
         .args(["-i", "127.0.0.1", "-p", &port.to_string()])
@@ -68,14 +81,20 @@ fn start_on_free_port(extra: &[&str]) -> io::Result<Option<Microsocks>> {
     let mut proxy = Microsocks {
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        _turn: turn,
     };
     let end = Instant::now() + DEADLINE;
     while Instant::now() < end {
         if proxy.child.try_wait()?.is_some() {
             return Ok(None);
         }
-        if TcpStream::connect_timeout(&proxy.addr, Duration::from_secs(1)).is_ok() {
-            return Ok(Some(proxy));
+        if answers_socks_greeting(proxy.addr) {
+            // A proxy that lost the port exits after failing to bind;
+            // the answer came from ours only if it still runs.
+            return match proxy.child.try_wait()? {
+                None => Ok(Some(proxy)),
+                Some(_) => Ok(None),
+            };
         }
         thread::sleep(Duration::from_millis(5));
     }
@@ -83,6 +102,20 @@ fn start_on_free_port(extra: &[&str]) -> io::Result<Option<Microsocks>> {
         "microsocks did not accept connections on {} in time",
         proxy.addr
     );
+}
+
+/// Whether a SOCKS5 server answers on `addr`: it replies to a greeting
+/// offering no-auth and username/password with version 5 and a method.
+fn answers_socks_greeting(addr: SocketAddr) -> bool {
+    let probe = || -> io::Result<[u8; 2]> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+        s.write_all(&[5, 2, 0, 2])?;
+        let mut reply = [0u8; 2];
+        s.read_exact(&mut reply)?;
+        Ok(reply)
+    };
+    matches!(probe(), Ok([5, 0 | 2]))
 }
 
 /// Echoes one connection until the client closes it.
