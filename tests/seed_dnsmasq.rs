@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant, SystemTime};
 
 use connmgr::seed::{
@@ -64,17 +64,12 @@ fn seeded(name: &str) -> HashSet<IpAddr> {
         .collect()
 }
 
-/// Held by the test whose dnsmasq runs. The harness runs tests on
-/// parallel threads, and a port found free is free only until another
-/// thread finds the same one: a test could then be answered by another
-/// test's dnsmasq, killed under it. One server at a time rules that out.
-static ONE_SERVER: Mutex<()> = Mutex::new(());
-
 /// A running dnsmasq; killed and reaped on drop.
 struct Dnsmasq {
     child: Child,
     addr: SocketAddr,
-    // Released after the kill (fields drop after `drop` runs).
+    // `external::server_turn`, released after the kill (fields drop
+    // after `drop` runs).
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -103,9 +98,7 @@ impl Dnsmasq {
     }
 
     fn start_on(binary: &Path, port: u16) -> Result<Dnsmasq, String> {
-        // A test that failed while holding the turn poisons the lock; the
-        // server it guarded is gone all the same.
-        let turn = ONE_SERVER.lock().unwrap_or_else(PoisonError::into_inner);
+        let turn = external::server_turn();
         let child = Command::new(binary)
             .args(dnsmasq_args(port))
             .stdin(Stdio::null())
@@ -140,8 +133,9 @@ impl Dnsmasq {
                 .lookup("ready.seed.test", Duration::from_millis(250))
                 .is_ok()
             {
-                // A server that lost the port exits after failing to
-                // bind; the answer came from ours only if it still runs.
+                // A server that lost the port to another process exits
+                // after failing to bind; if ours has exited, the answer
+                // was not its.
                 return match self.child.try_wait().map_err(|err| err.to_string())? {
                     None => Ok(()),
                     Some(status) => Err(format!("dnsmasq exited ({status})")),

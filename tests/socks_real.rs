@@ -6,7 +6,7 @@ mod common;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -14,19 +14,13 @@ use common::DEADLINE;
 use connmgr::*;
 use crossbeam_channel::unbounded;
 
-/// Held by the test whose microsocks runs. The harness runs tests on
-/// parallel threads, and a port picked by binding port 0 is free only
-/// until another thread picks the same one: two proxies racing for it
-/// would leave one test talking to the other's proxy, which is then
-/// killed under it. One proxy at a time rules that out.
-static ONE_PROXY: Mutex<()> = Mutex::new(());
-
 /// A running microsocks; killed and reaped on drop so no process
 /// outlives the test.
 struct Microsocks {
     child: Child,
     addr: SocketAddr,
-    // Released after the kill (fields drop after `drop` runs).
+    // `external::server_turn`, released after the kill (fields drop
+    // after `drop` runs).
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -67,9 +61,7 @@ fn missing_binary() -> Option<Microsocks> {
 /// a SOCKS greeting. `Ok(None)`: it exited early (most likely the port
 /// was taken meanwhile).
 fn start_on_free_port(extra: &[&str]) -> io::Result<Option<Microsocks>> {
-    // A test that failed while holding the turn poisons the lock; the
-    // proxy it guarded is gone all the same.
-    let turn = ONE_PROXY.lock().unwrap_or_else(PoisonError::into_inner);
+    let turn = external::server_turn();
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new("microsocks")
         .args(["-i", "127.0.0.1", "-p", &port.to_string()])
@@ -89,8 +81,8 @@ fn start_on_free_port(extra: &[&str]) -> io::Result<Option<Microsocks>> {
             return Ok(None);
         }
         if answers_socks_greeting(proxy.addr) {
-            // A proxy that lost the port exits after failing to bind;
-            // the answer came from ours only if it still runs.
+            // A proxy that lost the port to another process exits after
+            // failing to bind; if ours has exited, the answer was not its.
             return match proxy.child.try_wait()? {
                 None => Ok(Some(proxy)),
                 Some(_) => Ok(None),

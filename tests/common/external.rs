@@ -4,6 +4,8 @@
 //! `CI=true` they fail instead, since CI installs every such program.
 #![allow(dead_code)]
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 /// A test of such a file: it panics on failure, like a `#[test]`.
@@ -54,4 +56,16 @@ pub fn installed(program: &str, install: &str) -> Result<(), String> {
         true => Ok(()),
         false => Err(format!("{program} is not installed: {install}")),
     }
+}
+
+/// A turn to run the file's outside server, held for as long as the
+/// server lives. The tests run on parallel threads, and a port found free
+/// stays free only until another thread finds the same one; two servers
+/// racing for it would leave one test talking to the other's server,
+/// which is then killed under it. One server at a time rules that out.
+pub fn server_turn() -> MutexGuard<'static, ()> {
+    static ONE_SERVER: Mutex<()> = Mutex::new(());
+    // A test that failed during its turn poisons the lock; the server it
+    // guarded is gone all the same.
+    ONE_SERVER.lock().unwrap_or_else(PoisonError::into_inner)
 }
