@@ -65,4 +65,4 @@ pub const MAX_NAME_LOOKUPS: usize = 64;
 /// costs time, not memory. The manager's own threads never wait here: the
 /// handler thread cannot wait for itself, and callbacks and dialers may
 /// call in at any time.
-pub const MAX_QUEUED_REQUESTS: usize = 65_536;
+pub const MAX_QUEUED_REQUESTS: usize = 8_192;

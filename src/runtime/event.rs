@@ -110,6 +110,16 @@ impl Event {
         }
     }
 
+    /// The request handle the event carries, if any.
+    pub(crate) fn req(&self) -> Option<&ConnReq> {
+        match self {
+            Event::Connected { req, .. }
+            | Event::Disconnected { req, .. }
+            | Event::DialFailed { req, .. } => Some(req),
+            _ => None,
+        }
+    }
+
     /// A short name for logs: "connected", "disconnected", ...
     pub fn kind(&self) -> &'static str {
         match self {

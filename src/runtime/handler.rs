@@ -27,7 +27,8 @@ use crate::runtime::msg::{Accepted, Msg, Stream0};
 use crate::runtime::notifier::Batch;
 use crate::runtime::persist::SaveJob;
 use crate::runtime::pool::{self, DialMsg, Job, Pool, WorkerCtx};
-use crate::runtime::request::{ConnReq, ReqView};
+use crate::runtime::reqtable::ReqTable;
+use crate::runtime::request::ReqView;
 use crate::runtime::snapshot::SnapshotStore;
 use crate::runtime::spin;
 use crate::transport::dial::CancelToken;
@@ -106,8 +107,8 @@ pub(crate) struct Handler {
     dials: HashMap<DialKey, (CancelToken, Arc<AtomicBool>), BuildHasherDefault<IdHasher>>,
     /// What closes each established connection, by serial.
     live: IdMap<u64, Arc<ConnShared>>,
-    /// The handles of requests a user holds, by id.
-    reqs: IdMap<ConnId, ConnReq>,
+    /// The request handles someone outside may hold.
+    reqs: ReqTable,
     effects: Vec<Effect<Stream0>>,
     changes: Changes,
     /// Answers of dials made on this thread, not yet fed to the Core.
@@ -138,7 +139,7 @@ impl Handler {
             backlog: VecDeque::new(),
             dials: HashMap::default(),
             live: IdMap::default(),
-            reqs: IdMap::default(),
+            reqs: ReqTable::default(),
             effects: Vec::new(),
             changes: Changes::default(),
             inline_results: VecDeque::new(),
@@ -268,7 +269,7 @@ impl Handler {
         match msg {
             Msg::Input(input) => self.step(input),
             Msg::Connect(req, spec) => {
-                self.reqs.insert(spec.id, req);
+                self.reqs.submitted(spec.id, req);
                 self.step(Input::Connect(spec));
             }
             Msg::Barrier { input, ask, reply } => {
@@ -415,7 +416,7 @@ impl Handler {
             Effect::Notify(ev) => {
                 let event = match ev {
                     CoreEvent::Disconnected { req, reason } => Event::Disconnected {
-                        req: self.req_for(&req),
+                        req: self.reqs.handle_for(&req),
                         reason,
                     },
                     CoreEvent::DialFailed {
@@ -423,7 +424,7 @@ impl Handler {
                         error,
                         retry_in,
                     } => Event::DialFailed {
-                        req: self.req_for(&req),
+                        req: self.reqs.handle_for(&req),
                         error,
                         retry_in,
                     },
@@ -506,25 +507,12 @@ impl Handler {
         let conn = Conn::new(conn, shared);
         let event = match req {
             Some(spec) => Event::Connected {
-                req: self.req_for(&spec),
+                req: self.reqs.handle_for(&spec),
                 conn,
             },
             None => Event::Accepted { conn },
         };
         self.outbox.push(event);
-    }
-
-    /// The user's handle for request `spec`, made now if the user never
-    /// held one (automatic requests, and those made before this shell).
-    fn req_for(&mut self, spec: &ReqSpec) -> ConnReq {
-        let req = self
-            .reqs
-            .entry(spec.id)
-            .or_insert_with(|| ConnReq::from_spec(spec));
-        if let Some(addr) = &spec.addr {
-            req.set_addr(addr.clone());
-        }
-        req.clone()
     }
 
     /// Queues a file write, if that file is kept.
@@ -562,6 +550,7 @@ impl Handler {
         if batch.is_empty() {
             return;
         }
+        self.reqs.lend(&batch);
         // The notifier outlives the handler, so this fails only if it died.
         if self.parts.events.send(Batch::counted(batch)).is_err() {
             debug!(target: LOG, "notifier gone; events dropped");
@@ -623,31 +612,10 @@ impl Handler {
             store.running = running;
             store.clock_ref = Some(clock_ref);
         }
-        self.update_requests();
+        self.reqs
+            .release(self.parts.undelivered.load(Ordering::Acquire));
+        self.reqs.publish(&self.changes);
         self.send_events();
-    }
-
-    /// Writes the changes into the handles users hold.
-    fn update_requests(&mut self) {
-        for info in &self.changes.conns {
-            if let Some(req) = self.reqs.get(&info.id) {
-                req.publish(ReqView {
-                    state: info.state,
-                    retries: info.retries,
-                });
-                if let Some(addr) = &info.addr {
-                    req.set_addr(addr.clone());
-                }
-            }
-        }
-        for f in &self.changes.finished {
-            if let Some(req) = self.reqs.remove(&f.id) {
-                req.publish(ReqView {
-                    state: f.state,
-                    retries: f.retries,
-                });
-            }
-        }
     }
 
     fn shut_down(&mut self) {

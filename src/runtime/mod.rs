@@ -22,6 +22,7 @@ pub(crate) mod persist;
 pub(crate) mod pool;
 pub(crate) mod published;
 pub(crate) mod request;
+mod reqtable;
 pub(crate) mod snapshot;
 pub(crate) mod source;
 pub(crate) mod spin;

@@ -291,6 +291,12 @@ impl ConnReq {
         self.inner.addr.set(addr).is_ok()
     }
 
+    /// Whether this is the only handle to the request: then nobody else
+    /// can get one, since handles are cloned only from handles.
+    pub(crate) fn is_sole_holder(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
+    }
+
     pub(crate) fn publish(&self, view: ReqView) {
         self.inner.view.store(view.pack(), Ordering::Release);
     }
