@@ -294,7 +294,7 @@ impl OutboundBook {
         let mut live: Vec<(Instant, ConnId, &Addr)> = records
             .iter()
             .filter(|(_, r)| r.is_live() && r.conn_type() == ConnType::BlockRelay)
-            .filter_map(|(id, r)| Some((r.opened?, *id, r.addr.as_ref()?)))
+            .filter_map(|(id, r)| Some((r.opened()?, *id, r.addr.as_ref()?)))
             .collect();
         live.sort();
         live.into_iter()
@@ -491,11 +491,11 @@ impl Core {
             return;
         };
         o.attempt += 1;
-        o.next_attempt = None;
         let attempt = o.attempt;
+        r.set_next_attempt(None);
         r.score = None;
         r.state = ConnState::Pending;
-        r.since = now;
+        r.set_since(now);
         let noban = r.perms.contains(Permissions::NOBAN);
         self.mark(id);
         if let Some(ban) = self.bans.ban_for_addr(&addr, now).filter(|_| !noban) {
@@ -626,8 +626,8 @@ impl Core {
             r.perms = perms;
             r.state = ConnState::Established;
             r.serial = serial;
-            r.since = now;
-            r.opened = Some(now);
+            r.set_since(now);
+            r.set_opened(Some(now));
         }
         self.set_dialing(id, false);
         self.stats.outbound_established += 1;
@@ -713,10 +713,8 @@ impl Core {
         let at = later(now, delay);
         let r = self.records.get_mut(&id)?;
         r.state = state;
-        r.since = now;
-        if let Some(o) = r.out_mut() {
-            o.next_attempt = Some(at);
-        }
+        r.set_since(now);
+        r.set_next_attempt(Some(at));
         self.out.push_timer(at, Timer::Retry { id, attempt });
         self.mark(id);
         Some(delay)

@@ -371,7 +371,7 @@ impl Core {
             }
             return;
         }
-        let opened = r.opened.unwrap_or(r.since).min(now);
+        let opened = r.opened().unwrap_or(r.since()).min(now);
         self.peers_closed(id);
         if let Some(r) = self.records.get_mut(&id) {
             r.peer = Some(peer);
@@ -421,7 +421,7 @@ impl Core {
         let mut attached = false;
         for id in index.of(peer) {
             if let Some(r) = self.records.get(id) {
-                let opened = r.opened.unwrap_or(r.since);
+                let opened = r.opened().unwrap_or(r.since());
                 self.peers.tags.connected(peer, id.0, opened);
                 attached = true;
             }
@@ -502,7 +502,7 @@ impl Core {
         let protections = self.peers.tags.has_protections();
         let mut ranked = Vec::with_capacity(self.connection_count());
         for (id, r) in self.records.iter().filter(|(_, r)| r.is_live()) {
-            let opened = r.opened.unwrap_or(r.since);
+            let opened = r.opened().unwrap_or(r.since());
             let kept = r.is_permanent() || r.perms.contains(Permissions::NO_EVICT);
             if kept || !out_of_grace(opened, grace, now) {
                 continue;

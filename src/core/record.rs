@@ -29,10 +29,12 @@ pub(crate) struct Record {
     /// The incarnation of the current connection (0 before the first).
     pub(crate) serial: u64,
     pub(crate) state: ConnState,
-    /// When the record entered its state.
-    pub(crate) since: Instant,
-    /// When the current (or last) connection opened.
-    pub(crate) opened: Option<Instant>,
+    /// When the record entered its state (set with
+    /// [`set_since`](Self::set_since), which keeps the offsets below).
+    since: Instant,
+    /// When the current (or last) connection opened, as nanoseconds
+    /// before `since` ([`NOT_SET`] for never): 8 bytes, not 16.
+    opened_before: u64,
     pub(crate) side: Side,
     /// What the peer may do (from the request and the subnet table).
     pub(crate) perms: Permissions,
@@ -58,7 +60,9 @@ pub(crate) struct OutPart {
     pub(crate) attempt: u64,
     /// Whether dial `attempt` is in flight.
     pub(crate) dialing: bool,
-    pub(crate) next_attempt: Option<Instant>,
+    /// When the next attempt is due, as nanoseconds after the record's
+    /// `since` ([`NOT_SET`] for none).
+    retry_after: u64,
     /// The netgroup this automatic request holds for the diversity rule.
     pub(crate) holds_group: bool,
     /// Addresses the source gave that could not be used, for this request.
@@ -93,6 +97,10 @@ pub(crate) struct Usefulness {
 
 /// The nanosecond count that stands for "nothing reported".
 const UNREPORTED: u64 = u64::MAX;
+
+/// The offset that stands for "no instant" in a record ([`nanos`] never
+/// gives it).
+const NOT_SET: u64 = u64::MAX;
 
 /// `d` in nanoseconds, one short of [`UNREPORTED`] at most (584 years).
 fn nanos(d: Duration) -> u64 {
@@ -162,7 +170,7 @@ impl OutPart {
             retries: 0,
             attempt: 0,
             dialing: false,
-            next_attempt: None,
+            retry_after: NOT_SET,
             holds_group: false,
             source_tries: 0,
             holds_network: false,
@@ -198,7 +206,7 @@ impl Record {
             serial: 0,
             state: ConnState::Pending,
             since: now,
-            opened: None,
+            opened_before: NOT_SET,
             side: Side::Out(out),
             perms: Permissions::NONE,
             dirty: false,
@@ -213,7 +221,7 @@ impl Record {
             serial,
             state: ConnState::Established,
             since: now,
-            opened: Some(now),
+            opened_before: 0,
             side: Side::In(Usefulness::default()),
             perms: Permissions::NONE,
             dirty: false,
@@ -267,8 +275,59 @@ impl Record {
 
     /// Whether the current connection has been up at least `min`.
     pub(crate) fn was_stable(&self, min: Duration, now: Instant) -> bool {
-        self.opened
+        self.opened()
             .is_some_and(|at| now.saturating_duration_since(at) >= min)
+    }
+
+    /// When the record entered its state.
+    pub(crate) fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// Moves the record's state time to `now`, keeping when it opened and
+    /// when its next attempt is due.
+    pub(crate) fn set_since(&mut self, now: Instant) {
+        let (opened, next) = (self.opened(), self.next_attempt());
+        self.since = now;
+        self.set_opened(opened);
+        self.set_next_attempt(next);
+    }
+
+    /// When the current (or last) connection opened.
+    pub(crate) fn opened(&self) -> Option<Instant> {
+        (self.opened_before != NOT_SET)
+            .then(|| {
+                self.since
+                    .checked_sub(Duration::from_nanos(self.opened_before))
+            })
+            .flatten()
+    }
+
+    /// Records when the connection opened (at or before `since`; a later
+    /// instant counts as `since`).
+    pub(crate) fn set_opened(&mut self, at: Option<Instant>) {
+        self.opened_before = at.map_or(NOT_SET, |at| {
+            nanos(self.since.saturating_duration_since(at))
+        });
+    }
+
+    /// When the next attempt is due, for an outbound request.
+    pub(crate) fn next_attempt(&self) -> Option<Instant> {
+        let after = self.out()?.retry_after;
+        (after != NOT_SET)
+            .then(|| self.since.checked_add(Duration::from_nanos(after)))
+            .flatten()
+    }
+
+    /// Records when the next attempt is due (at or after `since`; an
+    /// earlier instant counts as `since`).
+    pub(crate) fn set_next_attempt(&mut self, at: Option<Instant>) {
+        let after = at.map_or(NOT_SET, |at| {
+            nanos(at.saturating_duration_since(self.since))
+        });
+        if let Side::Out(o) = &mut self.side {
+            o.retry_after = after;
+        }
     }
 
     /// The record as callers see it.
@@ -286,7 +345,7 @@ impl Record {
             peer: self.peer.clone(),
             retries: out.map_or(0, |o| o.retries),
             since: self.since,
-            next_attempt: out.and_then(|o| o.next_attempt),
+            next_attempt: self.next_attempt(),
             since_wall: None,
             next_attempt_wall: None,
         }
@@ -327,8 +386,33 @@ mod tests {
     }
 
     #[test]
+    fn record_times_survive_a_new_state_time() {
+        let t0 = Instant::now();
+        let out = OutPart::new(ConnType::Manual, true, false);
+        let mut r = Record::outbound(None, out, t0);
+        assert_eq!((r.since(), r.opened(), r.next_attempt()), (t0, None, None));
+        let up = t0 + Duration::from_secs(5);
+        r.set_since(up);
+        r.set_opened(Some(up));
+        let down = up + Duration::from_secs(60);
+        let retry = down + Duration::from_millis(1_500);
+        r.set_since(down);
+        r.set_next_attempt(Some(retry));
+        assert_eq!(r.opened(), Some(up), "the open is kept across the change");
+        assert_eq!(r.next_attempt(), Some(retry));
+        r.set_next_attempt(None);
+        assert_eq!(r.next_attempt(), None);
+        // Out of order instants clamp to the state time instead of failing.
+        r.set_opened(Some(down + Duration::from_secs(1)));
+        r.set_next_attempt(Some(up));
+        assert_eq!((r.opened(), r.next_attempt()), (Some(down), Some(down)));
+        let inbound = Record::inbound("10.0.0.1:8333".parse().unwrap(), 1, t0);
+        assert_eq!((inbound.opened(), inbound.next_attempt()), (Some(t0), None));
+    }
+
+    #[test]
     fn records_stay_small() {
         assert!(std::mem::size_of::<Usefulness>() <= 24);
-        assert!(std::mem::size_of::<Record>() <= 152);
+        assert!(std::mem::size_of::<Record>() <= 136);
     }
 }

@@ -48,9 +48,8 @@ pub fn pipe() -> (PipeStream, PipeStream) {
 pub fn pipe_with_capacity(capacity: usize) -> (PipeStream, PipeStream) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            bufs: [VecDeque::new(), VecDeque::new()],
-            read_timeout: [Timeout::FOREVER; 2],
-            write_timeout: [Timeout::FOREVER; 2],
+            bufs: [Buf::default(), Buf::default()],
+            timeouts: Timeouts::default(),
             capacity: capacity.max(1),
             handles: [1, 1],
             closed: [false, false],
@@ -76,10 +75,9 @@ struct Shared {
 
 struct State {
     /// `bufs[e]` holds bytes written by end `e`, not yet read by the peer.
-    bufs: [VecDeque<u8>; 2],
+    bufs: [Buf; 2],
     /// Per end, like a socket option: shared by every handle of that end.
-    read_timeout: [Timeout; 2],
-    write_timeout: [Timeout; 2],
+    timeouts: Timeouts,
     capacity: usize,
     /// Live `PipeStream` handles per end; the end closes when it reaches 0.
     handles: [u32; 2],
@@ -87,9 +85,58 @@ struct State {
     closed: [bool; 2],
 }
 
-/// A timeout in 8 bytes instead of an `Option<Duration>`'s 16 (every
-/// pipe holds four): nanoseconds, with `u64::MAX` for none. A timeout past
-/// 584 years is as good as none.
+/// The bytes one end wrote, boxed on first use: 8 bytes while a pipe is
+/// idle instead of a `VecDeque`'s 24 (every pipe holds two).
+#[derive(Default)]
+// The box is the point: it puts the queue's 24 bytes off the pipe's
+// allocation until the end first writes.
+#[allow(clippy::box_collection)]
+struct Buf(Option<Box<VecDeque<u8>>>);
+
+impl Buf {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The queue, made if this end never wrote.
+    fn queue(&mut self) -> &mut VecDeque<u8> {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+/// Which of a [`Timeouts`]' two kinds.
+const READ: usize = 0;
+const WRITE: usize = 1;
+
+/// Both ends' read and write timeouts, boxed once one is set: most pipes
+/// never set one, and every pipe would otherwise carry 32 bytes of them.
+#[derive(Default)]
+struct Timeouts(Option<Box<[[Timeout; 2]; 2]>>);
+
+impl Timeouts {
+    fn get(&self, kind: usize, end: usize) -> Option<Duration> {
+        self.0.as_ref().and_then(|t| t[kind][end].get())
+    }
+
+    fn set(&mut self, kind: usize, end: usize, timeout: Option<Duration>) {
+        let timeout = Timeout::new(timeout);
+        if self.0.is_none() && timeout == Timeout::FOREVER {
+            return; // nothing to box
+        }
+        let all = self
+            .0
+            .get_or_insert_with(|| Box::new([[Timeout::FOREVER; 2]; 2]));
+        all[kind][end] = timeout;
+    }
+}
+
+/// A timeout in 8 bytes instead of an `Option<Duration>`'s 16:
+/// nanoseconds, with `u64::MAX` for none. A timeout past 584 years is as
+/// good as none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Timeout(u64);
 
@@ -117,7 +164,7 @@ impl Shared {
         }
         state.closed[end] = true;
         // Nobody will read what the peer sent us; free it now.
-        state.bufs[1 - end] = VecDeque::new();
+        state.bufs[1 - end] = Buf::default();
         drop(state);
         for cond in &self.cond {
             cond.notify_all();
@@ -170,7 +217,8 @@ impl PipeStream {
     /// never waits: a read with nothing buffered fails with
     /// [`io::ErrorKind::WouldBlock`]. Applies to every handle of this end.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) {
-        self.shared.state.lock().read_timeout[self.end] = Timeout::new(timeout);
+        let mut state = self.shared.state.lock();
+        state.timeouts.set(READ, self.end, timeout);
     }
 
     /// Sets how long a write waits for buffer space before failing with
@@ -178,7 +226,8 @@ impl PipeStream {
     /// never waits: a write into a full buffer fails with
     /// [`io::ErrorKind::WouldBlock`]. Applies to every handle of this end.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) {
-        self.shared.state.lock().write_timeout[self.end] = Timeout::new(timeout);
+        let mut state = self.shared.state.lock();
+        state.timeouts.set(WRITE, self.end, timeout);
     }
 
     /// Shuts this end down in both directions, from any thread: blocked
@@ -218,7 +267,7 @@ impl Read for PipeStream {
         let me = self.end;
         let peer = 1 - me;
         let mut state = self.shared.state.lock();
-        let timeout = state.read_timeout[me].get();
+        let timeout = state.timeouts.get(READ, me);
         let deadline = deadline_for(timeout);
         loop {
             if state.closed[me] {
@@ -226,14 +275,15 @@ impl Read for PipeStream {
             }
             let incoming = &mut state.bufs[peer];
             if !incoming.is_empty() {
-                let n = incoming.len().min(buf.len());
-                let (front, back) = incoming.as_slices();
+                let queue = incoming.queue();
+                let n = queue.len().min(buf.len());
+                let (front, back) = queue.as_slices();
                 let from_front = n.min(front.len());
                 buf[..from_front].copy_from_slice(&front[..from_front]);
                 buf[from_front..n].copy_from_slice(&back[..n - from_front]);
-                incoming.drain(..n);
-                if incoming.is_empty() && incoming.capacity() > RETAIN {
-                    *incoming = VecDeque::new();
+                queue.drain(..n);
+                if queue.is_empty() && queue.capacity() > RETAIN {
+                    *incoming = Buf::default();
                 }
                 drop(state);
                 // Space was freed: wake the peer's writers.
@@ -267,14 +317,14 @@ impl Write for PipeStream {
         }
         let me = self.end;
         let mut state = self.shared.state.lock();
-        let timeout = state.write_timeout[me].get();
+        let timeout = state.timeouts.get(WRITE, me);
         let deadline = deadline_for(timeout);
         loop {
             if state.closed[me] || state.closed[1 - me] {
                 return Err(io::Error::new(io::ErrorKind::BrokenPipe, "pipe closed"));
             }
             let capacity = state.capacity;
-            let outgoing = &mut state.bufs[me];
+            let outgoing = state.bufs[me].queue();
             let space = capacity.saturating_sub(outgoing.len());
             if space > 0 {
                 let n = space.min(buf.len());
@@ -385,7 +435,28 @@ mod tests {
         }
         assert_eq!(Timeout::new(Some(Duration::MAX)).get(), None);
         // One allocation per pair, kept small: both ends' state.
-        assert!(std::mem::size_of::<Shared>() <= 144);
+        assert!(std::mem::size_of::<Shared>() <= 72);
+    }
+
+    #[test]
+    fn each_end_and_kind_keeps_its_own_timeout() {
+        let mut t = Timeouts::default();
+        t.set(READ, 0, None);
+        assert!(t.0.is_none(), "no timeout set, nothing boxed");
+        let ms = |n| Some(Duration::from_millis(n));
+        t.set(READ, 1, ms(5));
+        t.set(WRITE, 0, ms(7));
+        assert_eq!(
+            [
+                t.get(READ, 0),
+                t.get(READ, 1),
+                t.get(WRITE, 0),
+                t.get(WRITE, 1)
+            ],
+            [None, ms(5), ms(7), None]
+        );
+        t.set(READ, 1, None);
+        assert_eq!(t.get(READ, 1), None);
     }
     use crossbeam_channel::bounded;
     use std::thread;
