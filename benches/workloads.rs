@@ -1126,11 +1126,13 @@ fn w10(runs: usize) {
         for (peer, value) in peers.iter().zip(&values) {
             handle.tag(peer.clone(), "w10", *value).expect("tag");
         }
+        // The barrier returns once every tag is applied and published;
+        // polling `tag_info` instead would fight the handler for the
+        // snapshot's lock while it publishes.
+        handle.barrier().expect("barrier");
         let last = peers.last().expect("peers");
         let want = *values.last().expect("values");
-        while handle.tag_info(last).is_none_or(|i| i.value != want) {
-            std::hint::spin_loop();
-        }
+        assert!(handle.tag_info(last).is_some_and(|i| i.value == want));
         tag.push(t0.elapsed().as_secs_f64() * 1e6 / N as f64);
         let t1 = Instant::now();
         for (peer, value) in peers.iter().zip(&values) {

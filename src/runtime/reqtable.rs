@@ -7,7 +7,9 @@
 //! requests nobody holds: automatic ones, and those whose caller dropped
 //! the handle after `connect`. So the table lets go of a handle once it is
 //! the only holder — nobody else can then get a clone, since clones come
-//! from holders — and mints a fresh one if an event needs it later.
+//! from holders — and mints a fresh one if an event needs it later. The
+//! handles of the latest events stay a while longer, since under churn a
+//! connection's close follows its open closely.
 
 use std::collections::VecDeque;
 
@@ -17,16 +19,33 @@ use crate::runtime::event::Event;
 use crate::runtime::request::{ConnReq, ReqView};
 use crate::types::ConnId;
 
-/// The handles, and those lent to undelivered events.
-#[derive(Default)]
+/// How many of the latest handles lent to events stay kept whatever
+/// happens: a request's next event (a connection's close soon after it
+/// opened, under churn) then reuses its handle instead of minting one.
+const RECENT: usize = 1_024;
+
+/// The handles, and those lent to events.
 pub(crate) struct ReqTable {
     held: IdMap<ConnId, ConnReq>,
     /// Handles lent to events, by the number the event has among all
-    /// events sent: once that many are delivered, the table looks again
-    /// whether anyone kept the handle. At most one per undelivered event.
+    /// events sent: once that many are delivered, and [`RECENT`] newer
+    /// ones were lent, the table looks again whether anyone kept the
+    /// handle. At most one per event in flight, plus `recent`.
     lent: VecDeque<(u64, ConnId)>,
     /// Events sent to the notifier so far.
     sent: u64,
+    recent: usize,
+}
+
+impl Default for ReqTable {
+    fn default() -> Self {
+        ReqTable {
+            held: IdMap::default(),
+            lent: VecDeque::new(),
+            sent: 0,
+            recent: RECENT,
+        }
+    }
 }
 
 impl ReqTable {
@@ -60,11 +79,12 @@ impl ReqTable {
     }
 
     /// Lets go of handles whose events are delivered (`undelivered` of
-    /// those sent are not) and that nobody kept.
+    /// those sent are not), that are not among the recent ones, and that
+    /// nobody kept.
     pub(crate) fn release(&mut self, undelivered: usize) {
         let delivered = self.sent.saturating_sub(undelivered as u64);
         while let Some(&(number, id)) = self.lent.front() {
-            if number > delivered {
+            if number > delivered || self.lent.len() <= self.recent {
                 return;
             }
             self.lent.pop_front();
@@ -110,6 +130,14 @@ mod tests {
     use super::*;
     use crate::types::CloseReason;
 
+    /// A table that keeps no recent handles, so each release shows.
+    fn table() -> ReqTable {
+        ReqTable {
+            recent: 0,
+            ..ReqTable::default()
+        }
+    }
+
     fn spec(id: u64) -> ReqSpec {
         ReqSpec::new(ConnId(id), "10.0.0.1:8333".parse().unwrap(), false)
     }
@@ -133,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_lent_handle_goes_once_delivered_and_dropped() {
-        let mut table = ReqTable::default();
+        let mut table = table();
         let batch = vec![disconnected(table.handle_for(&spec(1)))];
         table.lend(&batch);
         table.release(1);
@@ -145,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_handle_the_user_kept_stays_and_sees_changes() {
-        let mut table = ReqTable::default();
+        let mut table = table();
         let kept = table.handle_for(&spec(1));
         let batch = vec![disconnected(table.handle_for(&spec(1)))];
         table.lend(&batch);
@@ -166,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_later_event_for_the_same_request_keeps_the_handle_lent() {
-        let mut table = ReqTable::default();
+        let mut table = table();
         let first = vec![disconnected(table.handle_for(&spec(1)))];
         table.lend(&first);
         let second = vec![disconnected(table.handle_for(&spec(1)))];
@@ -177,5 +205,20 @@ mod tests {
         drop(second);
         table.release(0);
         assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn the_recent_handles_stay_for_the_next_event() {
+        let mut table = ReqTable {
+            recent: 2,
+            ..ReqTable::default()
+        };
+        for id in 1..=3 {
+            let batch = vec![disconnected(table.handle_for(&spec(id)))];
+            table.lend(&batch);
+        }
+        table.release(0);
+        assert_eq!(table.len(), 2, "only the oldest goes");
+        assert_eq!(table.lent.len(), 2);
     }
 }
