@@ -1458,3 +1458,69 @@ fn events_subscribed_before_start_lose_nothing_through_stop() {
     assert!(conns.iter().all(Conn::is_closed));
     drop(peers);
 }
+
+/// A request's handle shows its state whoever held it before: the handle a
+/// callback gets is right even when the manager had let its own copy go
+/// (nobody kept one and over a thousand newer events came), and a handle
+/// the user keeps sees every later change, up to the final state.
+#[test]
+fn request_handles_follow_their_request_whoever_holds_them() {
+    const OTHERS: u32 = 1_100;
+    let (up_tx, up_rx) = unbounded();
+    let (down_tx, down_rx) = unbounded();
+    let kept = Arc::new(Mutex::new(None));
+    let kept2 = Arc::clone(&kept);
+    let config = Config::builder()
+        .dialer(instant_dialer(&counter()))
+        .on_connection(move |_, req: ConnReq, conn| {
+            if req.addr() == Some(&mem_addr(1)) {
+                *kept2.lock() = Some(req.clone());
+            }
+            let _ = up_tx.send((req.id(), req.state(), conn));
+        })
+        .on_disconnection(move |_, req, _| {
+            let _ = down_tx.send((
+                req.id(),
+                req.state(),
+                req.is_permanent(),
+                req.addr().cloned(),
+            ));
+        })
+        .build();
+    let m = ConnManager::new(config).unwrap();
+    m.start().unwrap();
+    let a = m.handle().connect(ConnReq::new(mem_addr(1))).unwrap();
+    let b = m.handle().connect(ConnReq::permanent(mem_addr(2))).unwrap();
+    for n in 0..OTHERS {
+        m.handle().connect(ConnReq::new(mem_addr(3 + n))).unwrap();
+    }
+    let mut conns = std::collections::HashMap::new();
+    for _ in 0..OTHERS + 2 {
+        let (id, state, conn) = up_rx.recv_timeout(DEADLINE).expect("connected");
+        assert_eq!(state, ConnState::Established);
+        conns.insert(id.expect("submitted"), conn);
+    }
+    let handle = kept.lock().clone().expect("the callback kept a's handle");
+    assert_eq!(
+        (handle.id(), handle.state()),
+        (Some(a), ConnState::Established)
+    );
+
+    drop(conns.remove(&b));
+    let (id, state, permanent, addr) = down_rx.recv_timeout(DEADLINE).expect("b closed");
+    assert_eq!(
+        (id, state, permanent),
+        (Some(b), ConnState::Disconnected, true)
+    );
+    assert_eq!(addr, Some(mem_addr(2)));
+
+    drop(conns.remove(&a));
+    let (id, state, ..) = down_rx.recv_timeout(DEADLINE).expect("a closed");
+    assert_eq!((id, state), (Some(a), ConnState::Disconnected));
+    assert!(wait_until(|| handle.state() == ConnState::Disconnected));
+    assert!(
+        m.handle().conn_info(a).is_none(),
+        "a one-off request finishes"
+    );
+    m.stop();
+}
