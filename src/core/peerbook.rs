@@ -354,7 +354,7 @@ impl Core {
             _ if known => return true,
             _ => false,
         };
-        let connected = !self.live_index().of(peer).is_empty();
+        let connected = self.live_index().has(peer);
         connected || self.peers.make_room(protecting)
     }
 
@@ -397,7 +397,7 @@ impl Core {
         // the address again.
         r.peer.get_or_insert_with(|| peer.clone());
         if let Some(live) = &mut self.peers.live {
-            live.opened(peer.clone(), id);
+            live.opened(peer.clone(), id, opened);
         }
         if self.peers.tags.contains(&peer) {
             self.peers.tags.connected(&peer, id.0, opened);
@@ -419,12 +419,9 @@ impl Core {
     fn attach_connections(&mut self, peer: &PeerId) -> bool {
         let index = live_index(&mut self.records, &mut self.peers.live);
         let mut attached = false;
-        for id in index.of(peer) {
-            if let Some(r) = self.records.get(id) {
-                let opened = r.opened().unwrap_or(r.since());
-                self.peers.tags.connected(peer, id.0, opened);
-                attached = true;
-            }
+        for (key, opened) in index.of(peer) {
+            self.peers.tags.connected(peer, key, opened);
+            attached = true;
         }
         attached
     }
@@ -550,7 +547,7 @@ fn live_index<'a>(
         for (id, r) in records.iter_mut().filter(|(_, r)| r.is_live()) {
             if let Some(peer) = r.peer_id() {
                 r.peer.get_or_insert_with(|| peer.clone());
-                index.opened(peer, *id);
+                index.opened(peer, *id, r.opened().unwrap_or(r.since()));
             }
         }
         index

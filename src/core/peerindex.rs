@@ -7,14 +7,17 @@
 //! date from then on.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
+use crate::policy::peerconns::PeerConns;
 use crate::policy::tags::PeerId;
 use crate::types::ConnId;
 
-/// Live connections by peer id.
+/// Live connections by peer id, with when each opened: a peer's first
+/// tag finds everything it needs here, without a look at the records.
 #[derive(Debug, Default)]
 pub(super) struct LiveIndex {
-    by_peer: HashMap<PeerId, Vec<ConnId>>,
+    by_peer: HashMap<PeerId, PeerConns>,
 }
 
 impl LiveIndex {
@@ -26,25 +29,27 @@ impl LiveIndex {
         }
     }
 
-    pub(super) fn opened(&mut self, peer: PeerId, id: ConnId) {
-        let ids = self.by_peer.entry(peer).or_default();
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
+    pub(super) fn opened(&mut self, peer: PeerId, id: ConnId, at: Instant) {
+        self.by_peer.entry(peer).or_default().insert(id.0, at);
     }
 
     pub(super) fn closed(&mut self, peer: &PeerId, id: ConnId) {
-        if let Some(ids) = self.by_peer.get_mut(peer) {
-            ids.retain(|&other| other != id);
-            if ids.is_empty() {
+        if let Some(conns) = self.by_peer.get_mut(peer) {
+            conns.remove(id.0);
+            if conns.is_empty() {
                 self.by_peer.remove(peer);
             }
         }
     }
 
-    /// The live connections of `peer`, in the order they opened.
-    pub(super) fn of(&self, peer: &PeerId) -> &[ConnId] {
-        self.by_peer.get(peer).map_or(&[], Vec::as_slice)
+    /// The live connections of `peer` (their keys) and when each opened.
+    pub(super) fn of(&self, peer: &PeerId) -> impl Iterator<Item = (u64, Instant)> + '_ {
+        self.by_peer.get(peer).into_iter().flat_map(PeerConns::iter)
+    }
+
+    /// Whether `peer` has a live connection.
+    pub(super) fn has(&self, peer: &PeerId) -> bool {
+        self.by_peer.contains_key(peer)
     }
 }
 
@@ -56,17 +61,24 @@ mod tests {
     fn tracks_connections_per_peer() {
         let mut index = LiveIndex::default();
         let (x, y) = (PeerId::from("x"), PeerId::from("y"));
-        index.opened(x.clone(), ConnId(1));
-        index.opened(x.clone(), ConnId(3));
-        index.opened(x.clone(), ConnId(1));
-        index.opened(y.clone(), ConnId(2));
-        assert_eq!(index.of(&x), [ConnId(1), ConnId(3)]);
+        let t = Instant::now();
+        let keys = |index: &LiveIndex, p: &PeerId| {
+            let mut k: Vec<u64> = index.of(p).map(|(k, _)| k).collect();
+            k.sort_unstable();
+            k
+        };
+        index.opened(x.clone(), ConnId(1), t);
+        index.opened(x.clone(), ConnId(3), t);
+        index.opened(x.clone(), ConnId(1), t);
+        index.opened(y.clone(), ConnId(2), t);
+        assert_eq!(keys(&index, &x), [1, 3]);
         index.closed(&x, ConnId(1));
-        assert_eq!(index.of(&x), [ConnId(3)]);
+        assert_eq!(keys(&index, &x), [3]);
         index.closed(&x, ConnId(3));
-        assert!(index.of(&x).is_empty());
+        assert!(keys(&index, &x).is_empty() && !index.has(&x));
         assert!(!index.by_peer.contains_key(&x), "empty entries go");
         index.closed(&y, ConnId(9));
-        assert_eq!(index.of(&y), [ConnId(2)]);
+        assert_eq!(keys(&index, &y), [2]);
+        assert_eq!(index.of(&y).next(), Some((2, t)));
     }
 }

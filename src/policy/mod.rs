@@ -11,6 +11,7 @@ pub(crate) mod banscore;
 pub(crate) mod diversity;
 pub(crate) mod eviction;
 pub(crate) mod networks;
+pub(crate) mod peerconns;
 pub(crate) mod permissions;
 pub(crate) mod tags;
 pub(crate) mod trim;

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::guard::guarded;
+use crate::policy::peerconns::PeerConns;
 
 /// The identity of a peer: a cheap to clone, string-like key.
 ///
@@ -276,7 +277,7 @@ struct PeerInfo {
     // for any realistic number of i64 terms, so removals stay exact.
     total: i128,
     tags: HashMap<String, i64>,
-    conns: HashMap<u64, Instant>,
+    conns: PeerConns,
 }
 
 impl PeerInfo {
@@ -285,7 +286,7 @@ impl PeerInfo {
             first_seen: now,
             total: 0,
             tags: HashMap::new(),
-            conns: HashMap::new(),
+            conns: PeerConns::default(),
         }
     }
 
@@ -450,7 +451,7 @@ impl PeerTags {
     pub fn connection_values(&self) -> impl Iterator<Item = (u64, i64)> + '_ {
         self.peers
             .values()
-            .flat_map(|info| info.conns.keys().map(move |&key| (key, info.value())))
+            .flat_map(|info| info.conns.iter().map(move |(key, _)| (key, info.value())))
     }
 
     /// Whether the store holds data for `peer`.
@@ -521,7 +522,7 @@ impl PeerTags {
                 *slot = slot.saturating_add(held.value);
             }
         }
-        let mut conns: Vec<(u64, Instant)> = info.conns.iter().map(|(k, t)| (*k, *t)).collect();
+        let mut conns: Vec<(u64, Instant)> = info.conns.iter().collect();
         conns.sort_unstable_by_key(|(key, _)| *key);
         Some(TagInfo {
             first_seen: info.first_seen,
@@ -539,7 +540,7 @@ impl PeerTags {
         let info = Self::entry(&mut self.peers, peer, now);
         // First seen is the earliest of first tag and first connection.
         info.first_seen = info.first_seen.min(now);
-        info.conns.entry(conn_key).or_insert(now);
+        info.conns.insert(conn_key, now);
     }
 
     /// Records that connection `conn_key` of `peer` closed.
@@ -552,10 +553,7 @@ impl PeerTags {
         let Some(info) = self.peers.get_mut(peer) else {
             return false;
         };
-        if info.conns.remove(&conn_key).is_some()
-            && info.conns.is_empty()
-            && !self.is_protected(peer, None)
-        {
+        if info.conns.remove(conn_key) && info.conns.is_empty() && !self.is_protected(peer, None) {
             self.forget(peer);
         }
         true
