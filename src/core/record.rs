@@ -33,7 +33,7 @@ pub(crate) struct Record {
     /// [`set_since`](Self::set_since), which keeps the offsets below).
     since: Instant,
     /// When the current (or last) connection opened, as nanoseconds
-    /// before `since` ([`NOT_SET`] for never): 8 bytes, not 16.
+    /// before `since` ([`NO_TIME`] for never): 8 bytes, not 16.
     opened_before: u64,
     pub(crate) side: Side,
     /// What the peer may do (from the request and the subnet table).
@@ -61,7 +61,7 @@ pub(crate) struct OutPart {
     /// Whether dial `attempt` is in flight.
     pub(crate) dialing: bool,
     /// When the next attempt is due, as nanoseconds after the record's
-    /// `since` ([`NOT_SET`] for none).
+    /// `since` ([`NO_TIME`] for none).
     retry_after: u64,
     /// The netgroup this automatic request holds for the diversity rule.
     pub(crate) holds_group: bool,
@@ -95,20 +95,18 @@ pub(crate) struct Usefulness {
     pub(crate) prefer_evict: bool,
 }
 
-/// The nanosecond count that stands for "nothing reported".
-const UNREPORTED: u64 = u64::MAX;
+/// The nanosecond count that stands for "no time" in a record: nothing
+/// reported, never opened, no attempt due ([`nanos`] never gives it).
+const NO_TIME: u64 = u64::MAX;
 
-/// The offset that stands for "no instant" in a record ([`nanos`] never
-/// gives it).
-const NOT_SET: u64 = u64::MAX;
-
-/// `d` in nanoseconds, one short of [`UNREPORTED`] at most (584 years).
+/// `d` in nanoseconds, one short of [`NO_TIME`] at most (584 years).
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).map_or(UNREPORTED - 1, |n| n.min(UNREPORTED - 1))
+    u64::try_from(d.as_nanos()).map_or(NO_TIME - 1, |n| n.min(NO_TIME - 1))
 }
 
-fn reported(n: u64) -> Option<Duration> {
-    (n != UNREPORTED).then(|| Duration::from_nanos(n))
+/// The duration a nanosecond count stands for, if any.
+fn stored(n: u64) -> Option<Duration> {
+    (n != NO_TIME).then(|| Duration::from_nanos(n))
 }
 
 /// The microsecond count that stands for "no ping reported".
@@ -136,11 +134,11 @@ impl Usefulness {
     }
 
     pub(crate) fn last_block(&self, opened: Instant) -> Option<Instant> {
-        reported(self.last_block).and_then(|d| opened.checked_add(d))
+        stored(self.last_block).and_then(|d| opened.checked_add(d))
     }
 
     pub(crate) fn last_tx(&self, opened: Instant) -> Option<Instant> {
-        reported(self.last_tx).and_then(|d| opened.checked_add(d))
+        stored(self.last_tx).and_then(|d| opened.checked_add(d))
     }
 }
 
@@ -150,8 +148,8 @@ impl Default for Usefulness {
     fn default() -> Self {
         Usefulness {
             min_ping: PING_UNREPORTED,
-            last_block: UNREPORTED,
-            last_tx: UNREPORTED,
+            last_block: NO_TIME,
+            last_tx: NO_TIME,
             relay_txes: true,
             bloom_filter: false,
             relevant_services: true,
@@ -170,7 +168,7 @@ impl OutPart {
             retries: 0,
             attempt: 0,
             dialing: false,
-            retry_after: NOT_SET,
+            retry_after: NO_TIME,
             holds_group: false,
             source_tries: 0,
             holds_network: false,
@@ -206,7 +204,7 @@ impl Record {
             serial: 0,
             state: ConnState::Pending,
             since: now,
-            opened_before: NOT_SET,
+            opened_before: NO_TIME,
             side: Side::Out(out),
             perms: Permissions::NONE,
             dirty: false,
@@ -295,34 +293,26 @@ impl Record {
 
     /// When the current (or last) connection opened.
     pub(crate) fn opened(&self) -> Option<Instant> {
-        (self.opened_before != NOT_SET)
-            .then(|| {
-                self.since
-                    .checked_sub(Duration::from_nanos(self.opened_before))
-            })
-            .flatten()
+        stored(self.opened_before).and_then(|d| self.since.checked_sub(d))
     }
 
     /// Records when the connection opened (at or before `since`; a later
     /// instant counts as `since`).
     pub(crate) fn set_opened(&mut self, at: Option<Instant>) {
-        self.opened_before = at.map_or(NOT_SET, |at| {
+        self.opened_before = at.map_or(NO_TIME, |at| {
             nanos(self.since.saturating_duration_since(at))
         });
     }
 
     /// When the next attempt is due, for an outbound request.
     pub(crate) fn next_attempt(&self) -> Option<Instant> {
-        let after = self.out()?.retry_after;
-        (after != NOT_SET)
-            .then(|| self.since.checked_add(Duration::from_nanos(after)))
-            .flatten()
+        stored(self.out()?.retry_after).and_then(|d| self.since.checked_add(d))
     }
 
     /// Records when the next attempt is due (at or after `since`; an
     /// earlier instant counts as `since`).
     pub(crate) fn set_next_attempt(&mut self, at: Option<Instant>) {
-        let after = at.map_or(NOT_SET, |at| {
+        let after = at.map_or(NO_TIME, |at| {
             nanos(at.saturating_duration_since(self.since))
         });
         if let Side::Out(o) = &mut self.side {

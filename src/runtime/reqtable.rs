@@ -11,6 +11,7 @@
 //! handles of the latest events stay a while longer, since under churn a
 //! connection's close follows its open closely.
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 
 use crate::core::{Changes, ReqSpec};
@@ -88,8 +89,10 @@ impl ReqTable {
                 return;
             }
             self.lent.pop_front();
-            if self.held.get(&id).is_some_and(ConnReq::is_sole_holder) {
-                self.held.remove(&id);
+            if let Entry::Occupied(kept) = self.held.entry(id) {
+                if kept.get().is_sole_holder() {
+                    kept.remove();
+                }
             }
         }
     }
