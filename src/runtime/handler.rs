@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver, Sender};
 use log::{debug, error, warn};
@@ -40,8 +40,12 @@ const LOG: &str = "connmgr";
 /// Messages that drain in one wake-up before the state is published.
 const BATCH: usize = 4096;
 
-/// Polls before sleeping: half spin hints, half yields.
-const SPIN_ROUNDS: u32 = 64;
+/// How long the handler polls for work before it sleeps (see
+/// [`spin`](crate::runtime::spin)).
+const POLL_WINDOW: Duration = Duration::from_micros(30);
+
+/// The fewest polls before the handler sleeps (see [`spin::Window`]).
+const POLL_ROUNDS: u32 = 64;
 
 /// The channels and shared state the handler works with.
 pub(crate) struct HandlerParts {
@@ -237,13 +241,15 @@ impl Handler {
     /// [`spin`](crate::runtime::spin)): under churn the next message is
     /// usually a callback answering on the notifier thread.
     fn poll_briefly(&mut self) -> bool {
-        for round in 0..SPIN_ROUNDS {
+        let mut window = spin::Window::open(POLL_WINDOW, POLL_ROUNDS);
+        loop {
             if self.try_one_each() {
                 return true;
             }
-            spin::pause(round, SPIN_ROUNDS);
+            if !window.pause() {
+                return false;
+            }
         }
-        false
     }
 
     /// The channel that fires at the Core's next deadline, re-armed only

@@ -15,13 +15,16 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::runtime::spin;
 
-/// Polls a worker makes before sleeping after a quick job (half spins,
-/// half yields).
+/// Polls a worker makes before sleeping after a quick job (see
+/// [`spin::Window`]). A count with no time part: the workers outnumber the
+/// CPUs, so their polls are mostly yields to one another, and a time
+/// part showed no gain in w12.
 const LINGER_ROUNDS: u32 = 32;
 
 /// A bounded multi-consumer queue with a single producer.
@@ -115,7 +118,7 @@ impl<T> JobReceiver<T> {
         let q = &self.0;
         let mut s = q.state.lock();
         s.searching += 1;
-        let mut rounds = if linger { LINGER_ROUNDS } else { 0 };
+        let mut window = linger.then(|| spin::Window::open(Duration::ZERO, LINGER_ROUNDS));
         loop {
             if let Some(job) = s.jobs.pop_front() {
                 s.searching -= 1;
@@ -128,13 +131,12 @@ impl<T> JobReceiver<T> {
                 s.searching -= 1;
                 return None;
             }
-            if rounds > 0 {
-                // Still counted as searching, so a push meanwhile wakes
-                // nobody.
-                rounds -= 1;
-                let round = LINGER_ROUNDS - 1 - rounds;
-                MutexGuard::unlocked(&mut s, || spin::pause(round, LINGER_ROUNDS));
-                continue;
+            // Still counted as searching while it polls, so a push
+            // meanwhile wakes nobody.
+            if let Some(w) = &mut window {
+                if MutexGuard::unlocked(&mut s, || w.pause()) {
+                    continue;
+                }
             }
             s.searching -= 1;
             s.idle += 1;

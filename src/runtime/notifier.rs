@@ -72,7 +72,11 @@ pub(crate) fn run(
     }
 }
 
-/// Polls before sleeping: half spin hints, half yields.
+/// How long the notifier polls for the next batch before it sleeps, while
+/// batches come fast.
+const POLL_WINDOW: Duration = Duration::from_micros(30);
+
+/// The fewest polls before the notifier sleeps (see [`spin::Window`]).
 const POLL_ROUNDS: u32 = 64;
 
 /// A sleep shorter than this means batches come fast enough that polling
@@ -86,11 +90,13 @@ const BUSY_GAP: Duration = Duration::from_micros(100);
 /// it sleeps again at once, so an idle manager spends nothing on polls.
 fn next_batch(events: &Receiver<Batch>, busy: &mut bool) -> Option<Batch> {
     if *busy {
-        for round in 0..POLL_ROUNDS {
+        let mut window = spin::Window::open(POLL_WINDOW, POLL_ROUNDS);
+        loop {
             match events.try_recv() {
                 Ok(batch) => return Some(batch),
                 Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => spin::pause(round, POLL_ROUNDS),
+                Err(TryRecvError::Empty) if window.pause() => {}
+                Err(TryRecvError::Empty) => break,
             }
         }
     }
