@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{never, select, Receiver, Sender};
 use log::{debug, error, warn};
@@ -40,11 +40,7 @@ const LOG: &str = "connmgr";
 /// Messages that drain in one wake-up before the state is published.
 const BATCH: usize = 4096;
 
-/// How long the handler polls for work before it sleeps (see
-/// [`spin`](crate::runtime::spin)).
-const POLL_WINDOW: Duration = Duration::from_micros(30);
-
-/// The fewest polls before the handler sleeps (see [`spin::Window`]).
+/// The fewest polls before the handler sleeps (see [`spin::Poller`]).
 const POLL_ROUNDS: u32 = 64;
 
 /// The channels and shared state the handler works with.
@@ -131,6 +127,8 @@ pub(crate) struct Handler {
     /// The time of the current batch, read once when first needed.
     now: Option<Instant>,
     timer: Option<(Instant, Receiver<Instant>)>,
+    /// How long to poll before sleeping, learnt from the gaps.
+    poller: spin::Poller,
     stopping: bool,
     /// Whether the last batch had to be cut (warn once per episode).
     overflowing: bool,
@@ -155,6 +153,7 @@ impl Handler {
             trimmed: Vec::new(),
             now: None,
             timer: None,
+            poller: spin::Poller::new(POLL_ROUNDS),
             stopping: false,
             overflowing: false,
         }
@@ -175,8 +174,8 @@ impl Handler {
     pub(crate) fn run(mut self) {
         while !self.stopping {
             self.now = None;
-            if !self.poll_briefly() {
-                self.wait_and_handle();
+            if let Some(polled) = self.poll_briefly() {
+                self.wait_and_handle(polled);
             }
             self.drain();
             self.trim_for_waiters();
@@ -186,8 +185,9 @@ impl Handler {
         self.shut_down();
     }
 
-    /// Blocks until one message or the timer arrives, and handles it.
-    fn wait_and_handle(&mut self) {
+    /// Blocks until one message or the timer arrives, and handles it;
+    /// `polled` is when the poll before the sleep began.
+    fn wait_and_handle(&mut self, polled: Instant) {
         let timer = self.timer_channel();
         let parts = &self.parts;
         let wake = select! {
@@ -196,6 +196,7 @@ impl Handler {
             recv(parts.accepted) -> msg => Wake::Accepted(msg.ok()),
             recv(timer) -> _ => Wake::Timer,
         };
+        self.poller.slept_since(polled);
         match wake {
             Wake::Request(Some(msg)) => self.on_msg(msg),
             // Every handle is gone: nobody can ask for anything any more.
@@ -240,14 +241,15 @@ impl Handler {
     /// Polls for a little while before going to sleep (see
     /// [`spin`](crate::runtime::spin)): under churn the next message is
     /// usually a callback answering on the notifier thread.
-    fn poll_briefly(&mut self) -> bool {
-        let mut window = spin::Window::open(POLL_WINDOW, POLL_ROUNDS);
+    /// Returns when the window opened if it caught nothing.
+    fn poll_briefly(&mut self) -> Option<Instant> {
+        let mut window = self.poller.open();
         loop {
             if self.try_one_each() {
-                return true;
+                return None;
             }
             if !window.pause() {
-                return false;
+                return Some(window.opened());
             }
         }
     }

@@ -132,11 +132,14 @@ impl<T> JobReceiver<T> {
                 return None;
             }
             // Still counted as searching while it polls, so a push
-            // meanwhile wakes nobody.
-            if let Some(w) = &mut window {
-                if MutexGuard::unlocked(&mut s, || w.pause()) {
-                    continue;
+            // meanwhile wakes nobody: the queue is looked at again after
+            // every unlocked pause, the last one included, or such a job
+            // would wait for the next push.
+            if let Some(w) = window.as_mut() {
+                if !MutexGuard::unlocked(&mut s, || w.pause()) {
+                    window = None;
                 }
+                continue;
             }
             s.searching -= 1;
             s.idle += 1;
@@ -261,5 +264,38 @@ mod tests {
             w.join().unwrap();
         }
         assert_eq!(taken.load(Ordering::SeqCst), 20_000);
+    }
+
+    /// A job pushed at any point of a lone worker's linger is taken with
+    /// no later push to wake the worker: a push that lands while the
+    /// worker is between its last poll and its sleep is not left waiting.
+    #[test]
+    fn a_push_during_the_linger_is_taken() {
+        let (tx, rx) = JobQueue::<usize>::bounded(4);
+        let taken = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&taken);
+        let workers = workers(&rx, 1, move |_, rx| {
+            while rx.take(true).is_some() {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let end = Instant::now() + Duration::from_secs(60);
+        for n in 0..3_000 {
+            // Lands the push at a different point of the linger each time.
+            let wait = Instant::now() + Duration::from_nanos((n % 97) * 150);
+            while Instant::now() < wait {
+                std::hint::spin_loop();
+            }
+            tx.try_push(n as usize)
+                .expect("the lone worker took the last job");
+            while taken.load(Ordering::SeqCst) <= n as usize {
+                assert!(Instant::now() < end, "job {n} was never taken");
+                thread::yield_now();
+            }
+        }
+        drop(tx);
+        for w in workers {
+            w.join().unwrap();
+        }
     }
 }

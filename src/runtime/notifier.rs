@@ -67,16 +67,13 @@ pub(crate) fn run(
 ) {
     let mut warned = false;
     let mut busy = false;
-    while let Some(batch) = next_batch(&events, &mut busy) {
+    let mut poller = spin::Poller::new(POLL_ROUNDS);
+    while let Some(batch) = next_batch(&events, &mut busy, &mut poller) {
         deliver_batch(batch, &callbacks, &sink, &handle, &abandon, &mut warned);
     }
 }
 
-/// How long the notifier polls for the next batch before it sleeps, while
-/// batches come fast.
-const POLL_WINDOW: Duration = Duration::from_micros(30);
-
-/// The fewest polls before the notifier sleeps (see [`spin::Window`]).
+/// The fewest polls before the notifier sleeps (see [`spin::Poller`]).
 const POLL_ROUNDS: u32 = 64;
 
 /// A sleep shorter than this means batches come fast enough that polling
@@ -88,9 +85,15 @@ const BUSY_GAP: Duration = Duration::from_micros(100);
 /// before sleeping (see [`spin`]): under churn the handler's next batch
 /// follows the callbacks' answers within microseconds. After a long sleep
 /// it sleeps again at once, so an idle manager spends nothing on polls.
-fn next_batch(events: &Receiver<Batch>, busy: &mut bool) -> Option<Batch> {
+fn next_batch(
+    events: &Receiver<Batch>,
+    busy: &mut bool,
+    poller: &mut spin::Poller,
+) -> Option<Batch> {
+    let mut polled = None;
     if *busy {
-        let mut window = spin::Window::open(POLL_WINDOW, POLL_ROUNDS);
+        let mut window = poller.open();
+        polled = Some(window.opened());
         loop {
             match events.try_recv() {
                 Ok(batch) => return Some(batch),
@@ -103,6 +106,9 @@ fn next_batch(events: &Receiver<Batch>, busy: &mut bool) -> Option<Batch> {
     let slept = Instant::now();
     let batch = events.recv().ok();
     *busy = slept.elapsed() < BUSY_GAP;
+    if let Some(opened) = polled {
+        poller.slept_since(opened);
+    }
     batch
 }
 

@@ -3,16 +3,68 @@
 //! microseconds, and catching it awake saves a sleep and a wake-up on each
 //! side, which cost far more than the polls on a small machine.
 //!
-//! A poll window is a length of time, not only a number of polls: what a
-//! poll costs depends on the CPU and the hypervisor (a spin hint takes
-//! from about 10 to about 140 CPU cycles across x86 models). On one of
-//! our machines a spin hint took 12 ns and a yield 0.2 µs, so 64 polls
-//! lasted about 7 µs: shorter than the other thread's answer, so both
-//! threads fell asleep between messages and w2 ran at a third of its
-//! rate. A window also lasts at least a number of polls, for when other
-//! threads hold the CPUs.
+//! A poll window is a length of time as well as a number of polls, and
+//! the length is learnt ([`Poller`]). What a poll costs depends on the CPU
+//! and the hypervisor (a spin hint takes from about 10 to about 140 CPU
+//! cycles across x86 models): on one of our machines a spin hint took
+//! 12 ns and a yield 0.2 µs, so a fixed 64 polls lasted about 7 µs,
+//! shorter than the other thread's answer, and both threads fell asleep
+//! between messages (w2 ran at a third of its rate). A fixed 30 µs window
+//! fixed that but cut w4's rate over real TCP to a tenth: there the next
+//! message comes after a kernel round trip that the polls only delay. So
+//! each thread widens its window to the gaps it sees when they are short
+//! and narrows it when they are long.
 
 use std::time::{Duration, Instant};
+
+/// The longest a learnt window grows: work that comes further apart than
+/// this is not worth polling for.
+const MAX_WINDOW: Duration = Duration::from_micros(50);
+
+/// The window length of one polling thread, learnt from the gaps between
+/// its wake-ups: a sleep that a slightly longer window would have saved
+/// widens it to cover that gap, a gap longer than [`MAX_WINDOW`] halves
+/// it. A window that catches work keeps its length.
+pub(crate) struct Poller {
+    length: Duration,
+    rounds: u32,
+}
+
+impl Poller {
+    /// A poller whose windows last at least `rounds` polls and start with
+    /// no time part.
+    pub(crate) fn new(rounds: u32) -> Self {
+        Poller {
+            length: Duration::ZERO,
+            rounds,
+        }
+    }
+
+    /// A window from now.
+    pub(crate) fn open(&self) -> Window {
+        Window::open(self.length, self.rounds)
+    }
+
+    /// The window opened at `opened` caught nothing and the thread slept
+    /// until work came now.
+    pub(crate) fn slept_since(&mut self, opened: Instant) {
+        self.learn(opened.elapsed());
+    }
+
+    fn learn(&mut self, gap: Duration) {
+        self.length = if gap <= MAX_WINDOW {
+            (gap + gap / 4).min(MAX_WINDOW)
+        } else {
+            self.length / 2
+        };
+    }
+
+    /// The current length (for tests).
+    #[cfg(test)]
+    fn length(&self) -> Duration {
+        self.length
+    }
+}
 
 /// A poll window that opened when it was made.
 pub(crate) struct Window {
@@ -25,6 +77,11 @@ pub(crate) struct Window {
 }
 
 impl Window {
+    /// When the window opened.
+    pub(crate) fn opened(&self) -> Instant {
+        self.opened
+    }
+
     /// A window of at least `length` from now and at least `rounds`
     /// pauses. The count keeps the window open when other threads hold
     /// the CPUs: each yield may then let a whole job run elsewhere, and
@@ -75,6 +132,27 @@ mod tests {
     #[test]
     fn an_empty_window_never_pauses() {
         assert!(!Window::open(Duration::ZERO, 0).pause());
+    }
+
+    #[test]
+    fn short_gaps_widen_the_window_and_long_ones_narrow_it() {
+        let mut poller = Poller::new(8);
+        assert_eq!(poller.length(), Duration::ZERO);
+        poller.learn(Duration::from_micros(20));
+        assert_eq!(poller.length(), Duration::from_micros(25));
+        poller.learn(Duration::from_micros(48));
+        assert_eq!(poller.length(), MAX_WINDOW, "never past the bound");
+        poller.learn(Duration::from_millis(3));
+        assert_eq!(poller.length(), MAX_WINDOW / 2);
+        for _ in 0..40 {
+            poller.learn(Duration::from_secs(1));
+        }
+        assert_eq!(
+            poller.length(),
+            Duration::ZERO,
+            "an idle thread polls only its rounds"
+        );
+        assert_eq!(poller.open().rounds, 8);
     }
 
     #[test]
