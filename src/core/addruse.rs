@@ -2,6 +2,7 @@
 //! never dials a peer that already has a connection or a dial in flight
 //! (Bitcoin Core's `FindNode` check before an automatic connection).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -58,11 +59,11 @@ impl AddrUse {
     }
 
     pub(super) fn remove(&mut self, addr: &Addr) {
-        let k = key(addr);
-        if let Some(n) = self.uses.get_mut(&k) {
-            *n -= 1;
-            if *n == 0 {
-                self.uses.remove(&k);
+        // One lookup, which also removes the last use.
+        if let Entry::Occupied(mut uses) = self.uses.entry(key(addr)) {
+            *uses.get_mut() -= 1;
+            if *uses.get() == 0 {
+                uses.remove();
             }
         }
     }

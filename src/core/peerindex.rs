@@ -6,6 +6,7 @@
 //! entry needs. It is built with one pass when first asked and kept up to
 //! date from then on.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -34,10 +35,11 @@ impl LiveIndex {
     }
 
     pub(super) fn closed(&mut self, peer: &PeerId, id: ConnId) {
-        if let Some(conns) = self.by_peer.get_mut(peer) {
-            conns.remove(id.0);
-            if conns.is_empty() {
-                self.by_peer.remove(peer);
+        // One lookup, which also removes the entry of a peer's last one.
+        if let Entry::Occupied(mut entry) = self.by_peer.entry(peer.clone()) {
+            entry.get_mut().remove(id.0);
+            if entry.get().is_empty() {
+                entry.remove();
             }
         }
     }

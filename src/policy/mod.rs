@@ -14,6 +14,7 @@ pub(crate) mod networks;
 pub(crate) mod peerconns;
 pub(crate) mod permissions;
 pub(crate) mod tags;
+pub(crate) mod tagset;
 pub(crate) mod trim;
 
 pub use self::banlist::{BanList, BAN_FILE_HEADER, MAX_BAN_DURATION, MAX_BAN_FILE_BYTES};

@@ -24,6 +24,7 @@
 //! arbitrary peers cannot grow the store forever.
 
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::guard::guarded;
 use crate::policy::peerconns::PeerConns;
+use crate::policy::tagset::TagSet;
 
 /// The identity of a peer: a cheap to clone, string-like key.
 ///
@@ -276,7 +278,7 @@ struct PeerInfo {
     // Exact running sum of tags and decaying values; i128 cannot overflow
     // for any realistic number of i64 terms, so removals stay exact.
     total: i128,
-    tags: HashMap<String, i64>,
+    tags: TagSet,
     conns: PeerConns,
 }
 
@@ -285,7 +287,7 @@ impl PeerInfo {
         PeerInfo {
             first_seen: now,
             total: 0,
-            tags: HashMap::new(),
+            tags: TagSet::default(),
             conns: PeerConns::default(),
         }
     }
@@ -293,13 +295,7 @@ impl PeerInfo {
     /// Sets a tag and returns its previous value (zero if absent); a new
     /// tag takes an owned name as it is, without a copy.
     fn set_tag(&mut self, name: impl AsRef<str> + Into<String>, value: i64) -> i64 {
-        let old = match self.tags.get_mut(name.as_ref()) {
-            Some(slot) => std::mem::replace(slot, value),
-            None => {
-                self.tags.insert(name.into(), value);
-                0
-            }
-        };
+        let old = self.tags.set(name, value).unwrap_or(0);
         self.adjust(old, value);
         old
     }
@@ -501,7 +497,7 @@ impl PeerTags {
         now: Instant,
     ) -> i64 {
         let info = Self::entry(&mut self.peers, peer, now);
-        let next = f(info.tags.get(name).copied().unwrap_or(0));
+        let next = f(info.tags.get(name).unwrap_or(0));
         info.set_tag(name, next);
         next
     }
@@ -515,7 +511,7 @@ impl PeerTags {
     /// A snapshot of the peer's data, or `None` if the store has none.
     pub fn tag_info(&self, peer: &PeerId) -> Option<TagInfo> {
         let info = self.peers.get(peer)?;
-        let mut tags = info.tags.clone();
+        let mut tags = info.tags.to_map();
         for (name, tag) in &self.decaying {
             if let Some(held) = tag.values.get(peer) {
                 let slot = tags.entry(name.clone()).or_insert(0);
@@ -550,11 +546,18 @@ impl PeerTags {
     /// unknown key changes nothing. Returns whether the store held `peer`
     /// (one lookup for callers that would otherwise ask first).
     pub fn disconnected(&mut self, peer: &PeerId, conn_key: u64) -> bool {
-        let Some(info) = self.peers.get_mut(peer) else {
+        // One lookup for the common case of a peer's last connection
+        // closing, which also removes the entry.
+        let Entry::Occupied(mut entry) = self.peers.entry(peer.clone()) else {
             return false;
         };
-        if info.conns.remove(conn_key) && info.conns.is_empty() && !self.is_protected(peer, None) {
-            self.forget(peer);
+        let info = entry.get_mut();
+        let last = info.conns.remove(conn_key) && info.conns.is_empty();
+        if last && !self.protected.get(peer).is_some_and(|t| !t.is_empty()) {
+            entry.remove();
+            for tag in self.decaying.values_mut() {
+                tag.values.remove(peer);
+            }
         }
         true
     }
