@@ -553,7 +553,7 @@ impl PeerTags {
         };
         let info = entry.get_mut();
         let last = info.conns.remove(conn_key) && info.conns.is_empty();
-        if last && !self.protected.get(peer).is_some_and(|t| !t.is_empty()) {
+        if last && self.protected.get(peer).is_none_or(|t| t.is_empty()) {
             entry.remove();
             for tag in self.decaying.values_mut() {
                 tag.values.remove(peer);

@@ -10,10 +10,10 @@
 //! 12 ns and a yield 0.2 µs, so a fixed 64 polls lasted about 7 µs,
 //! shorter than the other thread's answer, and both threads fell asleep
 //! between messages (w2 ran at a third of its rate). A fixed 30 µs window
-//! fixed that but cut w4's rate over real TCP to a tenth: there the next
-//! message comes after a kernel round trip that the polls only delay. So
-//! each thread widens its window to the gaps it sees when they are short
-//! and narrows it when they are long.
+//! fixes that but spends up to 30 µs of CPU on every wake-up whose next
+//! message is far off (the kernel round trip of a real TCP dial, the
+//! timers of a quiet node). So each thread widens its window to the gaps
+//! it sees when they are short and narrows it when they are long.
 
 use std::time::{Duration, Instant};
 
