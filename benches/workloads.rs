@@ -9,7 +9,7 @@
 //! default configuration. Figures beyond the plan's own (marked "extra"
 //! below) help explain the plan's figures; they never replace them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use connmgr::core::{Core, CoreConfig, Effect, Input, TagChange};
+use connmgr::core::{Core, CoreConfig, Effect, Input, TagChange, Teardown};
 use connmgr::policy::DynamicBanScore;
 use connmgr::policy::DEFAULT_SILENCE;
 use connmgr::PeerId;
@@ -400,8 +400,65 @@ fn w7(runs: usize) {
 
 /// w2: the connected callback disconnects the connection through the
 /// handle, then lets go of it (as btcd's callback calls `Disconnect`).
+/// Extra figure: `w2_churn_core_rate`, the same churn on a bare Core.
 fn w2(runs: usize) {
     churn("w2", runs, PipeDialer);
+    let core: Vec<f64> = (0..runs).map(|_| w2_core(1_000_000)).collect();
+    report("w2_churn_core_rate", median(core), "conn/s");
+}
+
+/// The w2 churn on a bare Core (`u32` payloads, no threads): target 8, a
+/// fresh address for every request that asks for one, every dial
+/// connected at once and every established connection taken down at
+/// once. Inputs are fed in rounds, and the changes taken after each round
+/// as the handler publishes after each batch. The design limit for w2:
+/// connections established per second.
+fn w2_core(n: u64) -> f64 {
+    let mut core = Core::new(with_cfg(CoreConfig::default(), |c| {
+        c.target_outbound = 8;
+        c.target_block_relay = 0;
+        c.has_address_source = true;
+    }));
+    let now = Instant::now();
+    let mut out: Vec<Effect<u32>> = Vec::new();
+    let mut changes = connmgr::core::Changes::default();
+    let mut round: VecDeque<Input<u32>> = VecDeque::from([Input::Start]);
+    let mut next: VecDeque<Input<u32>> = VecDeque::new();
+    let (mut fresh, mut established) = (0u64, 0u64);
+    let start = Instant::now();
+    while established < n {
+        assert!(!round.is_empty(), "the churn stalled");
+        for input in round.drain(..) {
+            out.clear();
+            core.handle_into(now, input, &mut out);
+            for effect in out.drain(..) {
+                match effect {
+                    Effect::FetchAddress { id } => {
+                        fresh += 1;
+                        next.push_back(Input::AddressFound {
+                            id,
+                            addr: Some(addr(fresh)),
+                        });
+                    }
+                    Effect::Dial { id, attempt, .. } => next.push_back(Input::DialSucceeded {
+                        id,
+                        attempt,
+                        conn: 0,
+                        remote: None,
+                    }),
+                    Effect::Established { id, .. } => {
+                        established += 1;
+                        let mode = Teardown::Disconnect;
+                        next.push_back(Input::Teardown { id, mode });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        core.take_changes(&mut changes);
+        std::mem::swap(&mut round, &mut next);
+    }
+    established as f64 / start.elapsed().as_secs_f64()
 }
 
 /// w12: w2 with a closure dialer, which the manager treats as blocking:
