@@ -24,7 +24,6 @@
 //! arbitrary peers cannot grow the store forever.
 
 use std::borrow::Borrow;
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
@@ -546,18 +545,20 @@ impl PeerTags {
     /// unknown key changes nothing. Returns whether the store held `peer`
     /// (one lookup for callers that would otherwise ask first).
     pub fn disconnected(&mut self, peer: &PeerId, conn_key: u64) -> bool {
-        // One lookup for the common case of a peer's last connection
-        // closing, which also removes the entry.
-        let Entry::Occupied(mut entry) = self.peers.entry(peer.clone()) else {
+        // The entry comes out and goes back unless it must go: one lookup
+        // when a peer's last connection closes (every close of a trim),
+        // and, unlike `entry`, none that makes room in the map for a peer
+        // it does not hold.
+        let Some((key, mut info)) = self.peers.remove_entry(peer) else {
             return false;
         };
-        let info = entry.get_mut();
         let last = info.conns.remove(conn_key) && info.conns.is_empty();
         if last && self.protected.get(peer).is_none_or(|t| t.is_empty()) {
-            entry.remove();
             for tag in self.decaying.values_mut() {
                 tag.values.remove(peer);
             }
+        } else {
+            self.peers.insert(key, info);
         }
         true
     }
