@@ -72,7 +72,7 @@ impl Core {
         let Some(r) = self.records.get_mut(&id) else {
             return;
         };
-        let opened = r.opened().unwrap_or(r.since());
+        let opened = r.opened_or_since();
         let Side::In(u) = &mut r.side else {
             return; // only inbound eviction uses reports
         };
@@ -196,7 +196,7 @@ impl Core {
             })
             .map(|(id, r, u, addr)| {
                 let group = self.inb.key.keyed_netgroup(&addr.netgroup());
-                let opened = r.opened().unwrap_or(r.since());
+                let opened = r.opened_or_since();
                 let mut c =
                     EvictionCandidate::new(id.0, opened, group, CandidateNet::from_addr(addr));
                 c.min_ping = u.min_ping();

@@ -397,7 +397,7 @@ impl Core {
             }
             return;
         }
-        let opened = r.opened().unwrap_or(r.since()).min(now);
+        let opened = r.opened_or_since().min(now);
         self.peers_closed(id);
         if let Some(r) = self.records.get_mut(&id) {
             r.peer = Some(peer);
@@ -525,7 +525,7 @@ impl Core {
         let protections = self.peers.tags.has_protections();
         let mut ranked = Vec::with_capacity(self.connection_count());
         for (id, r) in self.records.iter().filter(|(_, r)| r.is_live()) {
-            let opened = r.opened().unwrap_or(r.since());
+            let opened = r.opened_or_since();
             let kept = r.is_permanent() || r.perms.contains(Permissions::NO_EVICT);
             if kept || !out_of_grace(opened, grace, now) {
                 continue;
@@ -573,7 +573,7 @@ fn live_index<'a>(
         for (id, r) in records.iter_mut().filter(|(_, r)| r.is_live()) {
             if let Some(peer) = r.peer_id() {
                 r.peer.get_or_insert_with(|| peer.clone());
-                index.opened(peer, *id, r.opened().unwrap_or(r.since()));
+                index.opened(peer, *id, r.opened_or_since());
             }
         }
         index

@@ -277,11 +277,6 @@ impl Record {
             .is_some_and(|at| now.saturating_duration_since(at) >= min)
     }
 
-    /// When the record entered its state.
-    pub(crate) fn since(&self) -> Instant {
-        self.since
-    }
-
     /// Moves the record's state time to `now`, keeping when it opened and
     /// when its next attempt is due.
     pub(crate) fn set_since(&mut self, now: Instant) {
@@ -294,6 +289,12 @@ impl Record {
     /// When the current (or last) connection opened.
     pub(crate) fn opened(&self) -> Option<Instant> {
         stored(self.opened_before).and_then(|d| self.since.checked_sub(d))
+    }
+
+    /// When the current (or last) connection opened, or, for a record
+    /// that never connected, when it entered its state.
+    pub(crate) fn opened_or_since(&self) -> Instant {
+        self.opened().unwrap_or(self.since)
     }
 
     /// Records when the connection opened (at or before `since`; a later
@@ -380,7 +381,7 @@ mod tests {
         let t0 = Instant::now();
         let out = OutPart::new(ConnType::Manual, true, false);
         let mut r = Record::outbound(None, out, t0);
-        assert_eq!((r.since(), r.opened(), r.next_attempt()), (t0, None, None));
+        assert_eq!((r.since, r.opened(), r.next_attempt()), (t0, None, None));
         let up = t0 + Duration::from_secs(5);
         r.set_since(up);
         r.set_opened(Some(up));

@@ -185,6 +185,31 @@ mod tests {
             .collect()
     }
 
+    /// Starts `n` workers that take jobs until the queue closes, worker
+    /// `k` lingering if `linger(k)`; the count of jobs they took.
+    fn counting_workers(
+        rx: &JobReceiver<usize>,
+        n: usize,
+        linger: fn(usize) -> bool,
+    ) -> (Arc<AtomicUsize>, Vec<thread::JoinHandle<()>>) {
+        let taken = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&taken);
+        let handles = workers(rx, n, move |k, rx| {
+            while rx.take(linger(k)).is_some() {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        (taken, handles)
+    }
+
+    /// Waits until more than `n` jobs were taken; fails at `end`.
+    fn wait_taken(taken: &AtomicUsize, n: usize, end: Instant) {
+        while taken.load(Ordering::SeqCst) <= n {
+            assert!(Instant::now() < end, "job {n} was never taken");
+            thread::yield_now();
+        }
+    }
+
     #[test]
     fn full_and_closed_queues_give_the_job_back() {
         let (tx, rx) = JobQueue::bounded(2);
@@ -236,14 +261,8 @@ mod tests {
     #[test]
     fn no_job_is_left_behind() {
         let (tx, rx) = JobQueue::<usize>::bounded(16);
-        let taken = Arc::new(AtomicUsize::new(0));
         // Half the workers linger before sleeping, half sleep at once.
-        let counted = Arc::clone(&taken);
-        let workers = workers(&rx, 4, move |k, rx| {
-            while rx.take(k % 2 == 0).is_some() {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }
-        });
+        let (taken, workers) = counting_workers(&rx, 4, |k| k % 2 == 0);
         let end = Instant::now() + Duration::from_secs(60);
         for n in 0..20_000 {
             while tx.try_push(n).is_err() {
@@ -253,10 +272,7 @@ mod tests {
             // Now and then wait for the queue to empty, so that workers
             // go to sleep and must be woken for the next job.
             if n % 100 == 0 {
-                while taken.load(Ordering::SeqCst) <= n {
-                    assert!(Instant::now() < end, "job {n} was never taken");
-                    thread::yield_now();
-                }
+                wait_taken(&taken, n, end);
             }
         }
         drop(tx);
@@ -272,13 +288,7 @@ mod tests {
     #[test]
     fn a_push_during_the_linger_is_taken() {
         let (tx, rx) = JobQueue::<usize>::bounded(4);
-        let taken = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&taken);
-        let workers = workers(&rx, 1, move |_, rx| {
-            while rx.take(true).is_some() {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }
-        });
+        let (taken, workers) = counting_workers(&rx, 1, |_| true);
         let end = Instant::now() + Duration::from_secs(60);
         for n in 0..3_000 {
             // Lands the push at a different point of the linger each time.
@@ -288,10 +298,7 @@ mod tests {
             }
             tx.try_push(n as usize)
                 .expect("the lone worker took the last job");
-            while taken.load(Ordering::SeqCst) <= n as usize {
-                assert!(Instant::now() < end, "job {n} was never taken");
-                thread::yield_now();
-            }
+            wait_taken(&taken, n as usize, end);
         }
         drop(tx);
         for w in workers {

@@ -77,11 +77,6 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    /// When the window opened.
-    pub(crate) fn opened(&self) -> Instant {
-        self.opened
-    }
-
     /// A window of at least `length` from now and at least `rounds`
     /// pauses. The count keeps the window open when other threads hold
     /// the CPUs: each yield may then let a whole job run elsewhere, and
@@ -94,6 +89,11 @@ impl Window {
             rounds,
             done: 0,
         }
+    }
+
+    /// When the window opened.
+    pub(crate) fn opened(&self) -> Instant {
+        self.opened
     }
 
     /// Pauses before the next poll and returns true, or returns false at
